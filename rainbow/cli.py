@@ -1,0 +1,126 @@
+"""The ``rainbow`` command line: generate, build, ui."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from rainbow.settings import LAKE_ROOT_ENV, Lake, lake_root
+
+app = typer.Typer(
+    help="Rainbow Bridge (彩虹桥) elder data lakehouse for Yangpu District.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+LakeOption = Annotated[
+    Path | None,
+    typer.Option("--lake", help=f"Lake root (default: ${LAKE_ROOT_ENV} or ./data).", show_default=False),
+]
+
+
+def _lake(path: Path | None) -> Lake:
+    return Lake(path.resolve()) if path else Lake(lake_root())
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TB"
+
+
+@app.command()
+def generate(
+    elders: Annotated[int, typer.Option(help="Number of elders (district scale: 400,000).", min=10)] = 2_000,
+    days: Annotated[int, typer.Option(help="Days of deliveries.", min=1, max=3_660)] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, byte-identical output.")] = 20261101,
+    start: Annotated[str, typer.Option(help="First day of the period (YYYY-MM-DD).")] = "2026-11-01",
+    force: Annotated[bool, typer.Option("--force", help="Replace existing landing and truth data.")] = False,
+    estimate_only: Annotated[
+        bool, typer.Option("--estimate", help="Print rows and bytes per source at this scale; write nothing.")
+    ] = False,
+    lake: LakeOption = None,
+) -> None:
+    """Generate synthetic source-system deliveries (生成模拟数据) into landing/ and the truth into truth/."""
+    from sample_data.config import GeneratorConfig
+
+    cfg = GeneratorConfig(elders=elders, days=days, seed=seed, start=date.fromisoformat(start))
+    if estimate_only:
+        from sample_data.estimate import estimate
+
+        with console.status("calibrating on a small sample ..."):
+            rows = estimate(cfg)
+        table = RichTable(title=f"Estimate: {elders:,} elders x {days} days (extrapolated from a calibration run)")
+        for col in ("system", "table", "frequency", "rows", "bytes"):
+            table.add_column(col, justify="right" if col in ("rows", "bytes") else "left")
+        for r in rows:
+            table.add_row(r.system, r.table, r.frequency, f"{r.rows:,}", _human(r.bytes))
+        table.add_row("total", "", "", f"{sum(r.rows for r in rows):,}", _human(sum(r.bytes for r in rows)))
+        console.print(table)
+        return
+    from sample_data.generate import generate as run_generate
+
+    target = _lake(lake)
+    t0 = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]生成 generating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        task = progress.add_task("days", total=days)
+        try:
+            report = run_generate(
+                cfg, target, overwrite=force, progress=lambda done, _total: progress.update(task, completed=done)
+            )
+        except FileExistsError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+    console.print(
+        f"wrote {report.files:,} files, {sum(report.rows.values()):,} rows, "
+        f"{_human(sum(report.bytes.values()))} into {target.landing} in {time.perf_counter() - t0:.1f} s"
+    )
+
+
+@app.command()
+def build(
+    lake: LakeOption = None,
+    elders: Annotated[int, typer.Option(help="Sample size generated when landing/ is empty.")] = 2_000,
+    days: Annotated[int, typer.Option(help="Sample days generated when landing/ is empty.")] = 30,
+) -> None:
+    """Run the nightly build (夜间构建) through Dagster; generates the default sample if landing/ is empty."""
+    target = _lake(lake)
+    if not target.landing.exists() or not any(target.landing.iterdir()):
+        console.print(f"landing/ is empty: generating the default sample ({elders:,} elders x {days} days)")
+        generate(elders=elders, days=days, lake=target.root)
+    from pipelines.instance import run_nightly
+
+    t0 = time.perf_counter()
+    ok = run_nightly(target)
+    console.print(f"nightly build {'succeeded' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ui(
+    lake: LakeOption = None,
+    dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
+    streamlit_port: Annotated[int, typer.Option(help="Streamlit dashboards port.")] = 8501,
+) -> None:
+    """Start the Dagster UI and the Streamlit dashboards on 127.0.0.1 (Ctrl-C stops both)."""
+    from rainbow.ui import run_ui
+
+    raise typer.Exit(run_ui(_lake(lake), dagster_port=dagster_port, streamlit_port=streamlit_port))
+
+
+if __name__ == "__main__":
+    app()

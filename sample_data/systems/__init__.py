@@ -1,0 +1,1 @@
+"""One module per group of source systems; each system delivers its files day by day."""
