@@ -376,7 +376,7 @@ def _jsonl_bytes(
     for i in cut:
         line = lines[i]
         lines[i] = line[: max(1, int(len(line) * (0.2 + 0.6 * rng.random())))]
-    return b"\n".join(lines) + b"\n", cut
+    return (b"\n".join(lines) + b"\n" if lines else b""), cut
 
 
 def _encode(text: str, encoding: str) -> bytes:

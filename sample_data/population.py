@@ -180,7 +180,11 @@ def build_population(cfg: GeneratorConfig, rng: np.random.Generator) -> pl.DataF
             ],
             "new_committee": [c if m else None for c, m in zip(new_committee, moves_within, strict=True)],
             "new_address": [a if m else None for a, m in zip(new_addr, moves_within, strict=True)],
-        }
+        },
+        schema_overrides={
+            "mobile": pl.String, "landline": pl.String, "death_date": pl.Date, "move_out_date": pl.Date,
+            "moved_on": pl.Date, "new_street_code": pl.String, "new_committee": pl.String, "new_address": pl.String,
+        },
     )
     return frame.with_columns(
         turns_60_on=pl.col("birth_date").dt.offset_by("60y"),

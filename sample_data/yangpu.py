@@ -62,11 +62,15 @@ OLD_WUJIAOCHANG_TOWN = "五角场镇"
 SPLIT_FROM_WUJIAOCHANG_TOWN = ("310110019000", "310110021000")
 
 YANGPU_AREA = "310110"
-OTHER_SHANGHAI_AREAS = ("310101", "310104", "310105", "310106", "310107", "310109", "310112", "310113", "310115")
-RETIRED_SHANGHAI_AREAS = ("310103", "310108", "310119", "310230")
+# Area codes are checked by python-stdnum against the year of birth (a code must have
+# existed then), so elders born 1920-1966 carry codes of that era: 310119 (南汇区,
+# 2001-2009) and 310230 (崇明县, 1982-2016) never validate for them; the retired
+# codes used are those of the districts and counties that existed before 1982.
+OTHER_SHANGHAI_AREAS = ("310101", "310104", "310105", "310106", "310107", "310109")
+RETIRED_SHANGHAI_AREAS = ("310102", "310103", "310108", "310111", "310201", "310210")
 OTHER_PROVINCE_AREAS = (
-    "320102", "320502", "320602", "330102", "330203", "340102", "370102", "420102", "510104", "350102",
-    "230102", "210102", "360102", "410102",
+    "320121", "320122", "330121", "330122", "340121", "370121", "420121", "510121", "350121",
+    "210121", "360121", "410121", "110105", "120101",
 )
 
 MOBILE_PREFIXES = (
@@ -165,9 +169,23 @@ def sample_names(rng: np.random.Generator, male: np.ndarray) -> list[str]:
 
 
 def id_number(area: str, birth: str, seq: int) -> str:
-    """GB 11643 18-digit resident ID: area + YYYYMMDD + 3-digit sequence + check."""
+    """GB 11643 18-digit resident ID: area + YYYYMMDD + 3-digit sequence + check.
+
+    Falls back to Yangpu's code where ``area`` did not exist in the year of birth.
+    """
     body = f"{area}{birth}{seq:03d}"
-    return body + ric.calc_check_digit(body)
+    number = body + ric.calc_check_digit(body + "0")  # stdnum expects a placeholder check digit
+    if area != YANGPU_AREA and not is_valid_id(number):
+        return id_number(YANGPU_AREA, birth, seq)
+    return number
+
+
+def is_valid_id(number: str) -> bool:
+    """python-stdnum's check; its place table raises KeyError for some unknown codes."""
+    try:
+        return bool(ric.is_valid(number))
+    except KeyError:
+        return False
 
 
 def id_sequence(rng: np.random.Generator, male: np.ndarray) -> np.ndarray:

@@ -243,8 +243,8 @@ class SmartMeters(System):
         off = (day - self.cfg.start).days
         base = datetime.combine(day, datetime.min.time())
         for unit, hour, length in self.stops.get(off, []):
-            if unit >= n:
-                continue
+            if unit >= n or self.silent_to[unit] > off * 24 + hour or off >= self.end_day[unit]:
+                continue  # already silent, or no longer there: plant nothing new
             self.silent_from[unit] = off * 24 + hour
             self.silent_to[unit] = off * 24 + hour + length
             t0 = base + timedelta(hours=hour)
@@ -259,8 +259,10 @@ class SmartMeters(System):
         silent = (hours[None, :] >= self.silent_from[:, None]) & (hours[None, :] < self.silent_to[:, None])
         gone = (off >= self.end_day)[:, None]
         use = np.where(silent | gone, 0.0, use)
-        cumulative = self.reading[:, None] + np.cumsum(use, axis=1)
-        self.reading = cumulative[:, -1]
+        # The reading stamped HH:00 is the meter's total at that moment (before hour HH's use).
+        totals = np.cumsum(use, axis=1)
+        cumulative = self.reading[:, None] + np.concatenate([np.zeros((n, 1)), totals[:, :-1]], axis=1)
+        self.reading = self.reading + totals[:, -1]
         # Meters report 24 readings a day; a few are lost in transmission.
         lost = rng.random((n, 24)) < 0.01
         unit_idx, hour_idx = np.nonzero(~lost)
