@@ -60,7 +60,9 @@ def generate(
 
         with console.status("calibrating on a small sample ..."):
             rows = estimate(cfg)
-        table = RichTable(title=f"Estimate: {elders:,} elders x {days} days (extrapolated from a calibration run)")
+        table = RichTable(
+            title=f"Estimate: {elders:,} elders x {days} days (extrapolated from a calibration run)"
+        )
         for col in ("system", "table", "frequency", "rows", "bytes"):
             table.add_column(col, justify="right" if col in ("rows", "bytes") else "left")
         for r in rows:
@@ -73,13 +75,20 @@ def generate(
     target = _lake(lake)
     t0 = time.perf_counter()
     with Progress(
-        TextColumn("[bold]生成 generating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
-        TimeElapsedColumn(), console=console,
+        TextColumn("[bold]生成 generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeElapsedColumn(),
+        console=console,
     ) as progress:
         task = progress.add_task("days", total=days)
         try:
             report = run_generate(
-                cfg, target, overwrite=force, progress=lambda done, _total: progress.update(task, completed=done)
+                cfg,
+                target,
+                overwrite=force,
+                progress=lambda done, _total: progress.update(task, completed=done),
             )
         except FileExistsError as exc:
             console.print(f"[red]{exc}[/red]")

@@ -173,8 +173,14 @@ def _cell_faults(table: Table, col: Column, delivery_date: date) -> list[_Fault]
         ]
     elif col.semantic == "person_name":
         out += [
-            _Fault("name_homophone", lambda v: any(ch in yangpu.homophones() for ch in v), yangpu.homophone_variant),
-            _Fault("name_lookalike", lambda v: any(ch in yangpu.LOOKALIKES for ch in v), yangpu.lookalike_variant),
+            _Fault(
+                "name_homophone",
+                lambda v: any(ch in yangpu.homophones() for ch in v),
+                yangpu.homophone_variant,
+            ),
+            _Fault(
+                "name_lookalike", lambda v: any(ch in yangpu.LOOKALIKES for ch in v), yangpu.lookalike_variant
+            ),
             _Fault("name_padded", lambda v: len(v) == 2, lambda v, r: f"{v[0]}  {v[1]}"),
         ]
     elif col.semantic == "address":
@@ -220,12 +226,14 @@ def _cell_faults(table: Table, col: Column, delivery_date: date) -> list[_Fault]
     if col.range and col.type in ("integer", "decimal"):
         lo, hi = col.range
 
-        def impossible(v: str, r: np.random.Generator, lo: float = lo, hi: float = hi, t: str = col.type) -> str:
+        def impossible(
+            v: str, r: np.random.Generator, lo: float = lo, hi: float = hi, t: str = col.type
+        ) -> str:
             span = hi - lo
             value = hi + span * (0.5 + r.random()) if (lo <= 0 or r.random() < 0.8) else lo - span * 0.5
             if lo < 0 <= hi:
                 value = hi + abs(span) * (0.5 + r.random())
-            return str(int(round(value))) if t == "integer" else f"{value:.2f}"
+            return str(round(value)) if t == "integer" else f"{value:.2f}"
 
         out.append(_Fault("value_impossible", lambda v: True, impossible))
     if col.codelist:
@@ -253,8 +261,15 @@ def _inject_cell_faults(
             present = [v for v in frame[col.name].to_list() if v is not None]
             ctx.truth.add(
                 "fault_exposure",
-                [{"table": table.name, "kind": k.kind, "eligible": sum(1 for v in present if k.eligible(v)),
-                  "rate": float(r)} for k, r in zip(kinds, rates, strict=True)],
+                [
+                    {
+                        "table": table.name,
+                        "kind": k.kind,
+                        "eligible": sum(1 for v in present if k.eligible(v)),
+                        "rate": float(r),
+                    }
+                    for k, r in zip(kinds, rates, strict=True)
+                ],
             )
         bounds = np.cumsum(rates)
         u = rng.random(n)
@@ -280,8 +295,13 @@ def _inject_cell_faults(
             spec = specs[fault.kind]
             faults.append(
                 {
-                    "row_index": i, "column": col.name, "kind": fault.kind, "severity": spec.severity,
-                    "reason": spec.reason, "original": v, "delivered": out,
+                    "row_index": i,
+                    "column": col.name,
+                    "kind": fault.kind,
+                    "severity": spec.severity,
+                    "reason": spec.reason,
+                    "original": v,
+                    "delivered": out,
                 }
             )
         if changed_idx:
@@ -432,13 +452,27 @@ def deliver(
                 person = pl.concat([person, person.gather(dup_idx)])
     n_orig = text.height - len(dup_idx)
     if ctx.cfg.record_exposure:
-        exposure = [{"table": table.name, "kind": "duplicate_file", "eligible": 1,
-                     "rate": ctx.cfg.rate("duplicate_file")}]
+        exposure = [
+            {
+                "table": table.name,
+                "kind": "duplicate_file",
+                "eligible": 1,
+                "rate": ctx.cfg.rate("duplicate_file"),
+            }
+        ]
         if table.kind == "event":
-            exposure.append({"table": table.name, "kind": "duplicate_row", "eligible": n_orig, "rate": dup_rate})
+            exposure.append(
+                {"table": table.name, "kind": "duplicate_row", "eligible": n_orig, "rate": dup_rate}
+            )
         if d.format == "jsonl":
-            exposure.append({"table": table.name, "kind": "truncated_line", "eligible": text.height,
-                             "rate": ctx.cfg.rate("truncated_line") * d.fault_scale})
+            exposure.append(
+                {
+                    "table": table.name,
+                    "kind": "truncated_line",
+                    "eligible": text.height,
+                    "rate": ctx.cfg.rate("truncated_line") * d.fault_scale,
+                }
+            )
         ctx.truth.add("fault_exposure", exposure)
 
     cut_lines: list[int] = []
@@ -467,30 +501,64 @@ def deliver(
     src = rel
     ctx.truth.add(
         "files",
-        [{"table": table.name, "source_file": src, "delivery_date": on, "rows": text.height,
-          "format": d.format, "encoding": encoding, "sha256": sha, "duplicate_of": None}],
+        [
+            {
+                "table": table.name,
+                "source_file": src,
+                "delivery_date": on,
+                "rows": text.height,
+                "format": d.format,
+                "encoding": encoding,
+                "sha256": sha,
+                "duplicate_of": None,
+            }
+        ],
     )
 
     # Truth: faults (row numbers are 1-based data rows / records / lines).
     specs = load_fault_specs()
     sources = {c.name: c.source for c in table.columns}
     fault_rows = [
-        {"table": table.name, "source_file": src, "row_number": f["row_index"] + 1, "column": f["column"],
-         "kind": f["kind"], "severity": f["severity"], "reason": f["reason"], "original": f["original"],
-         "delivered": f["delivered"]}
+        {
+            "table": table.name,
+            "source_file": src,
+            "row_number": f["row_index"] + 1,
+            "column": f["column"],
+            "kind": f["kind"],
+            "severity": f["severity"],
+            "reason": f["reason"],
+            "original": f["original"],
+            "delivered": f["delivered"],
+        }
         for f in faults
     ]
     for k, i in enumerate(dup_idx):
         fault_rows.append(
-            {"table": table.name, "source_file": src, "row_number": n_orig + k + 1, "column": None,
-             "kind": "duplicate_row", "severity": specs["duplicate_row"].severity,
-             "reason": specs["duplicate_row"].reason, "original": str(i + 1), "delivered": None}
+            {
+                "table": table.name,
+                "source_file": src,
+                "row_number": n_orig + k + 1,
+                "column": None,
+                "kind": "duplicate_row",
+                "severity": specs["duplicate_row"].severity,
+                "reason": specs["duplicate_row"].reason,
+                "original": str(i + 1),
+                "delivered": None,
+            }
         )
     for i in cut_lines:
         fault_rows.append(
-            {"table": table.name, "source_file": src, "row_number": i + 1, "column": None,
-             "kind": "truncated_line", "severity": specs["truncated_line"].severity,
-             "reason": specs["truncated_line"].reason, "original": None, "delivered": None}
+            {
+                "table": table.name,
+                "source_file": src,
+                "row_number": i + 1,
+                "column": None,
+                "kind": "truncated_line",
+                "severity": specs["truncated_line"].severity,
+                "reason": specs["truncated_line"].reason,
+                "original": None,
+                "delivered": None,
+            }
         )
     ctx.truth.add("faults", fault_rows)
     _ = sources
@@ -507,10 +575,20 @@ def deliver(
         ctx.truth.add(
             "pii_in_notes",
             pl.DataFrame(
-                {"row_number": [r + 1 for r in note.rows], "entity_type": note.entity_types,
-                 "start": note.starts, "end": note.ends, "value": note.values},
-                schema={"row_number": pl.Int64, "entity_type": pl.String, "start": pl.Int64,
-                        "end": pl.Int64, "value": pl.String},
+                {
+                    "row_number": [r + 1 for r in note.rows],
+                    "entity_type": note.entity_types,
+                    "start": note.starts,
+                    "end": note.ends,
+                    "value": note.values,
+                },
+                schema={
+                    "row_number": pl.Int64,
+                    "entity_type": pl.String,
+                    "start": pl.Int64,
+                    "end": pl.Int64,
+                    "value": pl.String,
+                },
             ).with_columns(table=pl.lit(table.name), source_file=pl.lit(src), column=pl.lit(note.column)),
         )
 
@@ -523,13 +601,33 @@ def deliver(
         copy_rel = str(Path(rel).with_name(copy.name))
         ctx.truth.add(
             "files",
-            [{"table": table.name, "source_file": copy_rel, "delivery_date": on, "rows": text.height,
-              "format": d.format, "encoding": encoding, "sha256": sha, "duplicate_of": src}],
+            [
+                {
+                    "table": table.name,
+                    "source_file": copy_rel,
+                    "delivery_date": on,
+                    "rows": text.height,
+                    "format": d.format,
+                    "encoding": encoding,
+                    "sha256": sha,
+                    "duplicate_of": src,
+                }
+            ],
         )
         ctx.truth.add(
             "faults",
-            [{"table": table.name, "source_file": copy_rel, "row_number": None, "column": None,
-              "kind": "duplicate_file", "severity": specs["duplicate_file"].severity,
-              "reason": specs["duplicate_file"].reason, "original": src, "delivered": None}],
+            [
+                {
+                    "table": table.name,
+                    "source_file": copy_rel,
+                    "row_number": None,
+                    "column": None,
+                    "kind": "duplicate_file",
+                    "severity": specs["duplicate_file"].severity,
+                    "reason": specs["duplicate_file"].reason,
+                    "original": src,
+                    "delivered": None,
+                }
+            ],
         )
     return path

@@ -66,7 +66,9 @@ def estimate(cfg: GeneratorConfig, calibration: GeneratorConfig | None = None) -
         m = measured.get(table.name, {"rows": 0, "bytes": 0})
         f = table.delivery.frequency
         # Day-one full dumps (municipal elders) are one extra delivery's worth of the population.
-        scale = (_units(cfg, table.name) / _units(cal, table.name)) * (_deliveries(cfg, f) / _deliveries(cal, f))
+        scale = (_units(cfg, table.name) / _units(cal, table.name)) * (
+            _deliveries(cfg, f) / _deliveries(cal, f)
+        )
         if table.name == "muni_elders":
             # A full dump on day one, then daily changes.
             first = files.filter((pl.col("table") == table.name) & (pl.col("delivery_date") == cal.start))
@@ -75,7 +77,10 @@ def estimate(cfg: GeneratorConfig, calibration: GeneratorConfig | None = None) -
             d = (cfg.days - 1) / max(1, cal.days - 1)
             out.append(
                 TableEstimate(
-                    system.name, table.name, f, round(k * (full_rows + (m["rows"] - full_rows) * d)),
+                    system.name,
+                    table.name,
+                    f,
+                    round(k * (full_rows + (m["rows"] - full_rows) * d)),
                     round(k * (full_bytes + (m["bytes"] - full_bytes) * d)),
                 )
             )

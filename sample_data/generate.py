@@ -30,8 +30,18 @@ def system_classes() -> list[type[System]]:
     from sample_data.systems.registries import DistrictPlatform, MunicipalPlatform
 
     return [
-        Facilities, Caregivers, MunicipalPlatform, DistrictPlatform, MealAid, LoveMilk, DeviceRental,
-        CareBeds, CognitiveScreening, TimeBank, Wristbands, SmartMeters,
+        Facilities,
+        Caregivers,
+        MunicipalPlatform,
+        DistrictPlatform,
+        MealAid,
+        LoveMilk,
+        DeviceRental,
+        CareBeds,
+        CognitiveScreening,
+        TimeBank,
+        Wristbands,
+        SmartMeters,
     ]
 
 

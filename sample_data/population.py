@@ -104,7 +104,11 @@ def build_population(cfg: GeneratorConfig, rng: np.random.Generator) -> pl.DataF
     living = np.where(
         u < alone_p,
         "ALONE",
-        np.where(u < alone_p + spouse_p, "SPOUSE", np.where(u < alone_p + spouse_p + inst_p, "INSTITUTION", "FAMILY")),
+        np.where(
+            u < alone_p + spouse_p,
+            "SPOUSE",
+            np.where(u < alone_p + spouse_p + inst_p, "INSTITUTION", "FAMILY"),
+        ),
     )
 
     # Care level from the needs assessment (0 = assessed normal / never assessed).
@@ -182,8 +186,14 @@ def build_population(cfg: GeneratorConfig, rng: np.random.Generator) -> pl.DataF
             "new_address": [a if m else None for a, m in zip(new_addr, moves_within, strict=True)],
         },
         schema_overrides={
-            "mobile": pl.String, "landline": pl.String, "death_date": pl.Date, "move_out_date": pl.Date,
-            "moved_on": pl.Date, "new_street_code": pl.String, "new_committee": pl.String, "new_address": pl.String,
+            "mobile": pl.String,
+            "landline": pl.String,
+            "death_date": pl.Date,
+            "move_out_date": pl.Date,
+            "moved_on": pl.Date,
+            "new_street_code": pl.String,
+            "new_committee": pl.String,
+            "new_address": pl.String,
         },
     )
     return frame.with_columns(

@@ -94,7 +94,9 @@ def _facilities(cfg: GeneratorConfig) -> pl.DataFrame:
     closing = frame.filter(pl.col("facility_type") == "MEAL_POINT")["facility_id"][-1]
     closed_on = cfg.start + timedelta(days=max(1, cfg.days // 2))
     return frame.with_columns(
-        closed_on=pl.when(pl.col("facility_id") == closing).then(pl.lit(closed_on)).otherwise(pl.col("closed_on"))
+        closed_on=pl.when(pl.col("facility_id") == closing)
+        .then(pl.lit(closed_on))
+        .otherwise(pl.col("closed_on"))
     )
 
 
@@ -112,7 +114,9 @@ def _workers(cfg: GeneratorConfig, name: str, n: int, years: tuple[int, int]) ->
         yangpu.OTHER_PROVINCE_AREAS[int(a)] if rng.random() < 0.6 else yangpu.YANGPU_AREA
         for a in rng.integers(0, len(yangpu.OTHER_PROVINCE_AREAS), size=n)
     ]
-    ids = [yangpu.id_number(a, b.strftime("%Y%m%d"), int(s)) for a, b, s in zip(areas, births, seq, strict=True)]
+    ids = [
+        yangpu.id_number(a, b.strftime("%Y%m%d"), int(s)) for a, b, s in zip(areas, births, seq, strict=True)
+    ]
     return pl.DataFrame(
         {
             "name": names,
@@ -143,15 +147,19 @@ def build_world(cfg: GeneratorConfig) -> World:
     caregivers = caregivers.with_columns(
         caregiver_id=pl.format("HL{}", pl.int_range(1, n_cg + 1).cast(pl.String).str.zfill(6)),
         employer_id=pl.Series(employers["facility_id"].gather(emp_idx)),
-        qualification=pl.Series(rng.choice(["NONE", "L5", "L4", "L3", "L2"], size=n_cg, p=[0.1, 0.4, 0.3, 0.15, 0.05])),
+        qualification=pl.Series(
+            rng.choice(["NONE", "L5", "L4", "L3", "L2"], size=n_cg, p=[0.1, 0.4, 0.3, 0.15, 0.05])
+        ),
         cert_no=pl.format("沪护{}", pl.Series(rng.integers(10**9, 10**10, size=n_cg)).cast(pl.String)),
         cert_valid_until=pl.Series(
             [cfg.start + timedelta(days=int(d)) for d in rng.integers(-120, 1500, size=n_cg)]
         ),
         hired_on=pl.Series([cfg.start - timedelta(days=int(d)) for d in rng.integers(30, 4000, size=n_cg)]),
         leaves_on=pl.Series(
-            [cfg.start + timedelta(days=int(d)) if rng.random() < 0.05 else None
-             for d in rng.integers(0, max(1, cfg.days), size=n_cg)],
+            [
+                cfg.start + timedelta(days=int(d)) if rng.random() < 0.05 else None
+                for d in rng.integers(0, max(1, cfg.days), size=n_cg)
+            ],
             dtype=pl.Date,
         ),
     )
@@ -161,13 +169,21 @@ def build_world(cfg: GeneratorConfig) -> World:
     young = people.filter((pl.col("age") >= 60) & (pl.col("age") <= 72) & pl.col("death_date").is_null())
     pick = rng.choice(young.height, size=min(n_elder_vol, young.height), replace=False)
     elder_vols = young[np.sort(pick)].select(
-        "name", "sex", "birth_date", "id_number", pl.col("mobile").fill_null(pl.col("family_phone")),
-        "person_id", pl.col("street_code"),
+        "name",
+        "sex",
+        "birth_date",
+        "id_number",
+        pl.col("mobile").fill_null(pl.col("family_phone")),
+        "person_id",
+        pl.col("street_code"),
     )
     others = _workers(cfg, "volunteers", n_vol - elder_vols.height, (1970, 2004)).with_columns(
         person_id=pl.lit(None, dtype=pl.String),
         street_code=pl.Series(
-            [yangpu.STREETS[int(i)].code for i in rng.integers(0, len(yangpu.STREETS), size=n_vol - elder_vols.height)]
+            [
+                yangpu.STREETS[int(i)].code
+                for i in rng.integers(0, len(yangpu.STREETS), size=n_vol - elder_vols.height)
+            ]
         ),
     )
     volunteers = pl.concat([elder_vols, others], how="vertical_relaxed").with_columns(

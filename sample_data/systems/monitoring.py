@@ -26,13 +26,39 @@ WRIST_INCIDENTS = {  # kind -> expected count per device-day
 }
 # Hourly share of a day's water use for someone living alone.
 WATER_PROFILE = np.array(
-    [0.002, 0.001, 0.001, 0.001, 0.002, 0.01, 0.08, 0.12, 0.09, 0.05, 0.04, 0.06,
-     0.08, 0.04, 0.03, 0.03, 0.04, 0.07, 0.09, 0.08, 0.06, 0.04, 0.02, 0.006]
+    [
+        0.002,
+        0.001,
+        0.001,
+        0.001,
+        0.002,
+        0.01,
+        0.08,
+        0.12,
+        0.09,
+        0.05,
+        0.04,
+        0.06,
+        0.08,
+        0.04,
+        0.03,
+        0.03,
+        0.04,
+        0.07,
+        0.09,
+        0.08,
+        0.06,
+        0.04,
+        0.02,
+        0.006,
+    ]
 )
 WATER_PROFILE = WATER_PROFILE / WATER_PROFILE.sum()
 
 
-def _schedule(rng: np.random.Generator, n_units: int, days: int, rates: dict[str, float]) -> list[tuple[str, int, int]]:
+def _schedule(
+    rng: np.random.Generator, n_units: int, days: int, rates: dict[str, float]
+) -> list[tuple[str, int, int]]:
     """(kind, unit index, day offset) for each planted incident; at least one of each kind."""
     out = []
     for kind, rate in rates.items():
@@ -57,8 +83,12 @@ class Wristbands(System):
         pick = np.sort(rng.choice(cand.height, size=n_dev, replace=False, p=weight / weight.sum()))
         holders = cand[pick]
         self.holders = holders.with_columns(
-            device_id=pl.Series([f"86{int(k):013d}" for k in rng.integers(0, 10**13, size=n_dev)], dtype=pl.String),
-            issued_on=pl.Series([self.cfg.start - timedelta(days=int(d)) for d in rng.integers(1, 700, size=n_dev)]),
+            device_id=pl.Series(
+                [f"86{int(k):013d}" for k in rng.integers(0, 10**13, size=n_dev)], dtype=pl.String
+            ),
+            issued_on=pl.Series(
+                [self.cfg.start - timedelta(days=int(d)) for d in rng.integers(1, 700, size=n_dev)]
+            ),
             fence_lat=pl.col("home_lat"),
             fence_lon=pl.col("home_lon"),
             fence_radius_m=pl.Series(rng.choice([500, 800, 1000, 1500], size=n_dev)),
@@ -78,8 +108,11 @@ class Wristbands(System):
     def on_day(self, day: date) -> None:
         if self.is_month_delivery(day):
             reg = self.holders.with_columns(
-                phone=pl.coalesce("mobile", "landline"), emergency_phone=pl.col("family_phone"),
-                street=current_street(day), residence_address=current_address(day), _person_id=pl.col("person_id"),
+                phone=pl.coalesce("mobile", "landline"),
+                emergency_phone=pl.col("family_phone"),
+                street=current_street(day),
+                residence_address=current_address(day),
+                _person_id=pl.col("person_id"),
             )
             deliver(self.ctx, self.table("wristband_devices"), reg, day)
         rng = self.rng("vitals", day.isoformat())
@@ -93,7 +126,9 @@ class Wristbands(System):
         spo2 = np.clip(h["spo2_base"].to_numpy()[:, None] + rng.normal(0, 0.8, size=(n, s)), 90, 100)
         sbp = h["sbp_base"].to_numpy()[:, None] + rng.normal(0, 6, size=(n, s))
         dbp = sbp * 0.6 + rng.normal(0, 4, size=(n, s))
-        step_inc = rng.poisson(np.where((minutes >= 7 * 60) & (minutes < 20 * 60), 60, 2)[None, :], size=(n, s))
+        step_inc = rng.poisson(
+            np.where((minutes >= 7 * 60) & (minutes < 20 * 60), 60, 2)[None, :], size=(n, s)
+        )
         lat = h["fence_lat"].to_numpy()[:, None] + rng.normal(0, 0.0008, size=(n, s))
         lon = h["fence_lon"].to_numpy()[:, None] + rng.normal(0, 0.0008, size=(n, s))
         worn = rng.random((n, s)) > 0.04
@@ -131,9 +166,17 @@ class Wristbands(System):
             worn[unit, slot : end_slot + 1] = True
             self.ctx.truth.add(
                 "incidents",
-                [{"incident_id": f"WB-{kind}-{dev}-{t0:%Y%m%d%H%M}", "kind": kind, "person_id": pid,
-                  "device_id": dev, "start": t0, "end": base + timedelta(minutes=int(end_slot * interval)),
-                  "detail": f"planted {kind}"}],
+                [
+                    {
+                        "incident_id": f"WB-{kind}-{dev}-{t0:%Y%m%d%H%M}",
+                        "kind": kind,
+                        "person_id": pid,
+                        "device_id": dev,
+                        "start": t0,
+                        "end": base + timedelta(minutes=int(end_slot * interval)),
+                        "detail": f"planted {kind}",
+                    }
+                ],
             )
         alive = np.arange(s)[None, :] < dead_at[:, None]
         mask = worn & alive
@@ -146,7 +189,9 @@ class Wristbands(System):
         for u in range(n):
             low = np.nonzero((battery[u] < 15) & mask[u])[0]
             if low.size:
-                events.append({"kind": "LOW_BATTERY", "unit": u, "t": base + timedelta(minutes=int(low[0] * interval))})
+                events.append(
+                    {"kind": "LOW_BATTERY", "unit": u, "t": base + timedelta(minutes=int(low[0] * interval))}
+                )
         steps = np.cumsum(step_inc, axis=1)
         unit_idx, slot_idx = np.nonzero(mask)
         ts = pl.Series([base + timedelta(minutes=int(m)) for m in minutes], dtype=pl.Datetime("us"))
@@ -165,7 +210,7 @@ class Wristbands(System):
             }
         ).sort("measured_at", "device_id", maintain_order=True)
         deliver(self.ctx, self.table("wristband_vitals"), vitals, day)
-        events.sort(key=lambda e: (e["t"], e["unit"]))  # type: ignore[arg-type,return-value]
+        events.sort(key=lambda e: (e["t"], e["unit"]))
         ids = []
         for _ in events:
             self.event_seq += 1
@@ -192,11 +237,15 @@ class SmartMeters(System):
         rng = self.rng("setup")
         p = world.people
         alone = p.filter(pl.col("living_arrangement") == "ALONE")
-        fitted = alone.filter(pl.Series(rng.random(alone.height) < np.where(alone["age"].to_numpy() >= 70, 0.7, 0.4)))
+        fitted = alone.filter(
+            pl.Series(rng.random(alone.height) < np.where(alone["age"].to_numpy() >= 70, 0.7, 0.4))
+        )
         n = fitted.height
         self.meters = fitted.with_columns(
             meter_id=pl.Series([f"SB{int(i):08d}" for i in fitted["idx"]], dtype=pl.String),
-            installed_on=pl.Series([self.cfg.start - timedelta(days=int(d)) for d in rng.integers(10, 900, size=n)]),
+            installed_on=pl.Series(
+                [self.cfg.start - timedelta(days=int(d)) for d in rng.integers(10, 900, size=n)]
+            ),
             daily_m3=pl.Series(rng.uniform(0.08, 0.2, size=n)),
         )
         self.n = n
@@ -210,7 +259,9 @@ class SmartMeters(System):
             length = int(rng.integers(14, 31))
             self.stops.setdefault(off, []).append((unit, hour, length))
         self.silent_until = np.full(n, -1)  # absolute hour index until which use is zero
-        for i, (dd, mo) in enumerate(zip(self.meters["death_date"], self.meters["move_out_date"], strict=True)):
+        for i, (dd, mo) in enumerate(
+            zip(self.meters["death_date"], self.meters["move_out_date"], strict=True)
+        ):
             end = dd or mo
             if end is not None:
                 self.silent_until[i] = 10**9
@@ -219,14 +270,23 @@ class SmartMeters(System):
                 start = datetime.combine(end, datetime.min.time())
                 ctx.truth.add(
                     "incidents",
-                    [{"incident_id": f"WATER-END-{self.meters['meter_id'][i]}", "kind": "water_inactivity",
-                      "person_id": self.meters["person_id"][i], "device_id": self.meters["meter_id"][i],
-                      "start": start, "end": datetime.combine(self.cfg.end, datetime.max.time()).replace(microsecond=0),
-                      "detail": "老人去世" if dd else "老人迁出"}],
+                    [
+                        {
+                            "incident_id": f"WATER-END-{self.meters['meter_id'][i]}",
+                            "kind": "water_inactivity",
+                            "person_id": self.meters["person_id"][i],
+                            "device_id": self.meters["meter_id"][i],
+                            "start": start,
+                            "end": datetime.combine(self.cfg.end, datetime.max.time()).replace(microsecond=0),
+                            "detail": "老人去世" if dd else "老人迁出",
+                        }
+                    ],
                 )
         self.end_day = np.array(
-            [((dd or mo) - self.cfg.start).days if (dd or mo) else 10**9
-             for dd, mo in zip(self.meters["death_date"], self.meters["move_out_date"], strict=True)]
+            [
+                ((dd or mo) - self.cfg.start).days if (dd or mo) else 10**9
+                for dd, mo in zip(self.meters["death_date"], self.meters["move_out_date"], strict=True)
+            ]
         )
         self.silent_from = np.full(n, 10**9)
         self.silent_to = np.full(n, -1)
@@ -234,8 +294,11 @@ class SmartMeters(System):
     def on_day(self, day: date) -> None:
         if self.is_month_delivery(day):
             reg = self.meters.with_columns(
-                phone=pl.coalesce("mobile", "landline"), install_address=current_address(day),
-                street=current_street(day), lives_alone=pl.lit("Y"), _person_id=pl.col("person_id"),
+                phone=pl.coalesce("mobile", "landline"),
+                install_address=current_address(day),
+                street=current_street(day),
+                lives_alone=pl.lit("Y"),
+                _person_id=pl.col("person_id"),
             )
             deliver(self.ctx, self.table("water_meters"), reg, day)
         rng = self.rng("readings", day.isoformat())
@@ -250,11 +313,23 @@ class SmartMeters(System):
             t0 = base + timedelta(hours=hour)
             self.ctx.truth.add(
                 "incidents",
-                [{"incident_id": f"WATER-{self.meters['meter_id'][unit]}-{t0:%Y%m%d%H}", "kind": "water_inactivity",
-                  "person_id": self.meters["person_id"][unit], "device_id": self.meters["meter_id"][unit],
-                  "start": t0, "end": t0 + timedelta(hours=length), "detail": f"planted: no water use for {length} h"}],
+                [
+                    {
+                        "incident_id": f"WATER-{self.meters['meter_id'][unit]}-{t0:%Y%m%d%H}",
+                        "kind": "water_inactivity",
+                        "person_id": self.meters["person_id"][unit],
+                        "device_id": self.meters["meter_id"][unit],
+                        "start": t0,
+                        "end": t0 + timedelta(hours=length),
+                        "detail": f"planted: no water use for {length} h",
+                    }
+                ],
             )
-        use = self.meters["daily_m3"].to_numpy()[:, None] * WATER_PROFILE[None, :] * rng.gamma(2.0, 0.5, size=(n, 24))
+        use = (
+            self.meters["daily_m3"].to_numpy()[:, None]
+            * WATER_PROFILE[None, :]
+            * rng.gamma(2.0, 0.5, size=(n, 24))
+        )
         hours = off * 24 + np.arange(24)
         silent = (hours[None, :] >= self.silent_from[:, None]) & (hours[None, :] < self.silent_to[:, None])
         gone = (off >= self.end_day)[:, None]
@@ -266,7 +341,9 @@ class SmartMeters(System):
         # Meters report 24 readings a day; a few are lost in transmission.
         lost = rng.random((n, 24)) < 0.01
         unit_idx, hour_idx = np.nonzero(~lost)
-        ts = pl.Series([base + timedelta(hours=int(x), minutes=0) for x in range(24)], dtype=pl.Datetime("us"))
+        ts = pl.Series(
+            [base + timedelta(hours=int(x), minutes=0) for x in range(24)], dtype=pl.Datetime("us")
+        )
         frame = pl.DataFrame(
             {
                 "meter_id": self.meters["meter_id"].gather(unit_idx),

@@ -23,10 +23,30 @@ def _ts(day: date, minutes: np.ndarray) -> pl.Series:
     return pl.Series([base + timedelta(minutes=int(m)) for m in minutes], dtype=pl.Datetime("us"))
 
 
-def _incident(ctx: GenContext, iid: str, kind: str, person: str | None, device: str | None,
-              start: datetime, end: datetime, detail: str) -> None:
-    ctx.truth.add("incidents", [{"incident_id": iid, "kind": kind, "person_id": person, "device_id": device,
-                                 "start": start, "end": end, "detail": detail}])
+def _incident(
+    ctx: GenContext,
+    iid: str,
+    kind: str,
+    person: str | None,
+    device: str | None,
+    start: datetime,
+    end: datetime,
+    detail: str,
+) -> None:
+    ctx.truth.add(
+        "incidents",
+        [
+            {
+                "incident_id": iid,
+                "kind": kind,
+                "person_id": person,
+                "device_id": device,
+                "start": start,
+                "end": end,
+                "detail": detail,
+            }
+        ],
+    )
 
 
 class MealAid(System):
@@ -61,22 +81,30 @@ class MealAid(System):
             meal_point_id=pl.Series(home_point),
             senior_card_no=pl.Series(card, dtype=pl.String),
             served_until=pl.when(pl.Series(keeps))
-            .then(pl.col("death_date") + pl.duration(days=pl.Series(extra)))
+            .then(pl.col("death_date") + pl.duration(days=pl.lit(pl.Series(extra))))
             .otherwise(pl.col("death_date")),
         )
         for row in self.users.filter(pl.Series(keeps)).iter_rows(named=True):
-            _incident(ctx, f"MEAL-DEAD-{row['person_id']}", "deceased_still_served", row["person_id"], None,
-                      datetime.combine(row["death_date"], datetime.min.time()),
-                      datetime.combine(row["served_until"], datetime.min.time()),
-                      "老人已去世，敬老卡仍在助餐点消费")
+            _incident(
+                ctx,
+                f"MEAL-DEAD-{row['person_id']}",
+                "deceased_still_served",
+                row["person_id"],
+                None,
+                datetime.combine(row["death_date"], datetime.min.time()),
+                datetime.combine(row["served_until"], datetime.min.time()),
+                "老人已去世，敬老卡仍在助餐点消费",
+            )
         self.points = points.select("facility_id", "facility_name", "closed_on")
         self.closed_point = points.filter(pl.col("closed_on").is_not_null())
 
     def on_day(self, day: date) -> None:
         rng = self.rng("meals", day.isoformat())
-        active = (pl.col("served_until").is_null() | (pl.col("served_until") > day)) & (
-            pl.col("move_out_date").is_null() | (pl.col("move_out_date") > day)
-        ) & (pl.col("turns_60_on") <= day)
+        active = (
+            (pl.col("served_until").is_null() | (pl.col("served_until") > day))
+            & (pl.col("move_out_date").is_null() | (pl.col("move_out_date") > day))
+            & (pl.col("turns_60_on") <= day)
+        )
         u = self.users.filter(active)
         weekend = day.weekday() >= 5
         lunch = rng.random(u.height) < (0.40 if weekend else 0.60)
@@ -87,7 +115,8 @@ class MealAid(System):
                     meal_type=pl.lit("LUNCH"), minute=pl.Series(rng.integers(660, 780, size=int(lunch.sum())))
                 ),
                 u.filter(pl.Series(dinner)).with_columns(
-                    meal_type=pl.lit("DINNER"), minute=pl.Series(rng.integers(1020, 1110, size=int(dinner.sum())))
+                    meal_type=pl.lit("DINNER"),
+                    minute=pl.Series(rng.integers(1020, 1110, size=int(dinner.sum()))),
                 ),
             ]
         ).join(self.points, left_on="meal_point_id", right_on="facility_id", how="left")
@@ -98,15 +127,24 @@ class MealAid(System):
             at_closed=pl.col("closed_on").is_not_null() & (pl.col("closed_on") <= day)
         ).with_columns(breach=pl.col("at_closed") & still)
         for row in rows.filter(pl.col("breach")).select("person_id").iter_rows():
-            _incident(self.ctx, f"MEAL-CLOSED-{day:%Y%m%d}-{row[0]}", "meal_at_closed_point", row[0], None,
-                      datetime.combine(day, datetime.min.time()), datetime.combine(day, datetime.min.time()),
-                      "助餐点已停业仍有消费记录")
-        rows = rows.with_columns(
-            meal_point_id=pl.when(pl.col("at_closed") & ~pl.col("breach"))
-            .then(pl.lit(self.points["facility_id"][0]))
-            .otherwise(pl.col("meal_point_id"))
-        ).drop("facility_name", "closed_on").join(
-            self.points.drop("closed_on"), left_on="meal_point_id", right_on="facility_id", how="left"
+            _incident(
+                self.ctx,
+                f"MEAL-CLOSED-{day:%Y%m%d}-{row[0]}",
+                "meal_at_closed_point",
+                row[0],
+                None,
+                datetime.combine(day, datetime.min.time()),
+                datetime.combine(day, datetime.min.time()),
+                "助餐点已停业仍有消费记录",
+            )
+        rows = (
+            rows.with_columns(
+                meal_point_id=pl.when(pl.col("at_closed") & ~pl.col("breach"))
+                .then(pl.lit(self.points["facility_id"][0]))
+                .otherwise(pl.col("meal_point_id"))
+            )
+            .drop("facility_name", "closed_on")
+            .join(self.points.drop("closed_on"), left_on="meal_point_id", right_on="facility_id", how="left")
         )
         rows = rows.rename({"facility_name": "meal_point_name"})
         rows = rows.sort("minute", "person_id")
@@ -118,8 +156,12 @@ class MealAid(System):
         has_card = rows["senior_card_no"].is_not_null().to_numpy()
         pay = np.where(has_card, "SENIOR_CARD", rng.choice(["CASH", "WECHAT", "ALIPAY", "FACE"], size=n))
         frame = rows.with_columns(
-            transaction_id=pl.format("{}{}", pl.lit(f"ZC{day:%Y%m%d}"), pl.int_range(1, n + 1).cast(pl.String).str.zfill(6)),
-            id_number=pl.Series([i if rng.random() < 0.9 else None for i in rows["id_number"]], dtype=pl.String),
+            transaction_id=pl.format(
+                "{}{}", pl.lit(f"ZC{day:%Y%m%d}"), pl.int_range(1, n + 1).cast(pl.String).str.zfill(6)
+            ),
+            id_number=pl.Series(
+                [i if rng.random() < 0.9 else None for i in rows["id_number"]], dtype=pl.String
+            ),
             meal_time=_ts(day, rows["minute"].to_numpy()),
             amount=pl.Series(amount),
             subsidy=pl.Series(subsidy),
@@ -142,8 +184,10 @@ class LoveMilk(System):
         eligible = (p["age"].to_numpy() >= self.cfg.milk_min_age) | p["dibao"].to_numpy()
         enrolled = eligible & (rng.random(p.height) < 0.7)
         self.enrolled = p.filter(pl.Series(enrolled)).with_columns(
-            milk_spec=pl.Series(rng.choice(["FRESH_250", "LOWFAT_250", "HIGHCA_200", "YOGURT_150"],
-                                           size=int(enrolled.sum())), dtype=pl.String),
+            milk_spec=pl.Series(
+                rng.choice(["FRESH_250", "LOWFAT_250", "HIGHCA_200", "YOGURT_150"], size=int(enrolled.sum())),
+                dtype=pl.String,
+            ),
             # Lists are compiled from last month's roll: half the deceased stay on it a month.
             stale_after_death=pl.Series(rng.random(int(enrolled.sum())) < 0.5),
         )
@@ -154,15 +198,26 @@ class LoveMilk(System):
         rng = self.rng("milk", day.isoformat())
         month_start = day.replace(day=1)
         prev_start = (month_start - timedelta(days=1)).replace(day=1)
-        died_last_month = pl.col("death_date").is_not_null() & (pl.col("death_date") >= prev_start) & (
-            pl.col("death_date") < month_start
+        died_last_month = (
+            pl.col("death_date").is_not_null()
+            & (pl.col("death_date") >= prev_start)
+            & (pl.col("death_date") < month_start)
         )
-        alive_now = alive_on(month_start) | (pl.col("death_date").is_not_null() & (pl.col("death_date") >= day))
+        alive_now = alive_on(month_start) | (
+            pl.col("death_date").is_not_null() & (pl.col("death_date") >= day)
+        )
         on_list = self.enrolled.filter(alive_now | (died_last_month & pl.col("stale_after_death")))
         for row in on_list.filter(died_last_month).iter_rows(named=True):
-            _incident(self.ctx, f"MILK-DEAD-{row['person_id']}-{day:%Y%m}", "deceased_still_served",
-                      row["person_id"], None, datetime.combine(row["death_date"], datetime.min.time()),
-                      datetime.combine(day, datetime.min.time()), "老人已去世，仍在爱心奶配送名单中")
+            _incident(
+                self.ctx,
+                f"MILK-DEAD-{row['person_id']}-{day:%Y%m}",
+                "deceased_still_served",
+                row["person_id"],
+                None,
+                datetime.combine(row["death_date"], datetime.min.time()),
+                datetime.combine(day, datetime.min.time()),
+                "老人已去世，仍在爱心奶配送名单中",
+            )
         days_in_month = calendar.monthrange(day.year, day.month)[1]
         n = on_list.height
         sign = rng.choice(["SIGNED", "PROXY", "FAILED"], size=n, p=[0.8, 0.17, 0.03])
@@ -174,16 +229,29 @@ class LoveMilk(System):
             quantity=pl.Series(np.where(sign == "FAILED", 0, days_in_month)),
             delivery_month=pl.lit(f"{day:%Y-%m}"),
             sign_status=pl.Series(sign, dtype=pl.String),
-            eligibility=pl.when(pl.col("age") >= self.cfg.milk_min_age).then(pl.lit("AGE80")).otherwise(pl.lit("DIBAO")),
+            eligibility=pl.when(pl.col("age") >= self.cfg.milk_min_age)
+            .then(pl.lit("AGE80"))
+            .otherwise(pl.lit("DIBAO")),
             _person_id=pl.col("person_id"),
         )
-        deliver(self.ctx, self.table("milk_deliveries"), frame, day,
-                title=f"杨浦区爱心奶配送名单（{day:%Y年%m月}）")
+        deliver(
+            self.ctx,
+            self.table("milk_deliveries"),
+            frame,
+            day,
+            title=f"杨浦区爱心奶配送名单（{day:%Y年%m月}）",
+        )
 
 
 DEVICES = ("WHEELCHAIR", "WALKER", "CARE_BED", "COMMODE", "BATH_CHAIR", "ANTI_BEDSORE")
-DEVICE_FEE = {"WHEELCHAIR": 60.0, "WALKER": 20.0, "CARE_BED": 180.0, "COMMODE": 15.0, "BATH_CHAIR": 10.0,
-              "ANTI_BEDSORE": 40.0}
+DEVICE_FEE = {
+    "WHEELCHAIR": 60.0,
+    "WALKER": 20.0,
+    "CARE_BED": 180.0,
+    "COMMODE": 15.0,
+    "BATH_CHAIR": 10.0,
+    "ANTI_BEDSORE": 40.0,
+}
 
 
 class DeviceRental(System):
@@ -213,8 +281,10 @@ class DeviceRental(System):
             residence_address=current_address(day),
             device_type=pl.Series(types, dtype=pl.String),
             device_id=pl.Series([f"D{int(k):08d}" for k in rng.integers(0, 10**8, size=n)], dtype=pl.String),
-            rental_point_id=pl.Series([self.points[int(k) % len(self.points)] for k in rng.integers(0, 100, size=n)],
-                                      dtype=pl.String),
+            rental_point_id=pl.Series(
+                [self.points[int(k) % len(self.points)] for k in rng.integers(0, 100, size=n)],
+                dtype=pl.String,
+            ),
             start_date=pl.lit(day),
             monthly_fee=pl.Series([DEVICE_FEE[t] for t in types], dtype=pl.Float64),
             subsidy_ratio=pl.Series(rng.choice([0.5, 0.8, 0.9], size=n), dtype=pl.Float64),
@@ -230,14 +300,24 @@ class DeviceRental(System):
             else:
                 back = day + timedelta(days=int(rng.integers(20, 200)))
                 reason = "NO_LONGER_NEEDED" if rng.random() < 0.85 else "ADMITTED"
-            self.open.append({"contract_id": cid, "return_date": back, "reason": reason, "rental_point_id": point})
+            self.open.append(
+                {"contract_id": cid, "return_date": back, "reason": reason, "rental_point_id": point}
+            )
         due = [r for r in self.open if r["return_date"] == day]
         self.open = [r for r in self.open if r["return_date"] != day]
         back = pl.DataFrame(
-            due, schema={"contract_id": pl.String, "return_date": pl.Date, "reason": pl.String,
-                         "rental_point_id": pl.String},
-        ).with_columns(condition=pl.Series(rng.choice(["GOOD", "WORN", "DAMAGED"], size=len(due),
-                                                      p=[0.6, 0.35, 0.05]), dtype=pl.String))
+            due,
+            schema={
+                "contract_id": pl.String,
+                "return_date": pl.Date,
+                "reason": pl.String,
+                "rental_point_id": pl.String,
+            },
+        ).with_columns(
+            condition=pl.Series(
+                rng.choice(["GOOD", "WORN", "DAMAGED"], size=len(due), p=[0.6, 0.35, 0.05]), dtype=pl.String
+            )
+        )
         deliver(self.ctx, self.table("device_returns"), back, day)
 
 
@@ -253,11 +333,14 @@ class CareBeds(System):
         n = signed.height
         providers = world.facilities.filter(pl.col("facility_type").is_in(["NURSING_HOME", "CARE_HOME"]))
         prov_ids = providers["facility_id"].to_list()
-        signed_on = [self.cfg.start - timedelta(days=int(d)) for d in rng.integers(-self.cfg.days, 330, size=n)]
+        signed_on = [
+            self.cfg.start - timedelta(days=int(d)) for d in rng.integers(-self.cfg.days, 330, size=n)
+        ]
         self.contracts = signed.with_columns(
             contract_id=pl.Series([f"JT{int(i):07d}" for i in signed["idx"]], dtype=pl.String),
-            provider_id=pl.Series([prov_ids[int(k) % len(prov_ids)] for k in rng.integers(0, 1000, size=n)],
-                                  dtype=pl.String),
+            provider_id=pl.Series(
+                [prov_ids[int(k) % len(prov_ids)] for k in rng.integers(0, 1000, size=n)], dtype=pl.String
+            ),
             signed_on=pl.Series(signed_on, dtype=pl.Date),
         ).with_columns(ends_on=pl.col("signed_on").dt.offset_by("1y"))
         cg = world.caregivers
@@ -271,14 +354,18 @@ class CareBeds(System):
 
     def on_day(self, day: date) -> None:
         if self.is_month_delivery(day):
-            listed = self.contracts.filter(pl.col("signed_on") <= day).with_columns(
-                phone=pl.coalesce("mobile", "landline"),
-                bed_address=current_address(day),
-                street=current_street(day),
-                care_level=pl.col("care_level").cast(pl.String),
-                status=pl.when(self._active(day)).then(pl.lit("ACTIVE")).otherwise(pl.lit("ENDED")),
-                _person_id=pl.col("person_id"),
-            ).sort("contract_id")
+            listed = (
+                self.contracts.filter(pl.col("signed_on") <= day)
+                .with_columns(
+                    phone=pl.coalesce("mobile", "landline"),
+                    bed_address=current_address(day),
+                    street=current_street(day),
+                    care_level=pl.col("care_level").cast(pl.String),
+                    status=pl.when(self._active(day)).then(pl.lit("ACTIVE")).otherwise(pl.lit("ENDED")),
+                    _person_id=pl.col("person_id"),
+                )
+                .sort("contract_id")
+            )
             deliver(self.ctx, self.table("care_bed_contracts"), listed, day)
         rng = self.rng("visits", day.isoformat())
         active = self.contracts.filter(self._active(day))
@@ -292,13 +379,17 @@ class CareBeds(System):
             staff.append(pool[int(k) % len(pool)])
         notes, spans = make_notes(rng, note_people(visits, day), "notes", pii_rate=0.2)
         frame = visits.sort("contract_id").with_columns(
-            visit_id=pl.format("{}{}", pl.lit(f"FW{day:%Y%m%d}"), pl.int_range(1, n + 1).cast(pl.String).str.zfill(5)),
+            visit_id=pl.format(
+                "{}{}", pl.lit(f"FW{day:%Y%m%d}"), pl.int_range(1, n + 1).cast(pl.String).str.zfill(5)
+            ),
             caregiver_name=pl.Series([s[0] for s in staff], dtype=pl.String),
             caregiver_cert_no=pl.Series([s[1] for s in staff], dtype=pl.String),
             start_time=_ts(day, start),
             end_time=_ts(day, start + dur),
-            service_item=pl.Series(rng.choice(["BATHING", "HYGIENE", "MOBILITY", "MEDICATION", "VITALS", "REHAB"],
-                                              size=n), dtype=pl.String),
+            service_item=pl.Series(
+                rng.choice(["BATHING", "HYGIENE", "MOBILITY", "MEDICATION", "VITALS", "REHAB"], size=n),
+                dtype=pl.String,
+            ),
             notes=pl.Series(notes, dtype=pl.String),
         )
         deliver(self.ctx, self.table("care_bed_visits"), frame, day, notes=[spans])
@@ -356,20 +447,36 @@ class CognitiveScreening(System):
                     self.rescreens.setdefault(when, []).append(row)
                 else:
                     start = datetime.combine(day, datetime.min.time())
-                    _incident(self.ctx, f"SCREEN-{row['person_id']}-{day:%Y%m%d}", "positive_not_rescreened",
-                              row["person_id"], None, start, start + timedelta(days=30),
-                              f"{instrument}初筛阳性（{score}分），30天内未复筛")
+                    _incident(
+                        self.ctx,
+                        f"SCREEN-{row['person_id']}-{day:%Y%m%d}",
+                        "positive_not_rescreened",
+                        row["person_id"],
+                        None,
+                        start,
+                        start + timedelta(days=30),
+                        f"{instrument}初筛阳性（{score}分），30天内未复筛",
+                    )
         for row in self.rescreens.pop(day, []):
-            if row["death_date"] is not None and row["death_date"] <= day:
+            died = row["death_date"]
+            if isinstance(died, date) and died <= day:
                 continue
             score = _score("MOCA", str(row["cognitive_status"]), rng)
-            records.append({**row, "instrument": "MOCA", "score": score,
-                            "positive": _cutoff_positive("MOCA", score, str(row["education"]))})
+            records.append(
+                {
+                    **row,
+                    "instrument": "MOCA",
+                    "score": score,
+                    "positive": _cutoff_positive("MOCA", score, str(row["education"])),
+                }
+            )
         if records:
             frame = pl.DataFrame(records, infer_schema_length=None)
         else:
             frame = self.people.head(0).with_columns(
-                instrument=pl.lit(None, pl.String), score=pl.lit(None, pl.Int64), positive=pl.lit(None, pl.Boolean)
+                instrument=pl.lit(None, pl.String),
+                score=pl.lit(None, pl.Int64),
+                positive=pl.lit(None, pl.Boolean),
             )
         n = frame.height
         ids = []
@@ -377,7 +484,11 @@ class CognitiveScreening(System):
             self.seq += 1
             ids.append(f"RZ{day:%Y%m%d}{self.seq:07d}")
         notes, spans = make_notes(rng, note_people(frame, day), "notes", pii_rate=0.05) if n else ([], None)
-        orgs = [f"杨浦区{yangpu.STREET_BY_CODE[s].short}社区卫生服务中心" for s in frame["street_code"]] if n else []
+        orgs = (
+            [f"杨浦区{yangpu.STREET_BY_CODE[s].short}社区卫生服务中心" for s in frame["street_code"]]
+            if n
+            else []
+        )
         screeners = yangpu.sample_names(rng, rng.random(n) < 0.3) if n else []
         frame = frame.with_columns(
             screening_id=pl.Series(ids, dtype=pl.String),
@@ -385,8 +496,13 @@ class CognitiveScreening(System):
             result=pl.when(pl.col("positive")).then(pl.lit("SUSPECTED")).otherwise(pl.lit("NORMAL")),
             screening_org=pl.Series(orgs, dtype=pl.String),
             screener_name=pl.Series(screeners, dtype=pl.String),
-            notes=pl.Series([t if rng.random() < 0.3 or spans and i in spans.rows else None
-                             for i, t in enumerate(notes)], dtype=pl.String),
+            notes=pl.Series(
+                [
+                    t if rng.random() < 0.3 or (spans and i in spans.rows) else None
+                    for i, t in enumerate(notes)
+                ],
+                dtype=pl.String,
+            ),
             _person_id=pl.col("person_id"),
         )
         deliver(self.ctx, self.table("screenings"), frame, day, notes=[spans] if spans else None)
@@ -413,14 +529,23 @@ class TimeBank(System):
             frames.append(
                 pl.DataFrame(
                     {
-                        "volunteer_id": earn["volunteer_id"], "volunteer_name": earn["name"],
-                        "volunteer_phone": earn["mobile"], "name": served["name"],
-                        "id_number": pl.Series([i if rng.random() < 0.8 else None for i in served["id_number"]],
-                                               dtype=pl.String),
-                        "service_type": pl.Series(rng.choice(["CHAT", "SHOPPING", "ESCORT", "CLEANING", "TECH",
-                                                              "VISIT"], size=earn.height), dtype=pl.String),
+                        "volunteer_id": earn["volunteer_id"],
+                        "volunteer_name": earn["name"],
+                        "volunteer_phone": earn["mobile"],
+                        "name": served["name"],
+                        "id_number": pl.Series(
+                            [i if rng.random() < 0.8 else None for i in served["id_number"]], dtype=pl.String
+                        ),
+                        "service_type": pl.Series(
+                            rng.choice(
+                                ["CHAT", "SHOPPING", "ESCORT", "CLEANING", "TECH", "VISIT"], size=earn.height
+                            ),
+                            dtype=pl.String,
+                        ),
                         "hours": pl.Series(rng.choice([0.5, 1.0, 1.5, 2.0, 3.0], size=earn.height)),
-                        "txn_type": "EARN", "street": served["street_code"], "_person_id": served["person_id"],
+                        "txn_type": "EARN",
+                        "street": served["street_code"],
+                        "_person_id": served["person_id"],
                     }
                 )
             )
@@ -428,18 +553,33 @@ class TimeBank(System):
             frames.append(
                 pl.DataFrame(
                     {
-                        "volunteer_id": spend["volunteer_id"], "volunteer_name": spend["name"],
-                        "volunteer_phone": spend["mobile"], "name": spend["name"], "id_number": spend["id_number"],
-                        "service_type": pl.Series(rng.choice(["CLEANING", "ESCORT", "SHOPPING"], size=spend.height),
-                                                  dtype=pl.String),
+                        "volunteer_id": spend["volunteer_id"],
+                        "volunteer_name": spend["name"],
+                        "volunteer_phone": spend["mobile"],
+                        "name": spend["name"],
+                        "id_number": spend["id_number"],
+                        "service_type": pl.Series(
+                            rng.choice(["CLEANING", "ESCORT", "SHOPPING"], size=spend.height), dtype=pl.String
+                        ),
                         "hours": pl.Series(rng.choice([1.0, 2.0], size=spend.height)),
-                        "txn_type": "SPEND", "street": spend["street_code"], "_person_id": spend["person_id"],
+                        "txn_type": "SPEND",
+                        "street": spend["street_code"],
+                        "_person_id": spend["person_id"],
                     }
                 )
             )
-        schema = {"volunteer_id": pl.String, "volunteer_name": pl.String, "volunteer_phone": pl.String,
-                  "name": pl.String, "id_number": pl.String, "service_type": pl.String, "hours": pl.Float64,
-                  "txn_type": pl.String, "street": pl.String, "_person_id": pl.String}
+        schema = {
+            "volunteer_id": pl.String,
+            "volunteer_name": pl.String,
+            "volunteer_phone": pl.String,
+            "name": pl.String,
+            "id_number": pl.String,
+            "service_type": pl.String,
+            "hours": pl.Float64,
+            "txn_type": pl.String,
+            "street": pl.String,
+            "_person_id": pl.String,
+        }
         frame = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=schema)
         n = frame.height
         ids = []

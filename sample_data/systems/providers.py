@@ -22,7 +22,9 @@ class Facilities(System):
             status=pl.when(closed).then(pl.lit("CLOSED")).otherwise(pl.col("status")),
             closed_on=pl.when(closed).then(pl.col("closed_on")).otherwise(None),
         )
-        deliver(self.ctx, self.table("facilities"), frame, day, title=f"杨浦区养老服务设施名录（{day:%Y年%m月}）")
+        deliver(
+            self.ctx, self.table("facilities"), frame, day, title=f"杨浦区养老服务设施名录（{day:%Y年%m月}）"
+        )
 
 
 class Caregivers(System):
