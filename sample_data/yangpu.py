@@ -360,10 +360,16 @@ def id_number(area: str, birth: str, seq: int) -> str:
     Falls back to Yangpu's code where ``area`` did not exist in the year of birth.
     """
     body = f"{area}{birth}{seq:03d}"
-    number = body + ric.calc_check_digit(body + "0")  # stdnum expects a placeholder check digit
-    if area != YANGPU_AREA and not is_valid_id(number):
+    if area != YANGPU_AREA and not _area_valid_in(area, birth[:4]):
         return id_number(YANGPU_AREA, birth, seq)
-    return number
+    return body + ric.calc_check_digit(body + "0")  # stdnum expects a placeholder check digit
+
+
+@functools.cache
+def _area_valid_in(area: str, year: str) -> bool:
+    """Did ``area`` exist in ``year`` (python-stdnum's place table)? Cached: the lookup is slow."""
+    body = f"{area}{year}0601001"
+    return is_valid_id(body + ric.calc_check_digit(body + "0"))
 
 
 def is_valid_id(number: str) -> bool:
