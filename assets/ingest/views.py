@@ -1,0 +1,90 @@
+"""DuckDB views over the raw zone's Parquet parts (``raw.<table>``, ``raw.<table>__broken``).
+
+The statements are built here and run by the caller on a connection it opens
+only for the moment of the write (DuckDB admits one writing process at a time).
+When a table has no part yet its views still exist, typed and empty, so
+downstream SQL never fails on a first run without deliveries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from polars.datatypes import DataTypeClass
+
+from assets.ingest.ledger import LEDGER_SCHEMA, ledger_path
+from assets.ingest.raw import BROKEN_RAW_SCHEMA, broken_part_paths, raw_part_paths, raw_schema, table_dir
+from rainbow.settings import Lake
+from schemas.contract import Table
+
+RAW_SCHEMA_NAME = "raw"
+LEDGER_VIEW = "ingest_ledger"
+
+
+def _duck_type(dtype: pl.DataType | DataTypeClass) -> str:
+    if dtype == pl.String():
+        return "VARCHAR"
+    if dtype == pl.Int64():
+        return "BIGINT"
+    if dtype == pl.Date():
+        return "DATE"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    if isinstance(dtype, pl.List):
+        return f"{_duck_type(dtype.inner)}[]"
+    raise TypeError(f"no DuckDB type for {dtype}")
+
+
+def _literal(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _empty_select(schema: dict[str, pl.DataType]) -> str:
+    cols = ", ".join(f'CAST(NULL AS {_duck_type(t)}) AS "{c}"' for c, t in schema.items())
+    return f"SELECT {cols} WHERE false"
+
+
+def _parquet_select(glob: Path, schema: dict[str, pl.DataType]) -> str:
+    cols = ", ".join(f'"{c}"' for c in schema)
+    return f"SELECT {cols} FROM read_parquet({_literal(glob)}, union_by_name = true)"
+
+
+def raw_view_statements(lake: Lake, table: Table) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` statements for the table's raw and broken views."""
+    schema = raw_schema(table)
+    base = table_dir(lake, table)
+    main = (
+        _parquet_select(base / "*.parquet", schema) if raw_part_paths(lake, table) else _empty_select(schema)
+    )
+    broken = (
+        _parquet_select(base / "_broken" / "*.parquet", BROKEN_RAW_SCHEMA)
+        if broken_part_paths(lake, table)
+        else _empty_select(BROKEN_RAW_SCHEMA)
+    )
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA_NAME}",
+        f'CREATE OR REPLACE VIEW {RAW_SCHEMA_NAME}."{table.name}" AS {main}',
+        f'CREATE OR REPLACE VIEW {RAW_SCHEMA_NAME}."{table.name}__broken" AS {broken}',
+    ]
+
+
+def ledger_view_statement(lake: Lake) -> str:
+    """One view over every table's ingest ledger, with the table name."""
+    folder = ledger_path(lake, "x").parent
+    if any(folder.glob("*.parquet")):
+        cols = ", ".join(f'"{c}"' for c in LEDGER_SCHEMA)
+        select = (
+            f"SELECT regexp_extract(filename, '([^/\\\\]+)\\.parquet$', 1) AS table_name, {cols} "
+            f"FROM read_parquet({_literal(folder / '*.parquet')}, union_by_name = true, filename = true)"
+        )
+    else:
+        select = _empty_select({"table_name": pl.String(), **LEDGER_SCHEMA})
+    return f"CREATE OR REPLACE VIEW {RAW_SCHEMA_NAME}.{LEDGER_VIEW} AS {select}"
+
+
+def create_raw_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -> None:
+    """(Re)create ``raw.<table>``, ``raw.<table>__broken`` and ``raw.ingest_ledger``."""
+    for statement in [*raw_view_statements(lake, table), ledger_view_statement(lake)]:
+        con.execute(statement)
