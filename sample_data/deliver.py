@@ -156,7 +156,7 @@ _SPLIT_LABELS = {"五角场街道", "长海路街道"}
 def _cell_faults(table: Table, col: Column, delivery_date: date) -> list[_Fault]:
     d = table.delivery
     out: list[_Fault] = []
-    required_event_time = not col.nullable and col.type in ("date", "timestamp") and table.kind == "event"
+    required_event_time = col.name in table.event_time_columns
     if col.semantic == "resident_id":
         out += [
             _Fault("id_missing", lambda v: True, lambda v, r: None),

@@ -138,6 +138,13 @@ class Table(_Strict):
         return [c.name for c in self.columns]
 
     @property
+    def event_time_columns(self) -> list[str]:
+        """Required dates/times of an event table: they cannot lie after the delivery date."""
+        if self.kind != "event":
+            return []
+        return [c.name for c in self.columns if not c.nullable and c.type in ("date", "timestamp")]
+
+    @property
     def person_bearing(self) -> bool:
         """Does a row name a person (elder, volunteer, caregiver)?"""
         return any(c.semantic in ("resident_id", "person_name") for c in self.columns)

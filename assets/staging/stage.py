@@ -1,0 +1,239 @@
+"""Stage one table (or one day of an event table): type, normalise, conform; quarantine hard breaches.
+
+Per delivered file: raw rows + broken rows = staged rows + quarantined rows.
+Outputs (written atomically; re-running rewrites identical bytes):
+- ``staged/<table>/data.parquet`` or ``staged/<table>/date=YYYY-MM-DD/data.parquet``
+- ``staged/_quarantine/<table>/...`` the same layout: the original raw text of
+  every rejected row, its lineage, ``_reasons`` (all hard reasons) and ``_flags``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from assets.ingest.ledger import read_ledger
+from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
+from rainbow.io import atomic_path
+from rainbow.settings import Lake
+from schemas.contract import Table
+from schemas.registry import Registry
+
+LINEAGE = ["_source_file", "_row_number", "_file_sha256", "_ingested_at"]
+
+
+@dataclass(frozen=True)
+class FileCount:
+    source_file: str
+    raw_rows: int
+    broken_rows: int
+    staged_rows: int
+    quarantined_rows: int
+
+    @property
+    def reconciles(self) -> bool:
+        return self.raw_rows + self.broken_rows == self.staged_rows + self.quarantined_rows
+
+
+@dataclass(frozen=True)
+class StageReport:
+    table: str
+    partition: str | None
+    files: list[FileCount]
+    staged_rows: int
+    quarantined_rows: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        return all(f.reconciles for f in self.files)
+
+
+def staged_schema(table: Table) -> dict[str, pl.DataType]:
+    """Columns of a staged table: typed contract columns, derived identity, lineage, flags."""
+    schema: dict[str, pl.DataType] = {c.name: RAW_TYPES[c.type] for c in table.columns}
+    if "id_number" in schema and table.column("id_number").semantic == "resident_id":
+        schema["id_birth_date"] = pl.Date()
+        schema["id_sex"] = pl.String()
+    schema.update(
+        {
+            "_source_file": pl.String(),
+            "_row_number": pl.Int64(),
+            "_file_sha256": pl.String(),
+            "_ingested_at": pl.Datetime("us", "UTC"),
+            "_delivery_date": pl.Date(),
+            "_flags": pl.List(pl.String()),
+        }
+    )
+    return schema
+
+
+def quarantine_schema(table: Table) -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {c.name: pl.String() for c in table.columns}
+    schema.update(
+        {
+            "_raw_text": pl.String(),
+            "_source_file": pl.String(),
+            "_row_number": pl.Int64(),
+            "_file_sha256": pl.String(),
+            "_ingested_at": pl.Datetime("us", "UTC"),
+            "_delivery_date": pl.Date(),
+            "_reasons": pl.List(pl.String()),
+            "_flags": pl.List(pl.String()),
+        }
+    )
+    return schema
+
+
+def stage_frame(
+    raw: pl.DataFrame, broken: pl.DataFrame, table: Table, registry: Registry
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Pure transformation: raw text rows (+ lineage and ``_delivery_date``) -> (staged, quarantine)."""
+    delivery_end = (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
+    rules: dict[str, Rule] = {c.name: rule_for(c, table, registry, delivery_end) for c in table.columns}
+    staged_input = raw.with_columns([clean_text(c.name).alias(f"__clean_{c.name}") for c in table.columns])
+    depth = max((len(r.stages) for r in rules.values()), default=0)
+    for i in range(depth):
+        staged_input = staged_input.with_columns(
+            [e.alias(k) for r in rules.values() if i < len(r.stages) for k, e in r.stages[i].items()]
+        )
+    typed = staged_input.with_columns(
+        [r.value.alias(f"__typed_{name}") for name, r in rules.items()]
+        + [e.alias(k) for r in rules.values() for k, e in r.extra.items()]
+    )
+    reasons = [e for r in rules.values() for e in r.reasons]
+    flags = [e for r in rules.values() for e in r.flags]
+    typed = typed.with_columns(
+        _reasons=pl.concat_list(reasons).list.drop_nulls()
+        if reasons
+        else pl.lit([], dtype=pl.List(pl.String)),
+        _flags=pl.concat_list(flags).list.drop_nulls() if flags else pl.lit([], dtype=pl.List(pl.String)),
+    )
+    # The same key delivered twice: the first (by file, row) is kept, later copies quarantined.
+    if table.primary_key:
+        keys = [pl.col(f"__typed_{k}") for k in table.primary_key]
+        typed = typed.sort("_source_file", "_row_number").with_columns(
+            __dup=pl.when(pl.all_horizontal([k.is_not_null() for k in keys]))
+            .then(pl.int_range(pl.len()).over(keys) > 0)
+            .otherwise(False)
+        )
+        typed = typed.with_columns(
+            _reasons=pl.when(pl.col("__dup"))
+            .then(pl.col("_reasons").list.concat(pl.lit([DUPLICATE_KEY])))
+            .otherwise(pl.col("_reasons"))
+        )
+    bad = pl.col("_reasons").list.len() > 0
+    schema = staged_schema(table)
+    staged = (
+        typed.filter(~bad)
+        .select(
+            [pl.col(f"__typed_{c.name}").alias(c.name) for c in table.columns]
+            + [pl.col(c) for c in schema if c not in rules]
+        )
+        .cast(pl.Schema(schema))
+    )
+    qschema = quarantine_schema(table)
+    quarantined = typed.filter(bad).with_columns(_raw_text=pl.lit(None, dtype=pl.String))
+    broken_q = broken.with_columns(
+        _reasons=pl.lit([BROKEN_LINE], dtype=pl.List(pl.String)), _flags=pl.lit([], dtype=pl.List(pl.String))
+    )
+    quarantine = pl.concat(
+        [
+            quarantined.select(
+                [pl.col(c) if c in quarantined.columns else pl.lit(None).alias(c) for c in qschema]
+            ),
+            broken_q.select([pl.col(c) if c in broken_q.columns else pl.lit(None).alias(c) for c in qschema]),
+        ],
+        how="vertical_relaxed",
+    ).cast(pl.Schema(qschema))
+    return (
+        staged.sort("_source_file", "_row_number"),
+        quarantine.sort("_source_file", "_row_number"),
+    )
+
+
+def staged_dir(lake: Lake, table: Table | str) -> Path:
+    return lake.staged / (table if isinstance(table, str) else table.name)
+
+
+def quarantine_dir(lake: Lake, table: Table | str) -> Path:
+    return lake.staged / "_quarantine" / (table if isinstance(table, str) else table.name)
+
+
+def _partition_leaf(partition: date | None) -> str:
+    return f"date={partition.isoformat()}/data.parquet" if partition else "data.parquet"
+
+
+def _read_parts(lake: Lake, parts: list[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    frames = [pl.read_parquet(lake.root / p) for p in parts]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | None = None) -> StageReport:
+    """Stage every ingested file of ``table`` (of one delivery date when ``partition`` is given)."""
+    ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
+    if partition is not None:
+        ledger = ledger.filter(pl.col("delivered_date") == partition)
+    # Files without a date in their name (none today) are dated by their ingest day.
+    ledger = ledger.with_columns(
+        _delivery_date=pl.coalesce("delivered_date", pl.col("ingested_at").dt.date())
+    ).sort("source_file")
+    dates = ledger.select(pl.col("source_file").alias("_source_file"), "_delivery_date")
+    text_schema: dict[str, pl.DataType] = {c.name: pl.String() for c in table.columns}
+    raw = _read_parts(lake, ledger["raw_part"].drop_nulls().to_list(), text_schema)
+    broken = _read_parts(lake, ledger["broken_part"].drop_nulls().to_list(), {"_raw_text": pl.String()})
+    for col in table.column_names:
+        if col not in raw.columns:
+            raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(col))
+    raw = (
+        raw.join(dates, on="_source_file", how="left")
+        if raw.height
+        else raw.with_columns(
+            _delivery_date=pl.lit(None, dtype=pl.Date),
+            _source_file=pl.lit(None, dtype=pl.String),
+            _row_number=pl.lit(None, dtype=pl.Int64),
+            _file_sha256=pl.lit(None, dtype=pl.String),
+            _ingested_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")),
+        )
+    )
+    if broken.height:
+        broken = broken.join(dates, on="_source_file", how="left")
+    staged, quarantine = stage_frame(raw, broken, table, registry)
+    leaf = _partition_leaf(partition)
+    for frame, folder in ((staged, staged_dir(lake, table)), (quarantine, quarantine_dir(lake, table))):
+        with atomic_path(folder / leaf) as tmp:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
+    return _report(table, partition, ledger, staged, quarantine)
+
+
+def _report(
+    table: Table, partition: date | None, ledger: pl.DataFrame, staged: pl.DataFrame, quarantine: pl.DataFrame
+) -> StageReport:
+    s_counts = dict(staged.group_by("_source_file").len().iter_rows())
+    q_counts = dict(quarantine.group_by("_source_file").len().iter_rows())
+    files = [
+        FileCount(src, int(rows or 0), int(broken or 0), int(s_counts.get(src, 0)), int(q_counts.get(src, 0)))
+        for src, rows, broken in ledger.select("source_file", "rows", "broken_rows").iter_rows()
+    ]
+    reasons: Counter[str] = Counter()
+    for rs in quarantine["_reasons"].to_list():
+        reasons.update(rs or [])
+    flags: Counter[str] = Counter()
+    for fs in staged["_flags"].to_list():
+        flags.update(fs or [])
+    return StageReport(
+        table=table.name,
+        partition=partition.isoformat() if partition else None,
+        files=files,
+        staged_rows=staged.height,
+        quarantined_rows=quarantine.height,
+        reasons=dict(sorted(reasons.items())),
+        flags=dict(sorted(flags.items())),
+    )
