@@ -1,0 +1,1 @@
+"""Benchmark scripts: they print numbers and ratios against a floor measured in the same run."""
