@@ -5,11 +5,18 @@ Every asset is generated from the table's contract: key ``raw/<table>``, group
 ``team:``, Chinese included; asset *tags* only take ``[A-Za-z0-9_.-]`` values,
 so the Chinese department also goes to metadata), a Chinese + English
 description, the column schema, and a blocking ``reconciles`` check.
+
+Tables whose contract says ``delivery.partitioned`` are partitioned by delivery
+date (:mod:`assets.partitions`): a run ingests only the files of its partition
+keys - one day, or a whole range in one run (``BackfillPolicy.single_run()``) -
+and reports its counts per date.
 """
 
 # No `from __future__ import annotations` here: Dagster inspects the annotations of
 # asset functions (context type, resource parameters) and rejects them as strings.
 import json
+import warnings
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +32,7 @@ from assets.ingest.raw import (
     template_glob,
 )
 from assets.ingest.views import create_raw_views
+from assets.partitions import daily_partitions, partition_date, partitions_for
 from pipelines.resources import LakeResource
 from schemas import Registry, load_registry
 from schemas.contract import SourceSystem, Table
@@ -79,6 +87,11 @@ def column_schema(table: Table) -> dg.TableSchema:
 
 def asset_description(system: SourceSystem, table: Table) -> str:
     d = table.delivery
+    partitioning = (
+        "- 分区 partitions: 按交付日（文件名中的日期，北京时间）每日一个分区 daily, by delivery date\n"
+        if d.partitioned
+        else ""
+    )
     return (
         f"{table.zh}（{system.zh}）原始层：按交付原样保存每个字段为文本，附带血缘列。\n\n"
         f"{table.en} ({system.en}), raw zone: every delivered field kept as text, with lineage columns. "
@@ -86,6 +99,7 @@ def asset_description(system: SourceSystem, table: Table) -> str:
         f"- 粒度 grain: {table.grain}\n"
         f"- 交付 delivery: {d.format}, {d.encoding}, {d.frequency}, `landing/{d.path}`\n"
         f"- 责任部门 owner: {system.table_owner(table)}\n"
+        f"{partitioning}"
         f"- DuckDB: `raw.{table.name}`, broken rows in `raw.{table.name}__broken`"
     )
 
@@ -119,9 +133,45 @@ def definition_metadata(system: SourceSystem, table: Table) -> dict[str, Any]:
     }
 
 
+def per_date_markdown(rows: Sequence[dict[str, object]]) -> str:
+    lines = [
+        "| date | files | duplicates | failed | known | rows ingested | broken | rows of the date |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = (
+            r["date"],
+            r["files_ingested"],
+            r["duplicates_skipped"],
+            r["files_failed"],
+            r["files_already_known"],
+            r["rows_ingested"],
+            r["broken_rows"],
+            r["date_rows"],
+        )
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def materialization_metadata(report: IngestReport, table_path: str) -> dict[str, Any]:
+    """Counts of one run. Partitioned runs: ``dagster/row_count`` is the rows of the run's dates.
+
+    (A ranged run records the same metadata on every partition it materialises;
+    the ``per_date`` table tells the dates apart. It is kept small on purpose:
+    Dagster stores it once per partition, and the ledger, ``raw.ingest_ledger``,
+    holds every count per file anyway.)
+    """
+    partitioned: dict[str, Any] = {}
+    if report.dates is not None:
+        partitioned = {
+            "partition_count": len(report.dates),
+            "partition_range": f"{report.dates[0]}..{report.dates[-1]}" if report.dates else "",
+            "per_date": dg.MetadataValue.md(per_date_markdown(report.per_date())),
+        }
     return {
-        "dagster/row_count": report.raw_rows_total,
+        "dagster/row_count": report.rows_in_dates if report.dates is not None else report.raw_rows_total,
+        "table_rows": report.raw_rows_total,
+        **partitioned,
         "files_ingested": len(report.ingested),
         "duplicates_skipped": len(report.duplicates),
         "files_failed": len(report.failed),
@@ -136,22 +186,23 @@ def materialization_metadata(report: IngestReport, table_path: str) -> dict[str,
     }
 
 
-def build_raw_asset(system: SourceSystem, table: Table) -> dg.AssetsDefinition:
-    """The ``raw/<table>`` asset: ingest new landing files, refresh the DuckDB views."""
+def build_raw_asset(
+    system: SourceSystem, table: Table, daily: dg.PartitionsDefinition | None = None
+) -> dg.AssetsDefinition:
+    """The ``raw/<table>`` asset: ingest new landing files, refresh the DuckDB views.
 
-    @dg.asset(
-        key=raw_asset_key(table),
-        group_name=GROUP,
-        kinds={"polars", "parquet"},
-        owners=[asset_owner(system, table)],
-        tags=asset_tags(system, table),
-        description=asset_description(system, table),
-        metadata=definition_metadata(system, table),
-    )
+    ``daily``: the lake's daily partitions (default :func:`daily_partitions`),
+    used when the table is partitioned.
+    """
+    partitions_def = partitions_for(table, daily or daily_partitions())
+
     def _raw(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        report = ingest_table(lake.lake, table, now=datetime.now(UTC))
+        dates = [partition_date(k) for k in context.partition_keys] if partitions_def is not None else None
+        report = ingest_table(lake.lake, table, now=datetime.now(UTC), dates=dates)
         with lake.warehouse() as con:
-            create_raw_views(con, lake.lake, table)
+            rewritten = create_raw_views(con, lake.lake, table)
+        if rewritten:
+            context.log.info("DuckDB views (re)created: " + ", ".join(f"raw.{v}" for v in rewritten))
         for f in report.files:
             context.log.info(
                 f"{f.source_file}: {f.status} delivered={f.delivered_rows} "
@@ -175,7 +226,20 @@ def build_raw_asset(system: SourceSystem, table: Table) -> dg.AssetsDefinition:
             )
         return dg.MaterializeResult(metadata=metadata)
 
-    return _raw
+    with warnings.catch_warnings():
+        # backfill_policy is "beta" in dagster 1.13; single-run backfills are relied on knowingly
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.asset(
+            key=raw_asset_key(table),
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            owners=[asset_owner(system, table)],
+            tags=asset_tags(system, table),
+            description=asset_description(system, table),
+            metadata=definition_metadata(system, table),
+            partitions_def=partitions_def,
+            backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
+        )(_raw)
 
 
 def build_reconciles_check(system: SourceSystem, table: Table) -> dg.AssetChecksDefinition:
@@ -214,10 +278,11 @@ def build_reconciles_check(system: SourceSystem, table: Table) -> dg.AssetChecks
 
 
 def build_raw_assets(
-    registry: Registry | None = None,
+    registry: Registry | None = None, daily: dg.PartitionsDefinition | None = None
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """One raw asset and one ``reconciles`` check per contract table."""
+    """One raw asset and one ``reconciles`` check per contract table (event tables partitioned)."""
     reg = registry or load_registry()
-    assets = [build_raw_asset(s, t) for s, t in reg.tables()]
+    daily = daily or daily_partitions()
+    assets = [build_raw_asset(s, t, daily) for s, t in reg.tables()]
     checks = [build_reconciles_check(s, t) for s, t in reg.tables()]
     return assets, checks

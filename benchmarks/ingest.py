@@ -61,7 +61,10 @@ def run_floor(lake_root: str, out_dir: str, tables: list[str]) -> dict[str, int]
             elif fmt == "jsonl":
                 src = f"read_json('{f}', format='newline_delimited', ignore_errors=true)"
             else:
-                src = f"(select unnest(data.records, recursive := true) from read_json('{f}', maximum_object_size=1073741824))"
+                src = (
+                    "(select unnest(data.records, recursive := true) "
+                    f"from read_json('{f}', maximum_object_size=1073741824))"
+                )
             con.execute(f"copy (select * from {src}) to '{target}' (format parquet)")
             rows[name] = rows.get(name, 0) + int(con.sql(f"select count(*) from '{target}'").fetchall()[0][0])
     return rows

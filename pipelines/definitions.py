@@ -1,30 +1,48 @@
 """The Dagster code location: ``dagster dev -m pipelines.definitions``.
 
-Wiring only. The lake root is read from the environment when the resource is
-built here (``$RAINBOW_LAKE_ROOT``, default ``./data``); tests build their own
-definitions (or swap the resource) with :func:`build_definitions`.
+Wiring only. The lake root (``$RAINBOW_LAKE_ROOT``, default ``./data``) and the
+first partition (``$RAINBOW_PARTITION_START``, default 2024-01-01) are read from
+the environment when the definitions are built here; tests build their own
+with :func:`build_definitions`.
+
+A new asset layer (staged, ...) is built with the same ``daily`` partitions
+object and appended to ``assets`` / ``checks``: the jobs, the schedule and
+``run_nightly`` split the keys by partitions, and the sensor follows each raw
+asset downstream within its partitions - none needs a change.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
+from assets.partitions import daily_partitions
 from assets.raw_assets import build_raw_assets
-from pipelines.jobs import nightly_build
+from pipelines.jobs import build_jobs, keys_by_partitioning
 from pipelines.resources import LakeResource
-from pipelines.schedules import nightly_schedule
+from pipelines.schedules import build_nightly_schedule
+from pipelines.sensors import build_landing_sensor
+from schemas import load_registry
 
 
-def build_definitions(lake_root: str | None = None) -> dg.Definitions:
-    """All assets, checks, jobs and schedules, bound to a lake (default: from the environment)."""
-    raw_assets, raw_checks = build_raw_assets()
+def build_definitions(lake_root: str | None = None, partition_start: str | None = None) -> dg.Definitions:
+    """All assets, checks, jobs, the schedule and the sensor, bound to a lake (default: from the env)."""
+    registry = load_registry()
+    daily = daily_partitions(partition_start)
+    raw_assets, raw_checks = build_raw_assets(registry, daily)
+    assets: list[dg.AssetsDefinition] = [*raw_assets]
+    checks: list[dg.AssetChecksDefinition] = [*raw_checks]
+    partitioned, unpartitioned = keys_by_partitioning(spec for a in assets for spec in a.specs)
+    jobs = build_jobs(partitioned, unpartitioned)
     lake = LakeResource(root=lake_root) if lake_root is not None else LakeResource()
     return dg.Definitions(
-        assets=raw_assets,
-        asset_checks=raw_checks,
-        jobs=[nightly_build],
-        schedules=[nightly_schedule],
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs.all,
+        schedules=[build_nightly_schedule(jobs.nightly_build, daily, partitioned, unpartitioned)],
+        sensors=[build_landing_sensor(registry, assets, daily, jobs)],
         resources={"lake": lake},
+        # project-wide: runs launched from the UI (asset materialisations, backfills) run in-process too
+        executor=dg.in_process_executor,
     )
 
 

@@ -5,11 +5,20 @@ off, SQLite storage, logs and artifacts under that home); ``run_nightly`` runs
 the ``nightly_build`` job in this process against that instance, so the run,
 its materialisations and check results show in ``dagster dev`` started with
 the same ``DAGSTER_HOME`` afterwards.
+
+``run_nightly`` makes at most two runs: when landing holds event files the
+ledgers do not know, ONE ranged run of the partitioned assets over their
+delivery dates (min..max); then one run of the unpartitioned assets. A second
+build without new files makes only the second, ingests nothing and writes no
+byte of the lake's data (only Dagster's records of the run).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +27,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from pipelines.jobs import NIGHTLY_BUILD
+from assets.ingest.raw import PendingFile, pending_deliveries
+from assets.partitions import partition_date, partition_key
+from pipelines.jobs import EVENTS_RUN, NIGHTLY_BUILD, UNPARTITIONED_RUN, keys_by_partitioning
 from rainbow.io import write_bytes_atomic
 from rainbow.settings import Lake
+from schemas import Registry, load_registry
 
 
 def dagster_yaml(home: Path) -> dict[str, Any]:
@@ -75,29 +87,71 @@ def _meta_value(metadata: dict[str, Any], key: str) -> str:
     return "" if value is None else str(getattr(value, "value", value))
 
 
-def _summary(result: dg.ExecuteInProcessResult) -> RichTable:
-    table = RichTable(title="nightly_build")
-    for col in ("asset", "files", "duplicates", "rows", "broken", "total rows"):
+def _summary(results: Sequence[dg.ExecuteInProcessResult]) -> RichTable:
+    """One line per asset (a ranged run records one materialisation per partition, same counts)."""
+    table = RichTable(title=NIGHTLY_BUILD)
+    for col in ("asset", "days", "files", "duplicates", "rows", "broken", "total rows"):
         table.add_column(col, justify="left" if col == "asset" else "right")
-    for event in result.get_asset_materialization_events():
+    first: dict[dg.AssetKey, dict[str, Any]] = {}
+    for event in (e for r in results for e in r.get_asset_materialization_events()):
         mat = event.materialization
-        md = dict(mat.metadata)
+        first.setdefault(mat.asset_key, dict(mat.metadata))
+    for key in sorted(first, key=lambda k: list(k.path)):
+        md = first[key]
         table.add_row(
-            mat.asset_key.to_user_string(),
+            key.to_user_string(),
+            _meta_value(md, "partition_count"),
             _meta_value(md, "files_ingested"),
             _meta_value(md, "duplicates_skipped"),
             _meta_value(md, "rows_ingested"),
             _meta_value(md, "broken_rows"),
-            _meta_value(md, "dagster/row_count"),
+            _meta_value(md, "table_rows") or _meta_value(md, "dagster/row_count"),
         )
     return table
 
 
-def run_nightly(lake: Lake, console: Console | None = None) -> bool:
-    """Run ``nightly_build`` in this process on the lake's persistent instance.
+@dataclass(frozen=True)
+class NightlyPlan:
+    """What the nightly run covers: the range of event delivery dates not yet ingested."""
 
-    Sets ``DAGSTER_HOME`` to ``<lake>/dagster_home``. Returns True when the run
-    succeeded and no asset check failed with severity ERROR.
+    pending: tuple[PendingFile, ...]  # event files the ledgers do not know (path, size, mtime)
+    first: date | None  # first and last delivery date among them that has a partition
+    last: date | None
+    outside: tuple[PendingFile, ...]  # pending event files dated outside the partitions
+
+    @property
+    def tags(self) -> dict[str, str]:
+        if self.first is None or self.last is None:
+            return {}
+        return {
+            "dagster/asset_partition_range_start": partition_key(self.first),
+            "dagster/asset_partition_range_end": partition_key(self.last),
+        }
+
+
+def plan_nightly(
+    lake: Lake, registry: Registry, partitioned: Sequence[str], daily: dg.TimeWindowPartitionsDefinition
+) -> NightlyPlan:
+    """The delivery dates of the ``partitioned`` tables' files not yet in their ledgers."""
+    first_key, last_key = daily.get_first_partition_key(), daily.get_last_partition_key()
+    lo = partition_date(first_key) if first_key else date.min
+    hi = partition_date(last_key) if last_key else date.max
+    pending = [f for name in partitioned for f in pending_deliveries(lake, registry.table(name))]
+    inside = [
+        f.delivered_date for f in pending if f.delivered_date is not None and lo <= f.delivered_date <= hi
+    ]
+    outside = tuple(f for f in pending if f.delivered_date is None or not lo <= f.delivered_date <= hi)
+    return NightlyPlan(tuple(pending), min(inside, default=None), max(inside, default=None), outside)
+
+
+def run_nightly(lake: Lake, console: Console | None = None) -> bool:
+    """Run the nightly build in this process on the lake's persistent instance.
+
+    Two runs of ``nightly_build``: first ONE ranged run of the partitioned
+    assets over the delivery dates (min..max) of the event files not yet
+    ingested - skipped when there are none - then a run of the unpartitioned
+    assets. Sets ``DAGSTER_HOME`` to ``<lake>/dagster_home``. Returns True when
+    every run succeeded and no asset check failed with severity ERROR.
     """
     from pipelines.definitions import build_definitions  # builds the code location: not at import
 
@@ -106,22 +160,54 @@ def run_nightly(lake: Lake, console: Console | None = None) -> bool:
     os.environ["DAGSTER_HOME"] = str(home)
     defs = build_definitions(lake_root=str(lake.root))
     job = defs.resolve_job_def(NIGHTLY_BUILD).with_hooks(_progress_hooks(console))
+    partitioned, unpartitioned = keys_by_partitioning(defs.resolve_all_asset_specs())
     console.print(f"nightly_build on {lake.root} (DAGSTER_HOME={home})")
+
+    runs: list[tuple[str, dict[str, Any]]] = []
+    daily = job.partitions_def
+    if partitioned and isinstance(daily, dg.TimeWindowPartitionsDefinition):
+        raw_tables = [k.path[-1] for k in partitioned if k.path[0] == "raw"]
+        plan = plan_nightly(lake, load_registry(), raw_tables, daily)
+        for f in plan.outside:
+            console.print(
+                f"[yellow]not ingested[/] {f.source_file}: dated {f.delivered_date}, outside the partitions "
+                f"({daily.get_first_partition_key()}..{daily.get_last_partition_key()})"
+            )
+        if plan.tags:
+            console.print(
+                f"events: partitions {plan.first}..{plan.last} in one run ({len(plan.pending)} new file(s))"
+            )
+            runs.append((EVENTS_RUN, {"asset_selection": partitioned, "tags": plan.tags}))
+        else:
+            console.print("events: no new delivery")
+    if unpartitioned:
+        runs.append((UNPARTITIONED_RUN, {"asset_selection": unpartitioned, "tags": {}}))
+
+    results: list[dg.ExecuteInProcessResult] = []
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            # step logs stay in the instance (UI); the console shows progress lines only
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+        for kind, selection in runs:
+            results.append(
+                job.execute_in_process(
+                    instance=instance,
+                    raise_on_error=False,
+                    # step logs stay in the instance (UI); the console shows progress lines only
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                    asset_selection=selection["asset_selection"],
+                    tags={**selection["tags"], "rainbow/nightly": kind, "rainbow/trigger": "rainbow build"},
+                )
+            )
     failed_checks = [
         ev
+        for result in results
         for ev in result.get_asset_check_evaluations()
         if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
     ]
     for ev in failed_checks:
         console.print(f"[red]check failed[/] {ev.asset_key.to_user_string()} {ev.check_name}")
-    console.print(_summary(result))
-    ok = result.success and not failed_checks
-    console.print(f"run {result.run_id}: {'[green]success[/]' if ok else '[red]failure[/]'}")
+    console.print(_summary(results))
+    ok = all(r.success for r in results) and not failed_checks
+    for (kind, _), result in zip(runs, results, strict=True):
+        console.print(
+            f"run {result.run_id} ({kind}): {'[green]success[/]' if result.success else '[red]failure[/]'}"
+        )
     return ok

@@ -10,11 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from assets.ingest.ledger import read_ledger
+from assets.ingest.ledger import ledger_files, ledger_path, read_ledger, write_ledger
 from assets.ingest.raw import (
     discover_files,
     ingest_table,
     parse_delivery_name,
+    pending_deliveries,
     raw_part_paths,
     reconcile_table,
     template_glob,
@@ -258,6 +259,131 @@ def test_header_only_files_of_other_days_are_deliveries_not_duplicates(lake: Lak
     assert reconcile_table(lake, t).passed
 
 
+D4, D5, D6 = date(2024, 11, 4), date(2024, 11, 5), date(2024, 11, 6)
+
+
+def test_when_limited_to_dates_then_only_their_files_are_ingested_with_a_ledger_file_per_day(
+    lake: Lake,
+) -> None:
+    t = table("meal_transactions")
+    write_meal_csv(lake, "20241104", 2)
+    d5 = write_meal_csv(lake, "20241105", 3, broken=1)
+    shutil.copy(d5, d5.with_name("meal_txn_20241105(1).csv"))
+    write_meal_csv(lake, "20241106", 4)
+
+    report = ingest_table(lake, t, T0, dates=[D5])
+
+    assert [(f.source_file, f.status, f.delivered_date) for f in report.files] == [
+        ("meal_aid/meal_txn_20241105.csv", "ingested", D5),
+        ("meal_aid/meal_txn_20241105(1).csv", "duplicate", D5),
+    ]
+    assert report.dates == (D5,)
+    assert report.per_date() == [
+        {
+            "date": "2024-11-05",
+            "files_ingested": 1,
+            "duplicates_skipped": 1,
+            "files_failed": 0,
+            "files_already_known": 0,
+            "rows_ingested": 3,
+            "broken_rows": 1,
+            "date_rows": 3,
+        }
+    ]
+    assert ledger_files(lake, t.name) == [ledger_path(lake, t.name, D5)]
+    assert not ledger_path(lake, t.name).exists()  # no single ledger file for a partitioned table
+    # the other days are still pending (path, size, mtime), the ingested day's files are not
+    assert {(f.source_file, f.delivered_date) for f in pending_deliveries(lake, t)} == {
+        ("meal_aid/meal_txn_20241104.csv", D4),
+        ("meal_aid/meal_txn_20241106.csv", D6),
+    }
+
+    # a range of days in one call: only the new days are read, the known one is counted per date
+    ranged = ingest_table(lake, t, T0 + timedelta(hours=1), dates=[D4, D5, D6])
+    assert [f.source_file for f in ranged.files] == [
+        "meal_aid/meal_txn_20241104.csv",
+        "meal_aid/meal_txn_20241106.csv",
+    ]
+    per_date = {r["date"]: r for r in ranged.per_date()}
+    assert per_date["2024-11-05"]["files_already_known"] == 2
+    assert per_date["2024-11-05"]["date_rows"] == 3
+    assert per_date["2024-11-06"]["rows_ingested"] == 4
+    assert ranged.rows_in_dates == 2 + 3 + 4 == ranged.raw_rows_total
+    assert ledger_files(lake, t.name) == [ledger_path(lake, t.name, d) for d in (D4, D5, D6)]
+    assert pending_deliveries(lake, t) == []
+
+
+def test_when_a_day_is_rerun_then_nothing_changes_byte_for_byte(lake: Lake) -> None:
+    t = table("meal_transactions")
+    write_meal_csv(lake, "20241104", 2)
+    d5 = write_meal_csv(lake, "20241105", 3, broken=1)
+    shutil.copy(d5, d5.with_name("meal_txn_20241105(1).csv"))
+    ingest_table(lake, t, T0, dates=[D4, D5])
+    before = tree_digest(lake.raw)
+
+    again = ingest_table(lake, t, T0 + timedelta(days=1), dates=[D5])
+
+    assert again.files == ()
+    assert again.known_files == 2
+    assert tree_digest(lake.raw) == before
+
+
+def test_when_a_resend_lands_under_another_day_then_the_ledger_of_every_day_finds_it(lake: Lake) -> None:
+    t = table("meal_transactions")
+    d4 = write_meal_csv(lake, "20241104", 3)
+    ingest_table(lake, t, T0, dates=[D4])
+    day4_ledger = ledger_path(lake, t.name, D4).read_bytes()
+    # the vendor re-sends the 4th's export as the 5th's file, then the 4th's again as a "(1)" copy
+    shutil.copy(d4, d4.with_name("meal_txn_20241105.csv"))
+    shutil.copy(d4, d4.with_name("meal_txn_20241104(1).csv"))
+
+    fifth = ingest_table(lake, t, T0 + timedelta(days=1), dates=[D5])
+    fourth = ingest_table(lake, t, T0 + timedelta(days=1), dates=[D4])
+
+    assert [(f.source_file, f.status, f.duplicate_of) for f in fifth.files] == [
+        ("meal_aid/meal_txn_20241105.csv", "duplicate", "meal_aid/meal_txn_20241104.csv"),
+    ]
+    assert [(f.source_file, f.status, f.duplicate_of) for f in fourth.files] == [
+        ("meal_aid/meal_txn_20241104(1).csv", "duplicate", "meal_aid/meal_txn_20241104.csv"),
+    ]
+    assert fourth.raw_rows_total == 3 and len(raw_part_paths(lake, t)) == 1
+    assert read_ledger(lake, t.name).get_column("status").to_list() == ["ingested", "duplicate", "duplicate"]
+    assert ledger_path(lake, t.name, D4).read_bytes() != day4_ledger  # the (1) copy went to the 4th's file
+    assert read_ledger(lake, t.name).filter(pl.col("delivered_date") == D5).height == 1
+
+
+def test_a_single_ledger_file_of_a_partitioned_table_is_still_read_and_never_doubled(lake: Lake) -> None:
+    """Lakes ingested before partitioning keep their one ledger file; new days get their own."""
+    t = table("meal_transactions")
+    write_meal_csv(lake, "20241104", 2)
+    ingest_table(lake, t, T0, dates=[D4])
+    old = read_ledger(lake, t.name)
+    ledger_path(lake, t.name, D4).unlink()
+    write_ledger(lake, t.name, old)  # the pre-partitioning layout: raw/_ledger/meal_transactions.parquet
+    write_meal_csv(lake, "20241105", 1)
+
+    report = ingest_table(lake, t, T0 + timedelta(days=1))
+
+    assert [f.source_file for f in report.files] == ["meal_aid/meal_txn_20241105.csv"]
+    assert report.known_files == 1
+    assert ledger_files(lake, t.name) == [ledger_path(lake, t.name), ledger_path(lake, t.name, D5)]
+    assert read_ledger(lake, t.name).get_column("source_file").to_list() == [
+        "meal_aid/meal_txn_20241104.csv",
+        "meal_aid/meal_txn_20241105.csv",
+    ]
+    assert reconcile_table(lake, t).passed
+
+
+def test_an_unpartitioned_table_keeps_one_ledger_file(lake: Lake) -> None:
+    t = table("muni_elders")
+    assert not t.delivery.partitioned
+    path = lake.landing / "municipal" / "elders_20241105.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"code": 0, "data": {"total": 0, "records": []}}', encoding="utf-8")
+    ingest_table(lake, t, T0)
+    assert ledger_files(lake, t.name) == [ledger_path(lake, t.name)]
+
+
 @pytest.mark.integration
 def test_generated_sample_ingests_and_matches_the_generator_truth(sample_lake: Lake, tmp_path: Path) -> None:
     """Every generated delivery reads; counts, duplicates and broken lines equal the truth."""
@@ -292,3 +418,43 @@ def test_generated_sample_ingests_and_matches_the_generator_truth(sample_lake: L
 
 def _broken_rows(lake: Lake, part: str | None) -> list[int]:
     return [] if part is None else pl.read_parquet(lake.root / part).get_column("_row_number").to_list()
+
+
+def test_views_cover_every_day_and_both_ledger_layouts_and_are_rewritten_only_when_changed(
+    lake: Lake,
+) -> None:
+    import duckdb
+
+    from assets.ingest.views import create_raw_views
+
+    meal, elders = table("meal_transactions"), table("muni_elders")
+    write_meal_csv(lake, "20241104", 2)
+    write_meal_csv(lake, "20241105", 3)
+    ingest_table(lake, meal, T0, dates=[D4])
+    ingest_table(lake, meal, T0, dates=[D5])
+    dump = lake.landing / "municipal" / "elders_20241105.json"
+    dump.parent.mkdir(parents=True)
+    dump.write_text('{"code": 0, "data": {"total": 1, "records": [{"lrbh": "E1"}]}}', encoding="utf-8")
+    ingest_table(lake, elders, T0)
+    lake.root.mkdir(exist_ok=True)
+
+    with duckdb.connect(str(lake.warehouse)) as con:
+        assert create_raw_views(con, lake, meal) == [
+            "meal_transactions",
+            "meal_transactions__broken",
+            "ingest_ledger",
+        ]
+        assert create_raw_views(con, lake, elders) == ["muni_elders", "muni_elders__broken"]
+        assert con.sql("select count(*) from raw.meal_transactions").fetchall() == [(5,)]
+        ledger = con.sql(
+            "select table_name, delivered_date, source_file from raw.ingest_ledger order by all"
+        ).fetchall()
+    assert ledger == [
+        ("meal_transactions", D4, "meal_aid/meal_txn_20241104.csv"),
+        ("meal_transactions", D5, "meal_aid/meal_txn_20241105.csv"),
+        ("muni_elders", D5, "municipal/elders_20241105.json"),
+    ]
+    before = hashlib.sha256(lake.warehouse.read_bytes()).hexdigest()
+    with duckdb.connect(str(lake.warehouse)) as con:
+        assert create_raw_views(con, lake, meal) == []  # a new day needs no new view: they read globs
+    assert hashlib.sha256(lake.warehouse.read_bytes()).hexdigest() == before

@@ -1,21 +1,26 @@
 """landing -> raw: one Parquet part per new delivered file, with lineage.
 
 Pure functions, no Dagster. :func:`ingest_table` discovers a table's files from
-its contract's path template, skips what the ledger already knows (by
-checksum), reads each new file, and writes
+its contract's path template (optionally only those of some delivery dates: one
+run per partition, or a range of them), skips what the ledger already knows (by
+checksum, across every delivery date), reads each new file, and writes
 
 * ``<lake>/raw/<table>/<file-stem>-<sha8>.parquet``: the rows, every field as text,
   plus ``_extra``, ``_source_file``, ``_row_number``, ``_file_sha256``, ``_ingested_at``;
 * ``<lake>/raw/<table>/_broken/<file-stem>-<sha8>.parquet``: rows that could not be
   parsed (``_raw_text``, ``_error``) with the same lineage, only when there are any;
 
-each atomically, then the ledger. Re-running with no new file writes nothing.
+each atomically, then the ledger (the per-day ledger files of the dates that got
+an entry; see :mod:`assets.ingest.ledger`). Re-running with no new file writes
+nothing. :func:`pending_deliveries` lists, cheaply (path, size, mtime), the files
+the ledger does not know yet: what a sensor or a nightly build should ingest.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,7 +29,7 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow.parquet as pq
 
-from assets.ingest.ledger import LedgerEntry, append_entries, read_ledger, write_ledger
+from assets.ingest.ledger import LedgerEntry, read_ledger, save_entries
 from assets.ingest.readers import EXTRA, RAW_TEXT, ROW_NUMBER, Delivered, ReadError, read_delivery
 from rainbow.io import atomic_path, sha256_file
 from rainbow.settings import Lake
@@ -192,6 +197,7 @@ class FileReport:
     source_file: str
     file_sha256: str
     status: FileStatus
+    delivered_date: date | None = None  # from the file name
     delivered_rows: int = 0  # rows the reader found in the file
     raw_rows: int = 0  # rows in the written raw part (read back from disk)
     broken_rows: int = 0  # rows in the written _broken part (read back from disk)
@@ -222,6 +228,11 @@ class IngestReport:
     unmatched: tuple[str, ...] = ()  # files near the template that do not fit it
     healed: tuple[str, ...] = ()  # known files whose missing parts were rewritten
     raw_rows_total: int = 0  # rows in all raw parts of the table after this ingest
+    # the delivery dates this ingest was limited to (None: every file of the table)
+    dates: tuple[date, ...] | None = None
+    # per date in ``dates``: files already known, and raw rows of all the date's ingested files
+    known_by_date: tuple[tuple[date, int], ...] = ()
+    rows_by_date: tuple[tuple[date, int], ...] = ()
 
     def _of(self, status: FileStatus) -> list[FileReport]:
         return [f for f in self.files if f.status == status]
@@ -253,6 +264,34 @@ class IngestReport:
     @property
     def reconciles(self) -> bool:
         return all(f.reconciles for f in self.files if f.status == "ingested")
+
+    @property
+    def rows_in_dates(self) -> int:
+        """Raw rows of every file ingested (now or before) under the dates of this ingest."""
+        return sum(n for _, n in self.rows_by_date)
+
+    def per_date(self) -> list[dict[str, object]]:
+        """One record per delivery date of this ingest (only when it was limited to dates)."""
+        if self.dates is None:
+            return []
+        known, rows = dict(self.known_by_date), dict(self.rows_by_date)
+        out: list[dict[str, object]] = []
+        for day in self.dates:
+            files = [f for f in self.files if f.delivered_date == day]
+            ingested = [f for f in files if f.status == "ingested"]
+            out.append(
+                {
+                    "date": day.isoformat(),
+                    "files_ingested": len(ingested),
+                    "duplicates_skipped": sum(f.status == "duplicate" for f in files),
+                    "files_failed": sum(f.status == "failed" for f in files),
+                    "files_already_known": known.get(day, 0),
+                    "rows_ingested": sum(f.raw_rows for f in ingested),
+                    "broken_rows": sum(f.broken_rows for f in ingested),
+                    "date_rows": rows.get(day, 0),
+                }
+            )
+        return out
 
 
 # --------------------------------------------------------------------------- parts
@@ -324,22 +363,31 @@ def _rel(lake: Lake, path: Path | None) -> str | None:
 # --------------------------------------------------------------------------- ingest
 
 
-def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
+def ingest_table(
+    lake: Lake, table: Table, now: datetime, dates: Collection[date] | None = None
+) -> IngestReport:
     """Ingest every new landing file of ``table`` into raw; see the module docstring.
 
-    A file that cannot be read at all (undecodable, no header row, a dump that
-    is not JSON) is reported as ``failed`` and left out of the ledger, so it is
-    tried again on the next run. ``now`` (timezone-aware) becomes
-    ``_ingested_at`` of the files first ingested by this call.
+    ``dates``: only files delivered on these dates (the dates in their names),
+    re-deliveries such as ``..._20241105(1).csv`` included; a file whose name has
+    no date is then left alone. Duplicates are still found against the ledger
+    of every date. A file that cannot be read at all (undecodable, no header
+    row, a dump that is not JSON) is reported as ``failed`` and left out of the
+    ledger, so it is tried again on the next run. ``now`` (timezone-aware)
+    becomes ``_ingested_at`` of the files first ingested by this call.
     """
     ingested_at = _utc(now)
+    scope = None if dates is None else tuple(sorted(set(dates)))
     ledger = read_ledger(lake, table.name)
     known_pairs: dict[tuple[str, str], dict[str, Any]] = {
         (r["source_file"], r["file_sha256"]): r for r in ledger.iter_rows(named=True)
     }
     # checksum -> (source_file, delivered_date, delivered_rows) of the first ingested file with those bytes
     ingested_sha: dict[str, tuple[str, date | None, int | None]] = {}
-    for r in ledger.filter(pl.col("status") == "ingested").iter_rows(named=True):
+    ingested_first = ledger.filter(pl.col("status") == "ingested").sort(
+        ["ingested_at", "source_file"], maintain_order=True
+    )
+    for r in ingested_first.iter_rows(named=True):
         ingested_sha.setdefault(
             r["file_sha256"], (r["source_file"], r["delivered_date"], r["delivered_rows"])
         )
@@ -349,8 +397,10 @@ def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
     reports: list[FileReport] = []
     entries: list[LedgerEntry] = []
     healed: list[str] = []
-    known = 0
+    known: Counter[date | None] = Counter()
     for path, dname in discovered.files:
+        if scope is not None and dname.delivered_date not in scope:
+            continue
         rel = path.relative_to(lake.landing).as_posix()
         st = path.stat()
         prev = last_seen.get(rel)
@@ -361,7 +411,7 @@ def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
 
         seen = known_pairs.get((rel, sha))
         if seen is not None:
-            known += 1
+            known[dname.delivered_date] += 1
             if seen["status"] == "ingested" and _parts_missing(lake, seen):
                 delivered = read_delivery(path, table)
                 _write_parts(lake, table, delivered, rel, sha, seen["ingested_at"])
@@ -371,7 +421,9 @@ def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
         first = ingested_sha.get(sha)
         if first is not None and not _empty_delivery_of_another_day(first, dname):
             original = first[0]
-            reports.append(FileReport(rel, sha, "duplicate", duplicate_of=original))
+            reports.append(
+                FileReport(rel, sha, "duplicate", delivered_date=dname.delivered_date, duplicate_of=original)
+            )
             entries.append(
                 LedgerEntry(
                     file_sha256=sha,
@@ -390,7 +442,9 @@ def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
         try:
             delivered = read_delivery(path, table)
         except ReadError as exc:
-            reports.append(FileReport(rel, sha, "failed", error=str(exc)))
+            reports.append(
+                FileReport(rel, sha, "failed", delivered_date=dname.delivered_date, error=str(exc))
+            )
             continue
 
         raw_path, broken_path = _write_parts(lake, table, delivered, rel, sha, ingested_at)
@@ -398,6 +452,7 @@ def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
             source_file=rel,
             file_sha256=sha,
             status="ingested",
+            delivered_date=dname.delivered_date,
             delivered_rows=delivered.records_seen,
             raw_rows=parquet_rows(raw_path),
             broken_rows=parquet_rows(broken_path) if broken_path else 0,
@@ -436,15 +491,55 @@ def ingest_table(lake: Lake, table: Table, now: datetime) -> IngestReport:
         known_pairs[(rel, sha)] = {"status": "ingested"}
 
     if entries:
-        write_ledger(lake, table.name, append_entries(ledger, entries))
+        save_entries(lake, table.name, entries, by_day=table.delivery.partitioned)
+    rows_by_date: tuple[tuple[date, int], ...] = ()
+    if scope is not None:
+        rows: Counter[date] = Counter()
+        for r in ledger.filter(pl.col("status") == "ingested").iter_rows(named=True):
+            rows[r["delivered_date"]] += r["rows"] or 0
+        for e in entries:
+            if e.status == "ingested" and e.delivered_date is not None:
+                rows[e.delivered_date] += e.rows or 0
+        rows_by_date = tuple((d, rows[d]) for d in scope)
     return IngestReport(
         table=table.name,
         files=tuple(reports),
-        known_files=known,
+        known_files=sum(known.values()),
         unmatched=tuple(discovered.unmatched),
         healed=tuple(healed),
         raw_rows_total=raw_row_count(lake, table),
+        dates=scope,
+        known_by_date=tuple((d, known[d]) for d in scope) if scope is not None else (),
+        rows_by_date=rows_by_date,
     )
+
+
+@dataclass(frozen=True)
+class PendingFile:
+    """A landing file of a table that the ledger does not know under its path, size and mtime."""
+
+    table: str
+    source_file: str  # relative to landing/
+    delivered_date: date | None
+    file_size: int
+    file_mtime_ns: int
+
+
+def pending_deliveries(lake: Lake, table: Table, ledger: pl.DataFrame | None = None) -> list[PendingFile]:
+    """The table's landing files not in its ledger, judged by (path, size, mtime) only: no hashing.
+
+    A file listed here is either new, changed, touched (same bytes, new mtime:
+    the ingest then finds it known by checksum) or failed to read before.
+    """
+    known = ledger if ledger is not None else read_ledger(lake, table.name)
+    seen = set(known.select("source_file", "file_size", "file_mtime_ns").iter_rows())
+    out: list[PendingFile] = []
+    for path, dname in discover_files(lake, table).files:
+        rel = path.relative_to(lake.landing).as_posix()
+        st = path.stat()
+        if (rel, st.st_size, st.st_mtime_ns) not in seen:
+            out.append(PendingFile(table.name, rel, dname.delivered_date, st.st_size, st.st_mtime_ns))
+    return out
 
 
 def _empty_delivery_of_another_day(first: tuple[str, date | None, int | None], name: DeliveryName) -> bool:
@@ -534,13 +629,28 @@ def reconcile_table(lake: Lake, table: Table | str) -> Reconciliation:
     )
 
 
+def _is_exception(f: FileReport) -> bool:
+    """Anything a steward should look at: not a plain, clean ingest."""
+    return (
+        f.status != "ingested" or f.broken_rows > 0 or bool(f.notes or f.extra_columns or f.missing_columns)
+    )
+
+
 def summarise(report: IngestReport, limit: int = 50) -> str:
-    """Markdown table of the per-file counts of one ingest."""
+    """Markdown table of the per-file counts of one ingest.
+
+    An ingest over several delivery dates (a ranged run, whose metadata Dagster
+    stores once per date) lists only the files worth a look - duplicates,
+    failures, broken rows, unexpected columns - and counts the clean ones.
+    """
+    several_days = report.dates is not None and len(report.dates) > 1
+    shown = [f for f in report.files if _is_exception(f)] if several_days else list(report.files)
+    clean = len(report.files) - len(shown)
     lines = [
         "| file | status | delivered | raw | broken | encoding | header row | notes |",
         "|---|---|---:|---:|---:|---|---:|---|",
     ]
-    for f in report.files[:limit]:
+    for f in shown[:limit]:
         notes: list[str] = list(f.notes)
         if f.duplicate_of:
             notes.append(f"duplicate of {f.duplicate_of}")
@@ -561,12 +671,19 @@ def summarise(report: IngestReport, limit: int = 50) -> str:
             "; ".join(notes).replace("|", "\\|"),
         )
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if len(report.files) > limit:
-        lines.append(f"\n… and {len(report.files) - limit} more files (see the ingest ledger).")
+    if len(shown) > limit:
+        lines.append(f"\n… and {len(shown) - limit} more files (see the ingest ledger).")
+    if not shown:
+        lines = []
+    if clean:
+        lines.append(
+            f"\n{clean} file(s) ingested cleanly (no broken row, columns as declared): "
+            "see the per-date counts and `raw.ingest_ledger`."
+        )
     if not report.files:
         lines = ["No new file in landing/ for this table."]
     if report.unmatched:
         lines.append(
             "\nFiles next to the template that do not fit it (not ingested): " + ", ".join(report.unmatched)
         )
-    return "\n".join(lines)
+    return "\n".join(lines).strip("\n")

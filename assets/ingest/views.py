@@ -3,18 +3,22 @@
 The statements are built here and run by the caller on a connection it opens
 only for the moment of the write (DuckDB admits one writing process at a time).
 When a table has no part yet its views still exist, typed and empty, so
-downstream SQL never fails on a first run without deliveries.
+downstream SQL never fails on a first run without deliveries. The views read
+globs, so a new part needs no new view; a view is (re)created only when its
+statement changed (a fingerprint of it is kept as the view's comment), so a
+run that ingested nothing leaves ``warehouse.duckdb`` byte for byte as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import duckdb
 import polars as pl
 from polars.datatypes import DataTypeClass
 
-from assets.ingest.ledger import LEDGER_SCHEMA, ledger_path
+from assets.ingest.ledger import LEDGER_SCHEMA, ledger_dir
 from assets.ingest.raw import BROKEN_RAW_SCHEMA, broken_part_paths, raw_part_paths, raw_schema, table_dir
 from rainbow.settings import Lake
 from schemas.contract import Table
@@ -52,7 +56,7 @@ def _parquet_select(glob: Path, schema: dict[str, pl.DataType]) -> str:
 
 
 def raw_view_statements(lake: Lake, table: Table) -> list[str]:
-    """``CREATE OR REPLACE VIEW`` statements for the table's raw and broken views."""
+    """``CREATE OR REPLACE VIEW`` statements for the table's raw and broken views (after the schema)."""
     schema = raw_schema(table)
     base = table_dir(lake, table)
     main = (
@@ -70,21 +74,56 @@ def raw_view_statements(lake: Lake, table: Table) -> list[str]:
     ]
 
 
+# _ledger/<table>.parquet (unpartitioned) or _ledger/<table>/<YYYY-MM-DD>.parquet (per day)
+_LEDGER_TABLE_RE = r"_ledger[/\\]([^/\\]+?)(?:[/\\][^/\\]+)?\.parquet$"
+
+
 def ledger_view_statement(lake: Lake) -> str:
-    """One view over every table's ingest ledger, with the table name."""
-    folder = ledger_path(lake, "x").parent
-    if any(folder.glob("*.parquet")):
+    """One view over every table's ingest ledger (both layouts), with the table name."""
+    folder = ledger_dir(lake)
+    if any(folder.rglob("*.parquet")):
         cols = ", ".join(f'"{c}"' for c in LEDGER_SCHEMA)
         select = (
-            f"SELECT regexp_extract(filename, '([^/\\\\]+)\\.parquet$', 1) AS table_name, {cols} "
-            f"FROM read_parquet({_literal(folder / '*.parquet')}, union_by_name = true, filename = true)"
+            f"SELECT regexp_extract(filename, '{_LEDGER_TABLE_RE}', 1) AS table_name, {cols} "
+            f"FROM read_parquet({_literal(folder / '**' / '*.parquet')}, union_by_name = true, "
+            "filename = true)"
         )
     else:
         select = _empty_select({"table_name": pl.String(), **LEDGER_SCHEMA})
     return f"CREATE OR REPLACE VIEW {RAW_SCHEMA_NAME}.{LEDGER_VIEW} AS {select}"
 
 
-def create_raw_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -> None:
-    """(Re)create ``raw.<table>``, ``raw.<table>__broken`` and ``raw.ingest_ledger``."""
-    for statement in [*raw_view_statements(lake, table), ledger_view_statement(lake)]:
+def _view_name(statement: str) -> str:
+    head = statement.split(" AS ", 1)[0]
+    return head.rsplit(".", 1)[1].strip('"')
+
+
+def _fingerprint(statement: str) -> str:
+    return "rainbow-view-sha256:" + hashlib.sha256(statement.encode("utf-8")).hexdigest()[:32]
+
+
+def create_raw_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -> list[str]:
+    """(Re)create ``raw.<table>``, ``raw.<table>__broken`` and ``raw.ingest_ledger`` where changed.
+
+    Returns the names of the views written (none when every view is as it should be).
+    """
+    [schema_stmt, *views] = raw_view_statements(lake, table)
+    views.append(ledger_view_statement(lake))
+    current = dict(
+        con.execute(
+            "SELECT view_name, comment FROM duckdb_views() "
+            "WHERE schema_name = ? AND database_name = current_database()",
+            [RAW_SCHEMA_NAME],
+        ).fetchall()
+    )
+    written: list[str] = []
+    for statement in views:
+        name, tag = _view_name(statement), _fingerprint(statement)
+        if current.get(name) == tag:
+            continue
+        if not written:
+            con.execute(schema_stmt)
         con.execute(statement)
+        con.execute(f"COMMENT ON VIEW {RAW_SCHEMA_NAME}.\"{name}\" IS '{tag}'")
+        written.append(name)
+    return written
