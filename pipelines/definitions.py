@@ -17,6 +17,7 @@ import dagster as dg
 
 from assets.partitions import daily_partitions
 from assets.raw_assets import build_raw_assets
+from assets.staged_assets import build_staged_assets
 from pipelines.jobs import build_jobs, keys_by_partitioning
 from pipelines.resources import LakeResource
 from pipelines.schedules import build_nightly_schedule
@@ -29,8 +30,9 @@ def build_definitions(lake_root: str | None = None, partition_start: str | None 
     registry = load_registry()
     daily = daily_partitions(partition_start)
     raw_assets, raw_checks = build_raw_assets(registry, daily)
-    assets: list[dg.AssetsDefinition] = [*raw_assets]
-    checks: list[dg.AssetChecksDefinition] = [*raw_checks]
+    staged_assets, staged_checks = build_staged_assets(registry, daily)
+    assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets]
+    checks: list[dg.AssetChecksDefinition] = [*raw_checks, *staged_checks]
     partitioned, unpartitioned = keys_by_partitioning(spec for a in assets for spec in a.specs)
     jobs = build_jobs(partitioned, unpartitioned)
     lake = LakeResource(root=lake_root) if lake_root is not None else LakeResource()

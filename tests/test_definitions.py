@@ -72,11 +72,20 @@ def test_event_tables_are_partitioned_by_delivery_day_and_backfill_in_one_run() 
             assert node.partitions_def is None, t.name
     events = defs.resolve_job_def("event_partitions")
     others = defs.resolve_job_def("unpartitioned_assets")
-    assert {k.path[-1] for k in events.asset_layer.executable_asset_keys} == PARTITIONED
-    assert {k.path[-1] for k in others.asset_layer.executable_asset_keys} == {
-        t.name for _, t in reg.tables()
-    } - PARTITIONED
-    assert len(defs.resolve_job_def("nightly_build").asset_layer.executable_asset_keys) == 20
+    zones = ("raw", "staged")
+    assert {tuple(k.path) for k in events.asset_layer.executable_asset_keys} == {
+        (z, t) for z in zones for t in PARTITIONED
+    }
+    assert {tuple(k.path) for k in others.asset_layer.executable_asset_keys} == {
+        (z, t.name) for z in zones for _, t in reg.tables() if t.name not in PARTITIONED
+    }
+    assert len(defs.resolve_job_def("nightly_build").asset_layer.executable_asset_keys) == 40
+    for _, t in reg.tables():  # each staged asset is partitioned exactly like its raw asset
+        assert (
+            graph.get(dg.AssetKey(["staged", t.name])).partitions_def
+            == graph.get(raw_asset_key(t)).partitions_def
+        )
+        assert raw_asset_key(t) in graph.get(dg.AssetKey(["staged", t.name])).parent_keys
 
 
 def test_partition_start_is_read_when_the_definitions_are_built(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,12 +131,17 @@ def test_nightly_schedule_runs_at_two_in_shanghai() -> None:
     assert schedule.job_name == "nightly_build"
 
 
+ZONES = ("raw", "staged")
+
+
 def partitioned_keys() -> list[dg.AssetKey]:
-    return sorted((dg.AssetKey(["raw", t]) for t in PARTITIONED), key=lambda k: k.path)
+    return sorted((dg.AssetKey([z, t]) for z in ZONES for t in PARTITIONED), key=lambda k: k.path)
 
 
 def unpartitioned_keys() -> list[dg.AssetKey]:
-    keys = {dg.AssetKey(["raw", t.name]) for _, t in load_registry().tables()} - set(partitioned_keys())
+    keys = {dg.AssetKey([z, t.name]) for z in ZONES for _, t in load_registry().tables()} - set(
+        partitioned_keys()
+    )
     return sorted(keys, key=lambda k: k.path)
 
 
@@ -423,6 +437,8 @@ def test_landing_sensor_requests_only_what_new_files_touch(tmp_path: Path) -> No
     built = build_definitions(lake_root=str(lake.root))
     sensor = built.resolve_sensor_def("landing_sensor")
     meal, muni = dg.AssetKey(["raw", "meal_transactions"]), dg.AssetKey(["raw", "muni_assessments"])
+    s_meal, s_muni = dg.AssetKey(["staged", "meal_transactions"]), dg.AssetKey(["staged", "muni_assessments"])
+    elders = [dg.AssetKey(["raw", "muni_elders"]), dg.AssetKey(["staged", "muni_elders"])]
 
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(sensor_context(instance, built, lake))
@@ -430,10 +446,11 @@ def test_landing_sensor_requests_only_what_new_files_touch(tmp_path: Path) -> No
             (r.job_name, r.partition_key, r.tags.get("dagster/partition"), list(r.asset_selection or ()))
             for r in first.run_requests or []
         ]
+        # each touched raw asset and the staged asset built from it, nothing else
         assert requested == [
-            ("unpartitioned_assets", None, None, [dg.AssetKey(["raw", "muni_elders"])]),
-            ("event_partitions", "2024-11-04", "2024-11-04", [meal]),
-            ("event_partitions", "2024-11-05", "2024-11-05", [meal, muni]),
+            ("unpartitioned_assets", None, None, elders),
+            ("event_partitions", "2024-11-04", "2024-11-04", [meal, s_meal]),
+            ("event_partitions", "2024-11-05", "2024-11-05", [meal, muni, s_meal, s_muni]),
         ]
         cursor = load_cursor(first.cursor)
         assert sorted(cursor.requested["meal_transactions"]) == [
@@ -463,7 +480,7 @@ def test_landing_sensor_requests_only_what_new_files_touch(tmp_path: Path) -> No
         write_meal(lake, "20241106", 1)
         third = sensor.evaluate_tick(sensor_context(instance, built, lake, second.cursor))
         assert [(r.partition_key, list(r.asset_selection or ())) for r in third.run_requests or []] == [
-            ("2024-11-06", [meal])
+            ("2024-11-06", [meal, s_meal])
         ]
         assert list(load_cursor(third.cursor).requested["meal_transactions"]) == [
             "meal_aid/meal_txn_20241106.csv"
@@ -504,7 +521,7 @@ def test_landing_sensor_reads_no_ledger_while_landing_is_unchanged(
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(sensor_context(instance, built, lake))
         assert [list(r.asset_selection or ()) for r in first.run_requests or []] == [
-            [dg.AssetKey(["raw", "muni_elders"])]
+            [dg.AssetKey(["raw", "muni_elders"]), dg.AssetKey(["staged", "muni_elders"])]
         ]
         cursor = load_cursor(first.cursor)
         assert sorted(cursor.listings) == ["meal_transactions", "muni_elders"]

@@ -32,6 +32,10 @@ def _duck_type(dtype: pl.DataType | DataTypeClass) -> str:
         return "VARCHAR"
     if dtype == pl.Int64():
         return "BIGINT"
+    if dtype == pl.Float64():
+        return "DOUBLE"
+    if dtype == pl.Boolean():
+        return "BOOLEAN"
     if dtype == pl.Date():
         return "DATE"
     if isinstance(dtype, pl.Datetime):
@@ -109,11 +113,22 @@ def create_raw_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -
     """
     [schema_stmt, *views] = raw_view_statements(lake, table)
     views.append(ledger_view_statement(lake))
+    return ensure_views(con, RAW_SCHEMA_NAME, schema_stmt, views)
+
+
+def ensure_views(
+    con: duckdb.DuckDBPyConnection, schema_name: str, schema_stmt: str, views: list[str]
+) -> list[str]:
+    """Run each ``CREATE OR REPLACE VIEW <schema>."name" AS ...`` whose fingerprint changed.
+
+    Recreating an identical view still rewrites the DuckDB file, so unchanged
+    views are left alone (their fingerprint is kept as the view's comment).
+    """
     current = dict(
         con.execute(
             "SELECT view_name, comment FROM duckdb_views() "
             "WHERE schema_name = ? AND database_name = current_database()",
-            [RAW_SCHEMA_NAME],
+            [schema_name],
         ).fetchall()
     )
     written: list[str] = []
@@ -124,6 +139,6 @@ def create_raw_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -
         if not written:
             con.execute(schema_stmt)
         con.execute(statement)
-        con.execute(f"COMMENT ON VIEW {RAW_SCHEMA_NAME}.\"{name}\" IS '{tag}'")
+        con.execute(f"COMMENT ON VIEW {schema_name}.\"{name}\" IS '{tag}'")
         written.append(name)
     return written

@@ -91,9 +91,13 @@ def quarantine_schema(table: Table) -> dict[str, pl.DataType]:
 
 
 def stage_frame(
-    raw: pl.DataFrame, broken: pl.DataFrame, table: Table, registry: Registry
+    raw: pl.DataFrame, broken: pl.DataFrame, table: Table, registry: Registry, *, per_day: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Pure transformation: raw text rows (+ lineage and ``_delivery_date``) -> (staged, quarantine)."""
+    """Pure transformation: raw text rows (+ lineage and ``_delivery_date``) -> (staged, quarantine).
+
+    ``per_day``: primary keys are de-duplicated within each delivery date only
+    (event partitions), so staging a range equals staging each day alone.
+    """
     delivery_end = (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
     rules: dict[str, Rule] = {c.name: rule_for(c, table, registry, delivery_end) for c in table.columns}
     staged_input = raw.with_columns([clean_text(c.name).alias(f"__clean_{c.name}") for c in table.columns])
@@ -117,9 +121,10 @@ def stage_frame(
     # The same key delivered twice: the first (by file, row) is kept, later copies quarantined.
     if table.primary_key:
         keys = [pl.col(f"__typed_{k}") for k in table.primary_key]
+        window = [*keys, pl.col("_delivery_date")] if per_day else keys
         typed = typed.sort("_source_file", "_row_number").with_columns(
             __dup=pl.when(pl.all_horizontal([k.is_not_null() for k in keys]))
-            .then(pl.int_range(pl.len()).over(keys) > 0)
+            .then(pl.int_range(pl.len()).over(window) > 0)
             .otherwise(False)
         )
         typed = typed.with_columns(
@@ -178,10 +183,26 @@ def _read_parts(lake: Lake, parts: list[str], schema: dict[str, pl.DataType]) ->
 
 def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | None = None) -> StageReport:
     """Stage every ingested file of ``table`` (of one delivery date when ``partition`` is given)."""
+    if partition is None:
+        return _stage(lake, table, registry, None)[0]
+    return _stage(lake, table, registry, [partition])[0]
+
+
+def stage_partitions(lake: Lake, table: Table, registry: Registry, days: list[date]) -> list[StageReport]:
+    """Stage several delivery dates of an event table in one pass (one report per date).
+
+    Reads the ledger and the raw parts once; each date's output is written to its
+    own partition and equals what staging that date alone writes (keys are
+    de-duplicated within a date, never across dates).
+    """
+    return _stage(lake, table, registry, sorted(set(days)))
+
+
+def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None) -> list[StageReport]:
     ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
-    if partition is not None:
-        ledger = ledger.filter(pl.col("delivered_date") == partition)
-    # Files without a date in their name (none today) are dated by their ingest day.
+    if days is not None:
+        ledger = ledger.filter(pl.col("delivered_date").is_in(days))
+    # Files without a date in their name are dated by their ingest day.
     ledger = ledger.with_columns(
         _delivery_date=pl.coalesce("delivered_date", pl.col("ingested_at").dt.date())
     ).sort("source_file")
@@ -192,25 +213,33 @@ def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | 
     for col in table.column_names:
         if col not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(col))
-    raw = (
-        raw.join(dates, on="_source_file", how="left")
-        if raw.height
-        else raw.with_columns(
+    if raw.height:
+        raw = raw.join(dates, on="_source_file", how="left")
+    else:
+        raw = raw.with_columns(
             _delivery_date=pl.lit(None, dtype=pl.Date),
             _source_file=pl.lit(None, dtype=pl.String),
             _row_number=pl.lit(None, dtype=pl.Int64),
             _file_sha256=pl.lit(None, dtype=pl.String),
             _ingested_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")),
         )
-    )
     if broken.height:
         broken = broken.join(dates, on="_source_file", how="left")
-    staged, quarantine = stage_frame(raw, broken, table, registry)
-    leaf = _partition_leaf(partition)
-    for frame, folder in ((staged, staged_dir(lake, table)), (quarantine, quarantine_dir(lake, table))):
-        with atomic_path(folder / leaf) as tmp:
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
-    return _report(table, partition, ledger, staged, quarantine)
+    staged, quarantine = stage_frame(raw, broken, table, registry, per_day=days is not None)
+    reports = []
+    for day in days if days is not None else [None]:
+        if day is None:
+            s_part, q_part, l_part = staged, quarantine, ledger
+        else:
+            s_part = staged.filter(pl.col("_delivery_date") == day)
+            q_part = quarantine.filter(pl.col("_delivery_date") == day)
+            l_part = ledger.filter(pl.col("_delivery_date") == day)
+        leaf = _partition_leaf(day)
+        for frame, folder in ((s_part, staged_dir(lake, table)), (q_part, quarantine_dir(lake, table))):
+            with atomic_path(folder / leaf) as tmp:
+                frame.write_parquet(tmp, compression="zstd", statistics=True)
+        reports.append(_report(table, day, l_part, s_part, q_part))
+    return reports
 
 
 def _report(
@@ -237,3 +266,54 @@ def _report(
         reasons=dict(sorted(reasons.items())),
         flags=dict(sorted(flags.items())),
     )
+
+
+@dataclass(frozen=True)
+class StagedReconciliation:
+    files_checked: int
+    mismatches: list[FileCount]
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def _count_by_file(folder: Path) -> dict[str, int]:
+    parts = sorted(folder.rglob("*.parquet"))
+    if not parts:
+        return {}
+    counts = (
+        pl.scan_parquet(parts, hive_partitioning=False)
+        .select("_source_file")
+        .group_by("_source_file")
+        .len()
+        .collect()
+    )
+    return {str(k): int(v) for k, v in counts.iter_rows()}
+
+
+def reconcile_staged(lake: Lake, table: Table) -> StagedReconciliation:
+    """For every ingested file: raw rows + broken rows = staged rows + quarantined rows (from disk)."""
+    ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
+    staged = _count_by_file(staged_dir(lake, table))
+    quarantined = _count_by_file(quarantine_dir(lake, table))
+    files = [
+        FileCount(src, int(rows or 0), int(broken or 0), staged.get(src, 0), quarantined.get(src, 0))
+        for src, rows, broken in ledger.select("source_file", "rows", "broken_rows").iter_rows()
+    ]
+    return StagedReconciliation(files_checked=len(files), mismatches=[f for f in files if not f.reconciles])
+
+
+def staged_view_statements(lake: Lake, table: Table) -> list[str]:
+    """``staged.<table>`` and ``staged.<table>__quarantine`` over every partition's Parquet."""
+    from assets.ingest.views import _empty_select, _parquet_select
+
+    out = ["CREATE SCHEMA IF NOT EXISTS staged"]
+    for name, folder, schema in (
+        (table.name, staged_dir(lake, table), staged_schema(table)),
+        (f"{table.name}__quarantine", quarantine_dir(lake, table), quarantine_schema(table)),
+    ):
+        glob = folder / "**" / "*.parquet" if any(folder.rglob("*.parquet")) else None
+        select = _parquet_select(glob, schema) if glob else _empty_select(schema)
+        out.append(f'CREATE OR REPLACE VIEW staged."{name}" AS {select}')
+    return out

@@ -1,0 +1,179 @@
+"""Dagster assets of the staged zone: one ``staged/<table>`` asset per contract table.
+
+Thin wrappers over :mod:`assets.staging.stage`; partitioned exactly like the raw
+asset they read (event tables by delivery date), with a blocking
+``staged_reconciles`` check: raw rows + broken rows = staged + quarantined, per file.
+"""
+
+import warnings
+from typing import Any
+
+import dagster as dg
+
+from assets.ingest.views import ensure_views
+from assets.partitions import daily_partitions, partition_date, partitions_for
+from assets.raw_assets import asset_owner, asset_tags, raw_asset_key
+from assets.staging.normalise import RAW_TYPES
+from assets.staging.stage import (
+    StageReport,
+    reconcile_staged,
+    stage_partitions,
+    stage_table,
+    staged_dir,
+    staged_view_statements,
+)
+from pipelines.resources import LakeResource
+from schemas import load_registry
+from schemas.contract import SourceSystem, Table
+from schemas.registry import Registry
+
+GROUP = "staged"
+RECONCILES = "staged_reconciles"
+DERIVED = {
+    "id_birth_date": ("由身份证号码推导的出生日期", "date"),
+    "id_sex": ("由身份证号码推导的性别（1 男 / 2 女）", "string"),
+    "_source_file": ("来源文件（landing/ 下的相对路径）", "string"),
+    "_row_number": ("来源文件中的数据行号", "integer"),
+    "_file_sha256": ("来源文件 SHA-256", "string"),
+    "_ingested_at": ("入湖时间（UTC）", "timestamp"),
+    "_delivery_date": ("交付日期", "date"),
+    "_flags": ("软性问题标记（已标准化并保留入库）", "list<string>"),
+}
+
+
+def staged_asset_key(table: Table | str) -> dg.AssetKey:
+    return dg.AssetKey(["staged", table if isinstance(table, str) else table.name])
+
+
+def staged_column_schema(table: Table) -> dg.TableSchema:
+    cols = [
+        dg.TableColumn(
+            name=c.name,
+            type=str(RAW_TYPES[c.type]),
+            description=f"{c.zh}（源字段：{c.source}；PII：{c.pii}）",
+            constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=c.unique),
+        )
+        for c in table.columns
+    ]
+    names = set(table.column_names)
+    for name, (zh, kind) in DERIVED.items():
+        if name.startswith("id_") and "id_number" not in names:
+            continue
+        cols.append(dg.TableColumn(name=name, type=kind, description=zh))
+    return dg.TableSchema(columns=cols)
+
+
+def _metadata(report: StageReport, path: str) -> dict[str, Any]:
+    bad = [f for f in report.files if not f.reconciles]
+    lines = ["| 文件 file | raw | broken | staged | quarantined |", "|---|---:|---:|---:|---:|"]
+    for f in bad[:50]:
+        lines.append(
+            f"| {f.source_file} | {f.raw_rows} | {f.broken_rows} | {f.staged_rows} | {f.quarantined_rows} |"
+        )
+    return {
+        "dagster/row_count": report.staged_rows,
+        "quarantined_rows": report.quarantined_rows,
+        "files": len(report.files),
+        "files_not_reconciling": len(bad),
+        "quarantine_reasons": dg.MetadataValue.json(report.reasons),
+        "soft_flags": dg.MetadataValue.json(report.flags),
+        "reconciliation": dg.MetadataValue.md(
+            f"{len(report.files)} files, all reconcile (raw + broken = staged + quarantined)"
+            if not bad
+            else "\n".join(lines)
+        ),
+        "staged_path": dg.MetadataValue.path(path),
+    }
+
+
+def build_staged_asset(
+    system: SourceSystem, table: Table, registry: Registry, daily: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    partitions_def = partitions_for(table, daily)
+
+    def _staged(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        if partitions_def is not None:
+            days = [partition_date(k) for k in context.partition_keys]
+            reports = stage_partitions(lake.lake, table, registry, days)
+        else:
+            days = []
+            reports = [stage_table(lake.lake, table, registry)]
+        with lake.warehouse() as con:
+            [schema_stmt, *views] = staged_view_statements(lake.lake, table)
+            ensure_views(con, "staged", schema_stmt, views)
+        merged = StageReport(
+            table=table.name,
+            partition=None,
+            files=[f for r in reports for f in r.files],
+            staged_rows=sum(r.staged_rows for r in reports),
+            quarantined_rows=sum(r.quarantined_rows for r in reports),
+            reasons={k: sum(r.reasons.get(k, 0) for r in reports) for r in reports for k in r.reasons},
+            flags={k: sum(r.flags.get(k, 0) for r in reports) for r in reports for k in r.flags},
+        )
+        context.log.info(
+            f"staged {merged.staged_rows} rows, quarantined {merged.quarantined_rows} "
+            f"({merged.reasons}) over {len(days) or 'all'} partition(s)"
+        )
+        return dg.MaterializeResult(metadata=_metadata(merged, str(staged_dir(lake.lake, table))))
+
+    description = (
+        f"{table.zh}（标准化层）：按契约类型化、标准化、码值统一；违反硬性规则的行进入隔离表并注明原因。\n\n"
+        f"{table.en} (staged): typed and normalised per its contract; rows breaking a hard rule go to "
+        f"`staged/_quarantine/{table.name}` with reason codes. Source system: {system.zh} ({system.en})."
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.asset(
+            key=staged_asset_key(table),
+            deps=[raw_asset_key(table)],
+            group_name=GROUP,
+            kinds={"polars", "parquet", "duckdb"},
+            owners=[asset_owner(system, table)],
+            tags={**asset_tags(system, table), "zone": "staged"},
+            description=description,
+            metadata={
+                "dagster/column_schema": staged_column_schema(table),
+                "owner_department": system.table_owner(table),
+                "source_system": system.name,
+                "open_data": table.open_data,
+                "primary_key": dg.MetadataValue.json(table.primary_key),
+            },
+            partitions_def=partitions_def,
+            backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
+        )(_staged)
+
+
+def build_staged_reconciles_check(table: Table) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=staged_asset_key(table),
+        name=RECONCILES,
+        blocking=True,
+        description=(
+            "每个已入湖文件：原始行数 + 损坏行数 = 标准化行数 + 隔离行数。"
+            "For every ingested file, raw rows + broken rows = staged rows + quarantined rows "
+            "(counted from the Parquet on disk). Fails (ERROR) otherwise."
+        ),
+    )
+    def _check(lake: LakeResource) -> dg.AssetCheckResult:
+        rec = reconcile_staged(lake.lake, table)
+        return dg.AssetCheckResult(
+            passed=rec.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "files_checked": rec.files_checked,
+                "mismatched_files": len(rec.mismatches),
+                "mismatches": dg.MetadataValue.json([m.__dict__ for m in rec.mismatches[:50]]),
+            },
+        )
+
+    return _check
+
+
+def build_staged_assets(
+    registry: Registry | None = None, daily: dg.PartitionsDefinition | None = None
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    reg = registry or load_registry()
+    daily = daily or daily_partitions()
+    assets = [build_staged_asset(s, t, reg, daily) for s, t in reg.tables()]
+    checks = [build_staged_reconciles_check(t) for _, t in reg.tables()]
+    return assets, checks
