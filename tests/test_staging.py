@@ -319,3 +319,23 @@ def test_staged_ids_are_the_true_ids_of_the_people_behind_the_rows(staged_lake: 
         assert (joined["id_number"] == joined["true_id"]).all(), table
         checked += joined.height
     assert checked > 3_000
+
+
+def test_a_run_killed_mid_write_leaves_the_previous_version_readable(
+    staged_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = REG.table("water_meters")
+    target = staged_lake.staged / "water_meters" / "data.parquet"
+    before = target.read_bytes()
+
+    def crash(self: pl.DataFrame, file: Path, **kwargs: object) -> None:
+        Path(file).write_bytes(b"PAR1 half a file")  # the writer dies halfway
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", crash)
+    with pytest.raises(KeyboardInterrupt):
+        stage_table(staged_lake, table, REG)
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert pl.read_parquet(target).height > 0
+    assert not [p for p in target.parent.iterdir() if p.name != "data.parquet"]  # no temp file left
