@@ -410,6 +410,30 @@ def _encode(text: str, encoding: str) -> bytes:
 # ---------------------------------------------------------------- deliver
 
 
+def _fault_row(
+    table: Table,
+    source_file: str,
+    row_number: int | None,
+    kind: str,
+    column: str | None = None,
+    original: str | None = None,
+    delivered: str | None = None,
+) -> dict[str, Any]:
+    """One truth/faults row; severity and reason code come from faults.yaml."""
+    spec = load_fault_specs()[kind]
+    return {
+        "table": table.name,
+        "source_file": source_file,
+        "row_number": row_number,
+        "column": column,
+        "kind": kind,
+        "severity": spec.severity,
+        "reason": spec.reason,
+        "original": original,
+        "delivered": delivered,
+    }
+
+
 def deliver(
     ctx: GenContext,
     table: Table,
@@ -516,52 +540,16 @@ def deliver(
     )
 
     # Truth: faults (row numbers are 1-based data rows / records / lines).
-    specs = load_fault_specs()
-    sources = {c.name: c.source for c in table.columns}
     fault_rows = [
-        {
-            "table": table.name,
-            "source_file": src,
-            "row_number": f["row_index"] + 1,
-            "column": f["column"],
-            "kind": f["kind"],
-            "severity": f["severity"],
-            "reason": f["reason"],
-            "original": f["original"],
-            "delivered": f["delivered"],
-        }
+        _fault_row(table, src, f["row_index"] + 1, f["kind"], f["column"], f["original"], f["delivered"])
         for f in faults
     ]
-    for k, i in enumerate(dup_idx):
-        fault_rows.append(
-            {
-                "table": table.name,
-                "source_file": src,
-                "row_number": n_orig + k + 1,
-                "column": None,
-                "kind": "duplicate_row",
-                "severity": specs["duplicate_row"].severity,
-                "reason": specs["duplicate_row"].reason,
-                "original": str(i + 1),
-                "delivered": None,
-            }
-        )
-    for i in cut_lines:
-        fault_rows.append(
-            {
-                "table": table.name,
-                "source_file": src,
-                "row_number": i + 1,
-                "column": None,
-                "kind": "truncated_line",
-                "severity": specs["truncated_line"].severity,
-                "reason": specs["truncated_line"].reason,
-                "original": None,
-                "delivered": None,
-            }
-        )
+    fault_rows += [
+        _fault_row(table, src, n_orig + k + 1, "duplicate_row", original=str(i + 1))
+        for k, i in enumerate(dup_idx)
+    ]
+    fault_rows += [_fault_row(table, src, i + 1, "truncated_line") for i in cut_lines]
     ctx.truth.add("faults", fault_rows)
-    _ = sources
 
     if person is not None:
         links = pl.DataFrame(
@@ -614,20 +602,5 @@ def deliver(
                 }
             ],
         )
-        ctx.truth.add(
-            "faults",
-            [
-                {
-                    "table": table.name,
-                    "source_file": copy_rel,
-                    "row_number": None,
-                    "column": None,
-                    "kind": "duplicate_file",
-                    "severity": specs["duplicate_file"].severity,
-                    "reason": specs["duplicate_file"].reason,
-                    "original": src,
-                    "delivered": None,
-                }
-            ],
-        )
+        ctx.truth.add("faults", [_fault_row(table, copy_rel, None, "duplicate_file", original=src)])
     return path

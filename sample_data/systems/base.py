@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 
@@ -35,3 +35,30 @@ class System:
 
     def finish(self) -> None:
         """Called after the last day (incidents still open, ...)."""
+
+
+def record_incident(
+    ctx: GenContext,
+    iid: str,
+    kind: str,
+    person: str | None,
+    device: str | None,
+    start: datetime,
+    end: datetime,
+    detail: str,
+) -> None:
+    """Write one planted incident to the truth (what the safety alerts must find)."""
+    ctx.truth.add(
+        "incidents",
+        [
+            {
+                "incident_id": iid,
+                "kind": kind,
+                "person_id": person,
+                "device_id": device,
+                "start": start,
+                "end": end,
+                "detail": detail,
+            }
+        ],
+    )

@@ -14,7 +14,7 @@ import polars as pl
 
 from sample_data.deliver import GenContext, deliver
 from sample_data.population import current_address, current_street
-from sample_data.systems.base import System
+from sample_data.systems.base import System, record_incident
 from sample_data.world import World
 
 WRIST_INCIDENTS = {  # kind -> expected count per device-day
@@ -164,19 +164,15 @@ class Wristbands(System):
                 lat[unit, slot : end_slot + 1] += 0.03  # about 3.3 km north
                 events.append({"kind": "GEOFENCE_EXIT", "unit": unit, "t": t0 + timedelta(seconds=40)})
             worn[unit, slot : end_slot + 1] = True
-            self.ctx.truth.add(
-                "incidents",
-                [
-                    {
-                        "incident_id": f"WB-{kind}-{dev}-{t0:%Y%m%d%H%M}",
-                        "kind": kind,
-                        "person_id": pid,
-                        "device_id": dev,
-                        "start": t0,
-                        "end": base + timedelta(minutes=int(end_slot * interval)),
-                        "detail": f"planted {kind}",
-                    }
-                ],
+            record_incident(
+                self.ctx,
+                f"WB-{kind}-{dev}-{t0:%Y%m%d%H%M}",
+                kind,
+                pid,
+                dev,
+                t0,
+                base + timedelta(minutes=int(end_slot * interval)),
+                f"planted {kind}",
             )
         alive = np.arange(s)[None, :] < dead_at[:, None]
         mask = worn & alive
@@ -268,19 +264,15 @@ class SmartMeters(System):
                 off = (end - self.cfg.start).days
                 self.stops.setdefault(off, [])
                 start = datetime.combine(end, datetime.min.time())
-                ctx.truth.add(
-                    "incidents",
-                    [
-                        {
-                            "incident_id": f"WATER-END-{self.meters['meter_id'][i]}",
-                            "kind": "water_inactivity",
-                            "person_id": self.meters["person_id"][i],
-                            "device_id": self.meters["meter_id"][i],
-                            "start": start,
-                            "end": datetime.combine(self.cfg.end, datetime.max.time()).replace(microsecond=0),
-                            "detail": "老人去世" if dd else "老人迁出",
-                        }
-                    ],
+                record_incident(
+                    ctx,
+                    f"WATER-END-{self.meters['meter_id'][i]}",
+                    "water_inactivity",
+                    self.meters["person_id"][i],
+                    self.meters["meter_id"][i],
+                    start,
+                    datetime.combine(self.cfg.end, datetime.max.time()).replace(microsecond=0),
+                    "老人去世" if dd else "老人迁出",
                 )
         self.end_day = np.array(
             [
@@ -311,19 +303,15 @@ class SmartMeters(System):
             self.silent_from[unit] = off * 24 + hour
             self.silent_to[unit] = off * 24 + hour + length
             t0 = base + timedelta(hours=hour)
-            self.ctx.truth.add(
-                "incidents",
-                [
-                    {
-                        "incident_id": f"WATER-{self.meters['meter_id'][unit]}-{t0:%Y%m%d%H}",
-                        "kind": "water_inactivity",
-                        "person_id": self.meters["person_id"][unit],
-                        "device_id": self.meters["meter_id"][unit],
-                        "start": t0,
-                        "end": t0 + timedelta(hours=length),
-                        "detail": f"planted: no water use for {length} h",
-                    }
-                ],
+            record_incident(
+                self.ctx,
+                f"WATER-{self.meters['meter_id'][unit]}-{t0:%Y%m%d%H}",
+                "water_inactivity",
+                self.meters["person_id"][unit],
+                self.meters["meter_id"][unit],
+                t0,
+                t0 + timedelta(hours=length),
+                f"planted: no water use for {length} h",
             )
         use = (
             self.meters["daily_m3"].to_numpy()[:, None]

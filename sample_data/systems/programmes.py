@@ -13,7 +13,7 @@ from sample_data import yangpu
 from sample_data.deliver import GenContext, deliver
 from sample_data.notes import make_notes
 from sample_data.population import age_on, alive_on, current_address, current_street, elder_on
-from sample_data.systems.base import System
+from sample_data.systems.base import System, record_incident
 from sample_data.systems.registries import note_people
 from sample_data.world import World
 
@@ -21,32 +21,6 @@ from sample_data.world import World
 def _ts(day: date, minutes: np.ndarray) -> pl.Series:
     base = datetime.combine(day, datetime.min.time())
     return pl.Series([base + timedelta(minutes=int(m)) for m in minutes], dtype=pl.Datetime("us"))
-
-
-def _incident(
-    ctx: GenContext,
-    iid: str,
-    kind: str,
-    person: str | None,
-    device: str | None,
-    start: datetime,
-    end: datetime,
-    detail: str,
-) -> None:
-    ctx.truth.add(
-        "incidents",
-        [
-            {
-                "incident_id": iid,
-                "kind": kind,
-                "person_id": person,
-                "device_id": device,
-                "start": start,
-                "end": end,
-                "detail": detail,
-            }
-        ],
-    )
 
 
 class MealAid(System):
@@ -85,7 +59,7 @@ class MealAid(System):
             .otherwise(pl.col("death_date")),
         )
         for row in self.users.filter(pl.Series(keeps)).iter_rows(named=True):
-            _incident(
+            record_incident(
                 ctx,
                 f"MEAL-DEAD-{row['person_id']}",
                 "deceased_still_served",
@@ -127,7 +101,7 @@ class MealAid(System):
             at_closed=pl.col("closed_on").is_not_null() & (pl.col("closed_on") <= day)
         ).with_columns(breach=pl.col("at_closed") & still)
         for row in rows.filter(pl.col("breach")).select("person_id").iter_rows():
-            _incident(
+            record_incident(
                 self.ctx,
                 f"MEAL-CLOSED-{day:%Y%m%d}-{row[0]}",
                 "meal_at_closed_point",
@@ -208,7 +182,7 @@ class LoveMilk(System):
         )
         on_list = self.enrolled.filter(alive_now | (died_last_month & pl.col("stale_after_death")))
         for row in on_list.filter(died_last_month).iter_rows(named=True):
-            _incident(
+            record_incident(
                 self.ctx,
                 f"MILK-DEAD-{row['person_id']}-{day:%Y%m}",
                 "deceased_still_served",
@@ -447,7 +421,7 @@ class CognitiveScreening(System):
                     self.rescreens.setdefault(when, []).append(row)
                 else:
                     start = datetime.combine(day, datetime.min.time())
-                    _incident(
+                    record_incident(
                         self.ctx,
                         f"SCREEN-{row['person_id']}-{day:%Y%m%d}",
                         "positive_not_rescreened",

@@ -12,7 +12,7 @@ from sample_data import yangpu
 from sample_data.deliver import GenContext, deliver
 from sample_data.notes import NotePerson, make_notes
 from sample_data.population import alive_on, current_address, current_committee, current_street, elder_on
-from sample_data.systems.base import System
+from sample_data.systems.base import System, record_incident
 from sample_data.world import World
 
 LTCI_VISITS_PER_WEEK = {2: 3, 3: 3, 4: 5, 5: 7, 6: 7}
@@ -83,22 +83,18 @@ class MunicipalPlatform(System):
             provider_id=pl.Series(providers),
         )
         for row in self.ltci.filter(pl.col("underserved")).iter_rows(named=True):
-            ctx.truth.add(
-                "incidents",
-                [
-                    {
-                        "incident_id": f"LTCI-{row['person_id']}",
-                        "kind": "ltci_underserved",
-                        "person_id": row["person_id"],
-                        "device_id": None,
-                        "start": datetime.combine(self.cfg.start, datetime.min.time()),
-                        "end": datetime.combine(self.cfg.end, datetime.max.time()).replace(microsecond=0),
-                        "detail": (
-                            f"照护{row['care_level']}级，应每周{LTCI_VISITS_PER_WEEK[row['care_level']]}次，"
-                            "实际约每周2次"
-                        ),
-                    }
-                ],
+            record_incident(
+                ctx,
+                f"LTCI-{row['person_id']}",
+                "ltci_underserved",
+                row["person_id"],
+                None,
+                datetime.combine(self.cfg.start, datetime.min.time()),
+                datetime.combine(self.cfg.end, datetime.max.time()).replace(microsecond=0),
+                (
+                    f"照护{row['care_level']}级，应每周{LTCI_VISITS_PER_WEEK[row['care_level']]}次，"
+                    "实际约每周2次"
+                ),
             )
         cg = world.caregivers
         self.caregivers_by_employer: dict[str, list[str]] = {}
