@@ -1,18 +1,22 @@
-"""The ``rainbow`` command line: generate, build, ui."""
+"""The ``rainbow`` command line: generate, build, link, ui."""
 
 from __future__ import annotations
 
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
+from rainbow.io import atomic_path
 from rainbow.settings import LAKE_ROOT_ENV, Lake, lake_root
+
+if TYPE_CHECKING:
+    import polars as pl
 
 app = typer.Typer(
     help="Rainbow Bridge (彩虹桥) elder data lakehouse for Yangpu District.",
@@ -117,6 +121,80 @@ def build(
     console.print(f"nightly build {'succeeded' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s")
     if not ok:
         raise typer.Exit(1)
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    """A CSV (UTF-8, with or without BOM, or GBK; every column as text) or Parquet file."""
+    import io
+
+    import polars as pl  # imported here: the CLI starts fast
+
+    from assets.ingest.readers import decode_text
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pl.read_parquet(path)
+    text, _ = decode_text(path.read_bytes())
+    return pl.read_csv(io.StringIO(text), infer_schema=False)
+
+
+@app.command()
+def link(
+    input_path: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            exists=True,
+            dir_okay=False,
+            help="Person records, CSV or Parquet: record_id, source, name, sex, birth_date, id_number, "
+            "other_id, phone, address, street (any may be missing or empty; raw forms are normalised).",
+        ),
+    ],
+    output_path: Annotated[
+        Path,
+        typer.Option(
+            "--output", dir_okay=False, help="record_id, elder_key, match_probability (.csv or .parquet)."
+        ),
+    ],
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="An earlier output (record_id, elder_key): its keys are kept."
+        ),
+    ] = None,
+    decisions: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Steward decisions: record_id_l, record_id_r, decision (match / no_match).",
+        ),
+    ] = None,
+) -> None:
+    """Link person records to elders (身份识别): which records are the same elder."""
+    from assets.library.identity import link_records
+
+    suffix = output_path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        console.print(f"[red]--output must end in .csv or .parquet, not {suffix or 'nothing'}[/red]")
+        raise typer.Exit(2)
+    t0 = time.perf_counter()
+    result = link_records(
+        _read_table(input_path),
+        previous=_read_table(previous) if previous else None,
+        decisions=_read_table(decisions) if decisions else None,
+    )
+    out = result.assignments.select("record_id", "elder_key", "match_probability")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output_path) as tmp:
+        if suffix == ".csv":
+            out.write_csv(tmp)
+        else:
+            out.write_parquet(tmp)
+    console.print(
+        f"linked {out.height:,} records to {out['elder_key'].n_unique():,} elders "
+        f"({result.review_pairs.height:,} pairs for review) in {time.perf_counter() - t0:.1f} s "
+        f"-> {output_path}"
+    )
 
 
 @app.command()

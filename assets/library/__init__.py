@@ -1,0 +1,1 @@
+"""staged -> library: the master elder index (identity resolution) and the thematic elder library."""

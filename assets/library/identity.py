@@ -1,0 +1,533 @@
+"""Identity resolution for the master elder index (老年人主索引): which rows are the same elder.
+
+Pure functions, no Dagster:
+
+- :func:`person_records` - every staged row that names an elder as its subject,
+  in the standard person-record columns (``STANDARD_COLUMNS``);
+- :func:`normalise_records` - the staging normalisers (``assets.staging.normalise``)
+  applied to a person-record table from anywhere (a steward's CSV, an API);
+- :func:`link_records` - an ``elder_key`` per record:
+
+  1. records are collapsed to *profiles* (identical normalised attributes in the
+     same source), so a meal user's hundred transactions are one profile;
+  2. exact: profiles with the same validated resident ID are one elder;
+  3. probabilistic: a splink 5 model (:mod:`assets.library.identity_model`)
+     scores profiles without a validated ID against the ID-anchored profiles and
+     each other (name characters and pinyin, birth date, sex, phone, address,
+     street, other IDs);
+  4. clustering (:mod:`assets.library.identity_keys`): steward 'match' decisions,
+     then ID groups, then scored pairs above the threshold, strongest first, are
+     merged unless the merge would put two different validated IDs (or a steward
+     'no_match' pair) into one elder;
+  5. weak records (a name, perhaps a street) still without an elder are weighed
+     against the elders already known to their own source (a meal user eats
+     every day): linked when one elder takes the posterior above the threshold;
+     otherwise each such record stays on its own, since two meal users may
+     share a name;
+  6. keys: ``elder_key`` values are kept stable against the previous run's
+     assignments; new elders get the next keys of the sequence.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from assets.library.identity_keys import Clustering, Constraints, assign_keys
+from assets.library.identity_model import (
+    COMPARISONS,
+    ModelSettings,
+    score_pairs,
+    source_population_pairs,
+    weak_profiles,
+)
+from assets.staging.normalise import Rule, clean_text, rule_for
+from assets.staging.stage import staged_dir
+from rainbow.settings import Lake
+from schemas.contract import Column, Delivery, Table
+from schemas.registry import Registry, load_registry
+
+STANDARD_COLUMNS = (
+    "record_id",
+    "source",
+    "name",
+    "sex",
+    "birth_date",
+    "id_number",
+    "other_id",
+    "phone",
+    "address",
+    "street",
+)
+RECORD_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "source": pl.String(),
+    "name": pl.String(),
+    "sex": pl.String(),
+    "birth_date": pl.Date(),
+    "id_number": pl.String(),
+    "other_id": pl.String(),
+    "phone": pl.String(),
+    "address": pl.String(),
+    "street": pl.String(),
+}
+ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "elder_key": pl.String(),
+    "match_probability": pl.Float64(),
+    # id | steward | model | source_population | null (linked to nothing)
+    "link_method": pl.String(),
+}
+DECISION_SCHEMA: dict[str, pl.DataType] = {
+    "record_id_l": pl.String(),
+    "record_id_r": pl.String(),
+    "decision": pl.String(),
+}
+# Attributes that make two records one profile (plus the source).
+PROFILE_KEY = ("source", "name", "sex", "birth_date", "id_number", "other_id", "phone", "address", "street")
+
+# Tables whose `name` column is a person other than an elder.
+NON_ELDER_TABLES: dict[str, str] = {
+    "caregivers": "the workforce register (护理员): people who serve elders, not elders",
+}
+# Identifiers an elder carries in another register, compared as `other_id`
+# (written `<column>:<value>`, so numbers of different registers never compare).
+OTHER_ID_COLUMNS = ("platform_elder_id", "senior_card_no")
+
+
+# ------------------------------------------------------------------ records
+
+
+def elder_tables(registry: Registry) -> list[Table]:
+    """Staged tables whose rows name an elder as their subject (a ``name`` person column)."""
+    out = []
+    for _, table in registry.tables():
+        if table.name in NON_ELDER_TABLES or "name" not in table.column_names:
+            continue
+        if table.column("name").semantic == "person_name":
+            out.append(table)
+    return out
+
+
+def _record_select(table: Table) -> list[pl.Expr]:
+    """Staged columns of ``table`` -> the standard person-record columns (subject only)."""
+    names = set(table.column_names)
+
+    def has(col: str, *semantics: str) -> bool:
+        return col in names and (not semantics or table.column(col).semantic in semantics)
+
+    null = pl.lit(None, dtype=pl.String)
+    sex: list[pl.Expr] = []
+    if has("sex") and table.column("sex").codelist == "sex":
+        sex.append(pl.col("sex"))
+    birth: list[pl.Expr] = [pl.col("birth_date")] if has("birth_date") else []
+    if has("id_number", "resident_id"):
+        sex.append(pl.col("id_sex"))
+        birth.append(pl.col("id_birth_date"))
+    other = [pl.format("{}:{}", pl.lit(c), pl.col(c)) for c in OTHER_ID_COLUMNS if c in names]
+    address = next((c.name for c in table.columns if c.semantic == "address"), None)
+    return [
+        pl.format("{}:{}:{}", pl.lit(table.name), pl.col("_source_file"), pl.col("_row_number")).alias(
+            "record_id"
+        ),
+        pl.lit(table.name).alias("source"),
+        pl.col("name"),
+        (pl.coalesce(sex) if sex else null).alias("sex"),
+        (pl.coalesce(birth) if birth else pl.lit(None, dtype=pl.Date)).alias("birth_date"),
+        (pl.col("id_number") if has("id_number", "resident_id") else null).alias("id_number"),
+        (pl.coalesce(other) if other else null).alias("other_id"),
+        (pl.col("phone") if has("phone", "phone", "mobile_phone") else null).alias("phone"),
+        (pl.col(address) if address else null).alias("address"),
+        (pl.col("street") if has("street", "street") else null).alias("street"),
+        pl.col("_source_file"),
+        pl.col("_row_number"),
+    ]
+
+
+def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
+    """Every staged row naming an elder, as standard person records (+ ``_source_file``, ``_row_number``).
+
+    Only the subject's columns are used: caregivers, volunteers, callers and
+    emergency contacts named on the same row are other people. Where a table
+    has no birth date or sex column, the ones derived from the validated ID are
+    used. ``record_id`` is ``<table>:<_source_file>:<_row_number>``, stable
+    across runs because staging keeps the lineage of every row.
+    """
+    frames = []
+    for table in elder_tables(registry):
+        parts = sorted(staged_dir(lake, table).rglob("*.parquet"))
+        if not parts:
+            continue
+        scan = pl.scan_parquet(parts, hive_partitioning=False)
+        frames.append(scan.select(_record_select(table)))
+    schema = {**RECORD_SCHEMA, "_source_file": pl.String(), "_row_number": pl.Int64()}
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    out = pl.concat([f.collect() for f in frames], how="vertical_relaxed").cast(pl.Schema(schema))
+    return out.sort("source", "_source_file", "_row_number")
+
+
+@functools.cache
+def record_contract() -> Table:
+    """The standard person-record columns declared like a source table, so staging's rules apply."""
+
+    def col(name: str, zh: str, type_: str = "string", **kw: Any) -> Column:
+        return Column(name=name, source=name, type=type_, zh=zh, pii=kw.pop("pii", "none"), **kw)  # type: ignore[arg-type]
+
+    return Table(
+        name="person_records",
+        zh="人员记录",
+        en="Person records",
+        description="Standard person records for identity resolution.",
+        kind="reference",
+        grain="one delivered row naming an elder",
+        primary_key=["record_id"],
+        delivery=Delivery(
+            format="csv",
+            frequency="once",
+            path="person_records.csv",
+            date_forms=["%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y%m%d", "excel_serial"],
+        ),
+        open_data="non_open",
+        sensitivity="restricted",
+        columns=[
+            col("record_id", "记录编号", semantic="identifier"),
+            col("source", "来源"),
+            col("name", "姓名", pii="direct_identifier", semantic="person_name"),
+            col("sex", "性别", pii="quasi_identifier", semantic="code", codelist="sex"),
+            col("birth_date", "出生日期", "date", pii="quasi_identifier"),
+            col("id_number", "身份证号", pii="direct_identifier", semantic="resident_id"),
+            col("other_id", "其他编号", pii="quasi_identifier", semantic="identifier"),
+            col("phone", "联系电话", pii="direct_identifier", semantic="phone"),
+            col("address", "居住地址", pii="direct_identifier", semantic="address"),
+            col("street", "所属街道", pii="quasi_identifier", semantic="street", codelist="street"),
+        ],
+    )
+
+
+def normalise_records(frame: pl.DataFrame, registry: Registry | None = None) -> pl.DataFrame:
+    """Person records (any of the standard columns, as text or typed) -> typed and normalised.
+
+    The same rules as staging: resident IDs upgraded 15 -> 18 digits and
+    validated (an invalid ID becomes null: it is not trustworthy), phones
+    canonical, names without spaces, addresses completed, streets to codes,
+    dates in every source form, sex labels to codes. Birth date and sex fall
+    back to the ones the validated ID carries. ``record_id`` is kept as given
+    (missing values become ``row:<n>``); other columns pass through unchanged.
+    """
+    registry = registry or load_registry()
+    table = record_contract()
+    text = frame.with_columns(
+        [
+            (
+                pl.col(c).dt.strftime("%Y-%m-%d")
+                if c in frame.columns and frame.schema[c] in (pl.Date, pl.Datetime)
+                else pl.col(c).cast(pl.String)
+                if c in frame.columns
+                else pl.lit(None, dtype=pl.String)
+            ).alias(c)
+            for c in STANDARD_COLUMNS
+        ]
+    )
+    rules: dict[str, Rule] = {
+        c.name: rule_for(c, table, registry, pl.lit(None, dtype=pl.Datetime("us"))) for c in table.columns
+    }
+    work = text.with_columns([clean_text(c).alias(f"__clean_{c}") for c in STANDARD_COLUMNS])
+    for i in range(max(len(r.stages) for r in rules.values())):
+        work = work.with_columns(
+            [e.alias(k) for r in rules.values() if i < len(r.stages) for k, e in r.stages[i].items()]
+        )
+    work = work.with_columns(
+        [r.value.alias(f"__typed_{n}") for n, r in rules.items()]
+        + [e.alias(k) for r in rules.values() for k, e in r.extra.items()]
+    )
+    typed = work.with_columns(
+        [
+            pl.col(f"__typed_{c}").alias(c)
+            for c in STANDARD_COLUMNS
+            if c not in ("record_id", "sex", "birth_date")
+        ]
+        + [
+            pl.coalesce("__typed_sex", "id_sex").alias("sex"),
+            pl.coalesce("__typed_birth_date", "id_birth_date").alias("birth_date"),
+        ]
+    ).with_columns(
+        record_id=pl.coalesce("record_id", pl.format("row:{}", pl.int_range(1, pl.len() + 1))),
+    )
+    keep = [c for c in frame.columns if c not in STANDARD_COLUMNS]
+    return typed.select(*STANDARD_COLUMNS, *keep).cast(pl.Schema(RECORD_SCHEMA), strict=False)
+
+
+# ------------------------------------------------------------------ linking
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Thresholds and the fixed model settings of one linkage."""
+
+    # Scored pairs at or above this probability are linked.
+    threshold: float = 0.9
+    # Pairs in [review_low, review_high) go to the stewards' review queue.
+    review_low: float = 0.5
+    review_high: float = 0.98
+    model: ModelSettings = field(default_factory=ModelSettings)
+    key_prefix: str = "E"
+    key_digits: int = 8
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """``assignments``: record_id, elder_key, match_probability (1.0 for validated
+    IDs and steward links, the strongest accepted pair for probabilistic links,
+    null for a record linked to nothing).
+
+    ``review_pairs``: one row per uncertain profile pair (a representative record
+    on each side), with the probability, the total and per-field match weights
+    and both sides' values, and whether the pair ended up in one elder.
+
+    ``key_changes``: previous keys merged into another (``merged``), records
+    split off a previous key onto a new one (``split``) or moved to another
+    existing key (``moved``), with the number of records.
+
+    ``parameters``: the model's m, u and match weight per comparison level.
+    ``stats``: counts of records, profiles, pairs and links of the run.
+    """
+
+    assignments: pl.DataFrame
+    review_pairs: pl.DataFrame
+    key_changes: pl.DataFrame
+    parameters: pl.DataFrame
+    stats: dict[str, int | float]
+
+
+def _profiles(records: pl.DataFrame, isolate: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(records + ``profile``, profiles): distinct attributes per source; decision records stand alone."""
+    keyed = records.with_columns(
+        __solo=pl.when(pl.col("record_id").is_in(list(isolate))).then(pl.col("record_id"))
+    )
+    key = [*PROFILE_KEY, "__solo"]
+    profiles = (
+        keyed.group_by(key)
+        .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"))
+        .sort("first_record")
+        .with_row_index("profile")
+        .with_columns(pl.col("profile").cast(pl.Int64))
+    )
+    linked = keyed.join(profiles.select(*key, "profile"), on=key, how="left", nulls_equal=True)
+    return linked.drop("__solo"), profiles.drop("__solo")
+
+
+def _decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
+    if decisions is None or decisions.height == 0:
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    d = decisions.select(
+        pl.col("record_id_l").cast(pl.String),
+        pl.col("record_id_r").cast(pl.String),
+        pl.col("decision").cast(pl.String).str.strip_chars().str.to_lowercase(),
+    )
+    bad = d.filter(~pl.col("decision").is_in(["match", "no_match"]))
+    if bad.height:
+        raise ValueError(f"decisions must be 'match' or 'no_match', got {bad['decision'].unique().to_list()}")
+    return d
+
+
+def link_records(
+    records: pl.DataFrame,
+    *,
+    previous: pl.DataFrame | None = None,
+    decisions: pl.DataFrame | None = None,
+    settings: LinkSettings | None = None,
+    registry: Registry | None = None,
+) -> LinkResult:
+    """Resolve person records to elders (see the module docstring for the steps).
+
+    ``records``: the standard columns (any may be missing or empty); normalised
+    here with staging's rules, so raw files work too. ``previous``: ``record_id,
+    elder_key`` of an earlier run, whose keys are kept. ``decisions``:
+    ``record_id_l, record_id_r, decision`` ('match' forces a link, 'no_match'
+    forbids one) - steward decisions, honoured in every run.
+    """
+    settings = settings or LinkSettings()
+    recs = normalise_records(records, registry).select(STANDARD_COLUMNS)
+    if recs["record_id"].n_unique() != recs.height:
+        raise ValueError("record_id must be unique")
+    dec = _decisions(decisions)
+    known = set(recs["record_id"].to_list())
+    dec = dec.filter(pl.col("record_id_l").is_in(list(known)) & pl.col("record_id_r").is_in(list(known)))
+    isolate = set(dec["record_id_l"].to_list()) | set(dec["record_id_r"].to_list())
+    recs, profiles = _profiles(recs, isolate)
+    profiles = profiles.with_columns(weak=weak_profiles(profiles))
+
+    scored = score_pairs(profiles.rename({"profile": "unique_id"}), settings.model)
+    profile_of = dict(zip(recs["record_id"].to_list(), recs["profile"].to_list(), strict=True))
+    constraints = Constraints(
+        must=[(profile_of[a], profile_of[b]) for a, b, d in dec.iter_rows() if d == "match"],
+        cannot=[(profile_of[a], profile_of[b]) for a, b, d in dec.iter_rows() if d == "no_match"],
+    )
+    clustering = Clustering(profiles, constraints)
+    accepted = scored.pairs.filter(pl.col("match_probability") >= settings.threshold)
+    linked_model = clustering.link(accepted, "model")
+    # The source-population prior needs the whole population in the input (not a steward's CSV).
+    population = (
+        source_population_pairs(profiles, scored, clustering.clusters(), source_recurrence(recs))
+        if scored.training in ("labels", "em")
+        else pl.DataFrame(
+            schema={"unique_id_l": pl.Int64, "unique_id_r": pl.Int64, "match_probability": pl.Float64}
+        )
+    )
+    linked_population = clustering.link(
+        population.filter(pl.col("match_probability") >= settings.threshold), "source_population"
+    )
+    clusters = clustering.clusters()
+
+    # Identical name-only records are not evidence of one person (two meal users
+    # called 刘明): a weak profile linked to nothing leaves each record on its own.
+    recs = (
+        recs.join(clusters, on="profile", how="left")
+        .join(profiles.select("profile", "weak"), on="profile", how="left")
+        .with_columns(
+            cluster=pl.when(pl.col("weak") & pl.col("link_method").is_null())
+            .then(profiles.height + pl.int_range(pl.len()))
+            .otherwise(pl.col("cluster"))
+        )
+    )
+    assigned = assign_keys(
+        recs.select("record_id", "cluster"),
+        previous,
+        prefix=settings.key_prefix,
+        digits=settings.key_digits,
+    )
+    assignments = (
+        recs.join(assigned.keys, on="cluster", how="left")
+        .select(
+            "record_id",
+            "elder_key",
+            pl.col("link_probability").alias("match_probability"),
+            "link_method",
+        )
+        .sort("record_id")
+        .cast(pl.Schema(ASSIGNMENT_SCHEMA))
+    )
+    review = _review_pairs(scored.pairs, population, recs, profiles, settings, dec)
+    stats: dict[str, int | float] = {
+        "records": recs.height,
+        "profiles": profiles.height,
+        "profiles_without_id": int(profiles["id_number"].null_count()),
+        "weak_profiles": int(profiles["weak"].sum()),
+        "scored_pairs": scored.pairs.height,
+        "model_links": linked_model,
+        "source_population_links": linked_population,
+        "elders": int(assignments["elder_key"].n_unique()),
+        "review_pairs": review.height,
+        "prior": scored.prior,
+    }
+    return LinkResult(assignments, review, assigned.changes, scored.parameters, stats)
+
+
+def source_recurrence(recs: pl.DataFrame) -> dict[str, float]:
+    """Per source: the share of its ID-bearing records whose elder has another record in it."""
+    with_id = recs.filter(pl.col("id_number").is_not_null())
+    if with_id.height == 0:
+        return {}
+    shares = (
+        with_id.with_columns(n=pl.len().over("source", "id_number"))
+        .group_by("source")
+        .agg((pl.col("n") > 1).mean().alias("r"))
+    )
+    return {str(s): float(r) for s, r in shares.iter_rows()}
+
+
+def _review_pairs(
+    scored: pl.DataFrame,
+    population: pl.DataFrame,
+    recs: pl.DataFrame,
+    profiles: pl.DataFrame,
+    settings: LinkSettings,
+    dec: pl.DataFrame,
+) -> pl.DataFrame:
+    """Pairs in the uncertain band, a representative record per side, with the evidence."""
+
+    def in_band(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(
+            pl.col("match_probability").is_between(settings.review_low, settings.review_high, "left")
+        )
+
+    ordered = population.select(
+        pl.min_horizontal("unique_id_l", "unique_id_r").alias("unique_id_l"),
+        pl.max_horizontal("unique_id_l", "unique_id_r").alias("unique_id_r"),
+        "match_probability",
+    )
+    weak_band = (
+        in_band(ordered)
+        .join(scored.drop("match_probability"), on=["unique_id_l", "unique_id_r"])
+        .with_columns(evidence=pl.lit("source_population"))
+    )
+    band = pl.concat(
+        [weak_band, in_band(scored).with_columns(evidence=pl.lit("model"))], how="diagonal_relaxed"
+    ).unique(["unique_id_l", "unique_id_r"], keep="first", maintain_order=True)
+    cluster = recs.group_by("profile").agg(pl.col("cluster").first())
+    values = profiles.select(
+        "profile",
+        pl.col("first_record").alias("record_id"),
+        "source",
+        *[c for c in PROFILE_KEY if c != "source"],
+    ).join(cluster, on="profile")
+    out = (
+        band.join(values, left_on="unique_id_l", right_on="profile")
+        .join(values, left_on="unique_id_r", right_on="profile", suffix="_r")
+        .rename({c: f"{c}_l" for c in values.columns if c != "profile"})
+        .with_columns(linked=pl.col("cluster_l") == pl.col("cluster_r"))
+    )
+    decided = dec.select(
+        pl.min_horizontal("record_id_l", "record_id_r").alias("a"),
+        pl.max_horizontal("record_id_l", "record_id_r").alias("b"),
+    )
+    out = out.with_columns(
+        a=pl.min_horizontal("record_id_l", "record_id_r"), b=pl.max_horizontal("record_id_l", "record_id_r")
+    ).join(decided, on=["a", "b"], how="anti")
+    cols = ["record_id_l", "record_id_r", "match_probability", "evidence", "match_weight"]
+    cols += [f"mw_{c}" for c in COMPARISONS]
+    sides = [f"{c}_{s}" for c in PROFILE_KEY for s in ("l", "r")]
+    return out.select(*cols, "linked", *sides).sort(
+        ["match_probability", "record_id_l", "record_id_r"], descending=[True, False, False]
+    )
+
+
+def id_exact_assignments(records: pl.DataFrame, registry: Registry | None = None) -> pl.DataFrame:
+    """The baseline: records linked only on validated resident IDs; every other record alone."""
+    recs = normalise_records(records, registry)
+    return recs.select(
+        "record_id",
+        pl.coalesce(pl.format("ID:{}", pl.col("id_number")), pl.format("R:{}", pl.col("record_id"))).alias(
+            "elder_key"
+        ),
+        pl.when(pl.col("id_number").is_not_null()).then(pl.lit(1.0)).alias("match_probability"),
+        pl.when(pl.col("id_number").is_not_null()).then(pl.lit("id")).alias("link_method"),
+    ).cast(pl.Schema(ASSIGNMENT_SCHEMA))
+
+
+def pairwise_scores(assignments: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """Pairwise precision and recall of ``assignments`` (record_id, elder_key) against
+    ``truth`` (record_id, person_id), over the records in both.
+
+    Counted per cluster intersection, never by enumerating pairs.
+    """
+    both = assignments.select("record_id", "elder_key").join(
+        truth.select("record_id", "person_id"), on="record_id"
+    )
+
+    def pairs(col: str | list[str]) -> int:
+        n = both.group_by(col).len()["len"].cast(pl.Int64)
+        return int((n * (n - 1) // 2).sum())
+
+    tp, predicted, actual = pairs(["elder_key", "person_id"]), pairs("elder_key"), pairs("person_id")
+    return {
+        "records": float(both.height),
+        "true_pairs": float(actual),
+        "predicted_pairs": float(predicted),
+        "precision": tp / predicted if predicted else 1.0,
+        "recall": tp / actual if actual else 1.0,
+    }

@@ -1,0 +1,244 @@
+"""Constrained clustering of linked profiles, and elder keys that stay stable across runs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+KEY_CHANGE_SCHEMA: dict[str, pl.DataType] = {
+    "old_key": pl.String(),
+    "new_key": pl.String(),
+    "change": pl.String(),  # merged | split | moved
+    "records": pl.Int64(),
+}
+CLUSTER_SCHEMA: dict[str, pl.DataType] = {
+    "profile": pl.Int64(),
+    "cluster": pl.Int64(),
+    "link_probability": pl.Float64(),
+    "link_method": pl.String(),  # id | steward | model | source_population | null (linked to nothing)
+}
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Steward decisions as profile pairs: ``must`` link, ``cannot`` link."""
+
+    must: list[tuple[int, int]] = field(default_factory=list)
+    cannot: list[tuple[int, int]] = field(default_factory=list)
+
+
+class _Components:
+    """Union-find over profiles that refuses merges joining two validated IDs or a cannot-link pair."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n, dtype=np.int64)
+        self.ids: dict[int, frozenset[str]] = {}
+        self.cannot: dict[int, set[int]] = {}
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent[root] != root:
+            root = int(self.parent[root])
+        while self.parent[x] != root:
+            nxt = int(self.parent[x])
+            self.parent[x] = root
+            x = nxt
+        return root
+
+    def union(self, a: int, b: int, *, forced: bool = False) -> bool:
+        """Merge the components of ``a`` and ``b``; False when a constraint forbids it."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        ia, ib = self.ids.get(ra, frozenset()), self.ids.get(rb, frozenset())
+        # Two different validated IDs never become one elder, unless a steward said so.
+        if not forced and ia and ib and not (ia <= ib or ib <= ia):
+            return False
+        ca, cb = self.cannot.get(ra, set()), self.cannot.get(rb, set())
+        small, other = (ca, rb) if len(ca) <= len(cb) else (cb, ra)
+        if any(self.find(x) == other for x in small):
+            return False
+        root, child = (ra, rb) if ra < rb else (rb, ra)
+        self.parent[child] = root
+        if ia or ib:
+            self.ids[root] = ia | ib
+            self.ids.pop(child, None)
+        if ca or cb:
+            self.cannot[root] = ca | cb
+            self.cannot.pop(child, None)
+        return True
+
+
+class Clustering:
+    """Profiles -> clusters: steward links, then ID groups, then linked pairs, strongest first.
+
+    ``profiles``: ``profile`` (0..n-1), ``id_number``. A merge is refused when
+    it would put two different validated IDs into one cluster (steward 'match'
+    decisions excepted) or join a steward 'no_match' pair. Each profile keeps
+    how it was linked (``method``) and the strongest probability that linked it.
+    """
+
+    def __init__(self, profiles: pl.DataFrame, constraints: Constraints) -> None:
+        n = profiles.height
+        self.n = n
+        self.profiles = profiles["profile"].cast(pl.Int64)
+        self.comp = _Components(n)
+        self.prob = np.full(n, np.nan)
+        self.method = np.full(n, None, dtype=object)
+        held = {p for pair in constraints.cannot for p in pair}
+        for a, b in constraints.cannot:
+            self.comp.cannot.setdefault(a, set()).add(b)
+            self.comp.cannot.setdefault(b, set()).add(a)
+        groups = (
+            profiles.filter(pl.col("id_number").is_not_null())
+            .group_by("id_number")
+            .agg(pl.col("profile").sort())
+            .sort("id_number")
+        )
+        # ID groups: one vectorised union where no steward 'no_match' touches the group.
+        deferred: list[list[int]] = []
+        for id_number, members in groups.iter_rows():
+            self.prob[members] = 1.0
+            self.method[members] = "id"
+            if held.intersection(members):
+                deferred.append(members)
+                for p in members:
+                    self.comp.ids[p] = frozenset([id_number])
+                continue
+            self.comp.parent[members] = members[0]
+            self.comp.ids[members[0]] = frozenset([id_number])
+        for a, b in constraints.must:
+            if self.comp.union(a, b, forced=True):
+                self.prob[[a, b]] = 1.0
+                self.method[[a, b]] = "steward"
+        for members in deferred:
+            for p in members[1:]:
+                self.comp.union(members[0], p)
+
+    def link(self, pairs: pl.DataFrame, method: str) -> int:
+        """Merge along ``unique_id_l, unique_id_r, match_probability``, strongest first.
+
+        Returns the number of merges made.
+        """
+        made = 0
+        edges = pairs.sort(
+            ["match_probability", "unique_id_l", "unique_id_r"], descending=[True, False, False]
+        ).select("unique_id_l", "unique_id_r", "match_probability")
+        for a, b, p in edges.iter_rows():
+            before = self.comp.find(a) == self.comp.find(b)
+            if self.comp.union(a, b):
+                made += not before
+                for x in (a, b):
+                    if self.method[x] is None or (
+                        self.method[x] not in ("id", "steward") and not self.prob[x] >= p
+                    ):
+                        self.prob[x] = p
+                        self.method[x] = method
+        return made
+
+    def clusters(self) -> pl.DataFrame:
+        """``profile, cluster`` (smallest profile of the cluster), ``link_probability``, ``link_method``."""
+        roots = np.fromiter((self.comp.find(i) for i in range(self.n)), dtype=np.int64, count=self.n)
+        return pl.DataFrame(
+            {
+                "profile": self.profiles,
+                "cluster": roots,
+                "link_probability": pl.Series(self.prob).fill_nan(None),
+                "link_method": pl.Series(self.method.tolist(), dtype=pl.String),
+            },
+            schema=CLUSTER_SCHEMA,
+        )
+
+
+# ------------------------------------------------------------------ keys
+
+
+@dataclass(frozen=True)
+class KeyAssignment:
+    keys: pl.DataFrame  # cluster, elder_key
+    changes: pl.DataFrame  # KEY_CHANGE_SCHEMA
+
+
+_NUMBER = re.compile(r"(\d+)$")
+
+
+def key_age(key: str) -> tuple[int, str]:
+    """Order of issue: the number at the end of the key (keys are issued in sequence)."""
+    m = _NUMBER.search(key)
+    return (int(m.group(1)) if m else 10**18, key)
+
+
+def assign_keys(
+    records: pl.DataFrame, previous: pl.DataFrame | None, *, prefix: str, digits: int
+) -> KeyAssignment:
+    """An ``elder_key`` per cluster, stable against ``previous`` (record_id -> elder_key).
+
+    - every previous key is claimed by the cluster holding most of its records
+      (ties: the cluster whose first record_id sorts first), so a rerun
+      renumbers nobody and a split keeps the key on the larger part;
+    - a cluster claiming several keys (a merge) keeps the oldest and records the
+      others as ``merged`` into it;
+    - clusters claiming none get new keys ``<prefix><number>`` continuing after
+      the largest number in ``previous``, in order of their first record_id
+      (pass every record the previous run keyed, so no number is issued twice).
+
+    ``changes``: per (old key, new key) the records that changed key: ``merged``
+    (the old key is retired into the new one), ``split`` (off onto a new key) or
+    ``moved`` (onto another existing key).
+    """
+    first = records.group_by("cluster").agg(pl.col("record_id").min().alias("first")).sort("first")
+    prev = (
+        previous.select(pl.col("record_id").cast(pl.String), pl.col("elder_key").cast(pl.String)).drop_nulls()
+        if previous is not None
+        else pl.DataFrame(schema={"record_id": pl.String, "elder_key": pl.String})
+    )
+    counts = (
+        records.join(prev, on="record_id", how="inner")
+        .group_by("cluster", "elder_key")
+        .len()
+        .join(first, on="cluster")
+        .sort(["elder_key", "len", "first"], descending=[False, True, False])
+    )
+    claim = counts.group_by("elder_key", maintain_order=True).first()
+    kept: dict[int, str] = {}
+    merged: dict[str, str] = {}
+    for cluster, keys in claim.group_by("cluster").agg(pl.col("elder_key")).iter_rows():
+        ordered = sorted(keys, key=key_age)
+        kept[cluster] = ordered[0]
+    issued = [key_age(k)[0] for k in prev["elder_key"].unique().to_list() if _NUMBER.search(k)]
+    next_no = max(issued, default=0) + 1
+    out_keys: dict[int, str] = {}
+    for cluster in first["cluster"].to_list():
+        if cluster in kept:
+            out_keys[cluster] = kept[cluster]
+        else:
+            out_keys[cluster] = f"{prefix}{next_no:0{digits}d}"
+            next_no += 1
+    for key, cluster in claim.select("elder_key", "cluster").iter_rows():
+        if out_keys[cluster] != key:
+            merged[key] = out_keys[cluster]
+    keys = pl.DataFrame(
+        {"cluster": list(out_keys), "elder_key": list(out_keys.values())},
+        schema={"cluster": pl.Int64, "elder_key": pl.String},
+    )
+    moved = (
+        counts.join(keys, on="cluster")
+        .filter(pl.col("elder_key") != pl.col("elder_key_right"))
+        .select(
+            pl.col("elder_key").alias("old_key"),
+            pl.col("elder_key_right").alias("new_key"),
+            pl.col("len").cast(pl.Int64).alias("records"),
+        )
+    )
+    fresh = sorted(set(out_keys.values()) - set(prev["elder_key"].to_list()))
+    changes = moved.with_columns(
+        change=pl.when(pl.col("new_key") == pl.col("old_key").replace_strict(merged, default=None))
+        .then(pl.lit("merged"))
+        .when(pl.col("new_key").is_in(fresh))
+        .then(pl.lit("split"))
+        .otherwise(pl.lit("moved"))
+    ).select(list(KEY_CHANGE_SCHEMA))
+    return KeyAssignment(keys, changes.sort("old_key", "new_key").cast(pl.Schema(KEY_CHANGE_SCHEMA)))

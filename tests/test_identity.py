@@ -1,0 +1,319 @@
+"""Identity resolution (master elder index): hand-made cases, key stability, steward decisions,
+a generated sample scored against the truth, and the ``rainbow link`` command."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from stdnum.cn import ric
+from typer.testing import CliRunner
+
+from assets.ingest.raw import ingest_table
+from assets.library.identity import (
+    STANDARD_COLUMNS,
+    LinkResult,
+    elder_tables,
+    id_exact_assignments,
+    link_records,
+    normalise_records,
+    pairwise_scores,
+    person_records,
+)
+from assets.library.identity_keys import assign_keys
+from assets.library.identity_model import name_pinyin
+from assets.staging.stage import stage_table
+from rainbow.cli import app
+from rainbow.settings import Lake
+from sample_data.config import GeneratorConfig
+from sample_data.generate import generate
+from sample_data.truth import read_truth
+from schemas import load_registry
+
+REG = load_registry()
+
+
+def _id(body17: str) -> str:
+    return body17 + ric.calc_check_digit(body17 + "0")  # stdnum wants a placeholder check digit
+
+
+ID_WANG = _id("31011019450312123")  # 1945-03-12, odd sequence: male
+ID_LI = _id("31011019500101224")  # 1950-01-01, female
+ID_ZHAO = _id("31011019380707335")
+assert all(ric.is_valid(i) for i in (ID_WANG, ID_LI, ID_ZHAO))
+
+
+def _records(*rows: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{c: r.get(c) for c in STANDARD_COLUMNS} for r in rows],
+        schema=dict.fromkeys(STANDARD_COLUMNS, pl.String),
+    )
+
+
+def _keys(result: LinkResult) -> dict[str, str]:
+    return dict(result.assignments.select("record_id", "elder_key").iter_rows())
+
+
+WANG = {"source": "district_registry", "name": "王秀英", "sex": "1", "birth_date": "1945-03-12"}
+BASE = [
+    {
+        **WANG,
+        "record_id": "reg:1",
+        "id_number": ID_WANG,
+        "phone": "13812345678",
+        "address": "控江路100弄1号101室",
+    },
+    {
+        "record_id": "reg:2",
+        "source": "district_registry",
+        "name": "李红",
+        "sex": "2",
+        "birth_date": "1950-01-01",
+        "id_number": ID_LI,
+        "phone": "13900001111",
+        "address": "平凉路20弄3号202室",
+    },
+    {
+        "record_id": "reg:3",
+        "source": "district_registry",
+        "name": "赵国强",
+        "birth_date": "1938-07-07",
+        "id_number": ID_ZHAO,
+        "phone": "021-65551234",
+    },
+]
+
+
+def test_homophone_name_same_birth_date_and_phone_is_linked() -> None:
+    # 瑛 and 英 are both "ying": a homophone typo; the phone is written +86 with dashes.
+    assert name_pinyin("王秀瑛") == name_pinyin("王秀英")
+    other = {
+        "record_id": "milk:1",
+        "source": "milk_deliveries",
+        "name": "王秀瑛",
+        "birth_date": "1945/3/12",
+        "phone": "+86 138-1234-5678",
+    }
+    result = link_records(_records(*BASE, other))
+    keys = _keys(result)
+    assert keys["milk:1"] == keys["reg:1"]
+    assert len(set(keys.values())) == 3
+    row = result.assignments.filter(pl.col("record_id") == "milk:1").row(0, named=True)
+    assert row["link_method"] == "model" and row["match_probability"] >= 0.9
+
+
+def test_same_name_different_birth_date_without_shared_identifier_is_not_linked() -> None:
+    other = {"record_id": "milk:1", "source": "milk_deliveries", "name": "李红", "birth_date": "1952-06-30"}
+    other2 = {**other, "record_id": "milk:2", "phone": "13700002222", "birth_date": "1950-11-30"}
+    keys = _keys(link_records(_records(*BASE, other, other2)))
+    assert keys["milk:1"] != keys["reg:2"]
+    assert keys["milk:2"] != keys["reg:2"]
+
+
+def test_15_digit_and_18_digit_id_of_one_person_are_linked() -> None:
+    fifteen = ID_WANG[:6] + ID_WANG[8:17]
+    assert len(fifteen) == 15
+    other = {"record_id": "muni:1", "source": "muni_elders", "name": "王秀英", "id_number": fifteen}
+    result = link_records(_records(*BASE, other))
+    keys = _keys(result)
+    assert keys["muni:1"] == keys["reg:1"]
+    assert result.assignments.filter(pl.col("record_id") == "muni:1")["link_method"].item() == "id"
+    normalised = normalise_records(_records(other))
+    assert normalised["id_number"].item() == ID_WANG
+    assert normalised["birth_date"].item().isoformat() == "1945-03-12"  # derived from the ID
+    assert normalised["sex"].item() == "1"
+
+
+def test_invalid_id_is_not_trusted() -> None:
+    bad = ID_LI[:-1] + ("1" if ID_LI[-1] != "1" else "2")  # wrong check digit
+    other = {"record_id": "x:1", "source": "screenings", "name": "王秀英", "id_number": bad}
+    normalised = normalise_records(_records(other))
+    assert normalised["id_number"].item() is None
+    result = link_records(_records(*BASE, other))
+    keys = _keys(result)
+    assert keys["x:1"] not in (keys["reg:1"], keys["reg:2"])
+    assert result.assignments.filter(pl.col("record_id") == "x:1")["link_method"].item() is None
+
+
+def test_keys_are_stable_across_a_rerun_with_one_new_record() -> None:
+    first = link_records(_records(*BASE))
+    assert sorted(_keys(first).values()) == ["E00000001", "E00000002", "E00000003"]
+    new = {"record_id": "reg:4", "source": "district_registry", "name": "孙丽", "birth_date": "1960-02-02"}
+    again = link_records(_records(new, *reversed(BASE)), previous=first.assignments)
+    keys = _keys(again)
+    assert {k: keys[k] for k in _keys(first)} == _keys(first)
+    assert keys["reg:4"] == "E00000004"
+    assert again.key_changes.height == 0
+
+
+def test_steward_no_match_splits_and_match_forces_a_link() -> None:
+    homophone = {
+        "record_id": "milk:1",
+        "source": "milk_deliveries",
+        "name": "王秀瑛",
+        "birth_date": "1945-03-12",
+        "phone": "13812345678",
+    }
+    stranger = {"record_id": "hot:1", "source": "district_hotline", "name": "钱多多"}
+    records = _records(*BASE, homophone, stranger)
+    plain = _keys(link_records(records))
+    assert plain["milk:1"] == plain["reg:1"] and plain["hot:1"] not in (plain["reg:2"],)
+    decisions = pl.DataFrame(
+        {
+            "record_id_l": ["reg:1", "hot:1"],
+            "record_id_r": ["milk:1", "reg:2"],
+            "decision": ["no_match", "match"],
+        }
+    )
+    result = link_records(records, decisions=decisions)
+    keys = _keys(result)
+    assert keys["milk:1"] != keys["reg:1"]
+    assert keys["hot:1"] == keys["reg:2"]
+    forced = result.assignments.filter(pl.col("record_id") == "hot:1").row(0, named=True)
+    assert forced["link_method"] == "steward" and forced["match_probability"] == 1.0
+    # Decided pairs never come back for review.
+    pairs = set(result.review_pairs.select("record_id_l", "record_id_r").iter_rows())
+    assert ("milk:1", "reg:1") not in pairs and ("reg:1", "milk:1") not in pairs
+
+
+def test_no_match_splits_records_of_one_id() -> None:
+    twin = {**BASE[0], "record_id": "reg:9", "source": "muni_elders"}
+    decisions = pl.DataFrame({"record_id_l": ["reg:1"], "record_id_r": ["reg:9"], "decision": ["no_match"]})
+    keys = _keys(link_records(_records(*BASE, twin), decisions=decisions))
+    assert keys["reg:1"] != keys["reg:9"]
+
+
+def test_merges_keep_the_older_key_and_splits_keep_it_on_the_larger_part() -> None:
+    records = pl.DataFrame({"record_id": ["a", "b", "c", "d", "e"], "cluster": [1, 1, 1, 2, 2]})
+    previous = pl.DataFrame(
+        {
+            "record_id": ["a", "b", "c", "d", "e"],
+            "elder_key": ["E00000009", "E00000009", "E00000004", "E00000009", "E00000012"],
+        }
+    )
+    out = assign_keys(records, previous, prefix="E", digits=8)
+    keys = dict(out.keys.iter_rows())
+    # Cluster 1 holds most of E9 and all of E4: it keeps the older E4, E9 is merged into it.
+    assert keys[1] == "E00000004"
+    # Cluster 2 holds E12 (and a minority of E9): it keeps E12.
+    assert keys[2] == "E00000012"
+    changes = set(out.changes.select("old_key", "new_key", "change").iter_rows())
+    assert ("E00000009", "E00000004", "merged") in changes
+    # A split: the larger part keeps the key, the smaller gets the next number.
+    split = assign_keys(
+        pl.DataFrame({"record_id": ["a", "b", "c"], "cluster": [5, 5, 6]}),
+        pl.DataFrame({"record_id": ["a", "b", "c"], "elder_key": ["E00000002"] * 3}),
+        prefix="E",
+        digits=8,
+    )
+    assert dict(split.keys.iter_rows()) == {5: "E00000002", 6: "E00000003"}
+    assert split.changes.row(0, named=True) == {
+        "old_key": "E00000002",
+        "new_key": "E00000003",
+        "change": "split",
+        "records": 1,
+    }
+
+
+# ------------------------------------------------------------------ generated sample
+
+SAMPLE = GeneratorConfig(elders=1_500, days=20)
+
+
+@pytest.fixture(scope="module")
+def staged_sample(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """1,500 elders x 20 days, elder-bearing tables ingested and staged."""
+    lake = Lake(tmp_path_factory.mktemp("identity") / "lake")
+    generate(SAMPLE, lake)
+    for table in elder_tables(REG):
+        ingest_table(lake, table, now=datetime(2026, 12, 1, tzinfo=UTC))
+        stage_table(lake, table, REG)
+    return lake
+
+
+def test_person_records_cover_every_elder_row_and_skip_other_people(staged_sample: Lake) -> None:
+    tables = {t.name for t in elder_tables(REG)}
+    assert "caregivers" not in tables and {"muni_elders", "meal_transactions", "district_hotline"} <= tables
+    records = person_records(staged_sample, REG)
+    assert records.columns == [*STANDARD_COLUMNS, "_source_file", "_row_number"]
+    assert records["record_id"].n_unique() == records.height
+    links = read_truth(staged_sample.truth, "links")
+    joined = records.join(
+        links,
+        left_on=["source", "_source_file", "_row_number"],
+        right_on=["table", "source_file", "row_number"],
+    )
+    assert joined.height == records.height  # every record is a true elder row
+    # Where a table has no birth date column, the ID's is used.
+    meals = records.filter(pl.col("source") == "meal_transactions")
+    assert meals.filter(pl.col("id_number").is_not_null())["birth_date"].null_count() == 0
+
+
+def test_generated_sample_pairwise_precision_and_recall(staged_sample: Lake) -> None:
+    records = person_records(staged_sample, REG)
+    links = read_truth(staged_sample.truth, "links")
+    truth = records.join(
+        links,
+        left_on=["source", "_source_file", "_row_number"],
+        right_on=["table", "source_file", "row_number"],
+    ).select("record_id", "person_id")
+    result = link_records(records)
+    ours = pairwise_scores(result.assignments, truth)
+    baseline = pairwise_scores(id_exact_assignments(records), truth)
+    assert ours["precision"] >= 0.99 and ours["recall"] >= 0.99, ours
+    assert ours["recall"] > baseline["recall"] + 0.1
+    assert result.review_pairs.height > 0
+    assert {"mw_name", "mw_birth_date", "mw_phone", "name_l", "name_r"} <= set(result.review_pairs.columns)
+    # A rerun with the previous keys renumbers nobody.
+    again = link_records(records.sample(fraction=1.0, shuffle=True, seed=7), previous=result.assignments)
+    assert again.assignments.equals(result.assignments)
+    assert again.key_changes.height == 0
+
+
+def test_without_any_id_em_training_still_links(staged_sample: Lake) -> None:
+    records = person_records(staged_sample, REG)
+    links = read_truth(staged_sample.truth, "links")
+    truth = records.join(
+        links,
+        left_on=["source", "_source_file", "_row_number"],
+        right_on=["table", "source_file", "row_number"],
+    ).select("record_id", "person_id")
+    result = link_records(records.with_columns(id_number=pl.lit(None, dtype=pl.String)))
+    score = pairwise_scores(result.assignments, truth)
+    assert score["precision"] >= 0.99 and score["recall"] >= 0.95, score
+    assert "id" not in set(result.assignments["link_method"].drop_nulls().to_list())
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_rainbow_link_on_a_raw_csv(tmp_path: Path) -> None:
+    src = tmp_path / "people.csv"
+    fifteen = ID_WANG[:6] + ID_WANG[8:17]
+    src.write_text(
+        "record_id,source,name,sex,birth_date,id_number,other_id,phone,address\n"
+        f"a,registry,王秀英,男,1945-03-12,{ID_WANG},,13812345678,控江路100弄1号101室\n"
+        f"b,muni,王 秀英,,,{fifteen},,,\n"
+        "c,milk,王秀瑛,,1945年3月12日,,,+86 138 1234 5678,\n"
+        f"d,registry,李红,女,1950/1/1,{ID_LI.lower()},,13900001111,\n"
+        "e,milk,李红,,1952-06-30,,,13700002222,\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "keys.parquet"
+    result = CliRunner().invoke(app, ["link", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    keys = pl.read_parquet(out)
+    assert keys.columns == ["record_id", "elder_key", "match_probability"]
+    k = dict(keys.select("record_id", "elder_key").iter_rows())
+    assert k["a"] == k["b"] == k["c"]
+    assert k["d"] != k["e"] and k["d"] != k["a"]
+    # CSV out, with the first run's keys kept.
+    out_csv = tmp_path / "keys.csv"
+    again = CliRunner().invoke(
+        app, ["link", "--input", str(src), "--output", str(out_csv), "--previous", str(out)]
+    )
+    assert again.exit_code == 0, again.output
+    assert dict(pl.read_csv(out_csv).select("record_id", "elder_key").iter_rows()) == k
