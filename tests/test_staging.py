@@ -241,7 +241,8 @@ def test_when_an_iso_timestamp_carries_an_offset_then_it_is_shanghai_wall_time()
 @pytest.fixture(scope="module")
 def staged_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake = Lake(tmp_path_factory.mktemp("staged") / "lake")
-    generate(GeneratorConfig(elders=2_500, days=20), lake)
+    # 35 days from 1 November: the monthly full lists are delivered twice (1 Nov and 1 Dec).
+    generate(GeneratorConfig(elders=2_000, days=35), lake)
     now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
     for _, table in REG.tables():
         ingest_table(lake, table, now)
@@ -265,6 +266,16 @@ def test_hard_faults_are_quarantined_with_their_reason_and_no_clean_row_is(stage
         "DUPLICATE_KEY",
         "BROKEN_LINE",
     }
+
+
+def test_monthly_full_lists_keep_every_snapshot(staged_lake: Lake) -> None:
+    facilities = pl.read_parquet(staged_lake.staged / "facilities" / "data.parquet")
+    snapshots = facilities.group_by("_delivery_date").len().sort("_delivery_date")
+    assert snapshots["_delivery_date"].to_list() == [date(2026, 11, 1), date(2026, 12, 1)]
+    assert snapshots["len"][0] > 0 and abs(snapshots["len"][0] - snapshots["len"][1]) <= 2
+    # the meal point that closed mid-period shows as closed in the December list
+    closed = facilities.filter(pl.col("closed_on").is_not_null())
+    assert closed.height >= 1 and set(closed["_delivery_date"]) == {date(2026, 12, 1)}
 
 
 def test_every_file_reconciles_raw_equals_staged_plus_quarantined(staged_lake: Lake) -> None:

@@ -95,8 +95,11 @@ def stage_frame(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pure transformation: raw text rows (+ lineage and ``_delivery_date``) -> (staged, quarantine).
 
-    ``per_day``: primary keys are de-duplicated within each delivery date only
-    (event partitions), so staging a range equals staging each day alone.
+    Primary keys are de-duplicated within each delivery date only: event
+    partitions stage the same whether run alone or in a range, and tables
+    delivered as full lists (monthly facilities, caregivers, meters, ...) keep
+    every snapshot, one per delivery date. ``per_day`` is kept for callers; the
+    window is always per delivery date.
     """
     delivery_end = (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
     rules: dict[str, Rule] = {c.name: rule_for(c, table, registry, delivery_end) for c in table.columns}
@@ -121,7 +124,7 @@ def stage_frame(
     # The same key delivered twice: the first (by file, row) is kept, later copies quarantined.
     if table.primary_key:
         keys = [pl.col(f"__typed_{k}") for k in table.primary_key]
-        window = [*keys, pl.col("_delivery_date")] if per_day else keys
+        window = [*keys, pl.col("_delivery_date")]
         typed = typed.sort("_source_file", "_row_number").with_columns(
             __dup=pl.when(pl.all_horizontal([k.is_not_null() for k in keys]))
             .then(pl.int_range(pl.len()).over(window) > 0)
