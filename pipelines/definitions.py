@@ -22,6 +22,7 @@ from pipelines.jobs import build_jobs, keys_by_partitioning
 from pipelines.resources import LakeResource
 from pipelines.schedules import build_nightly_schedule
 from pipelines.sensors import build_landing_sensor
+from quality.checks import build_quality_checks
 from schemas import load_registry
 
 
@@ -32,7 +33,11 @@ def build_definitions(lake_root: str | None = None, partition_start: str | None 
     raw_assets, raw_checks = build_raw_assets(registry, daily)
     staged_assets, staged_checks = build_staged_assets(registry, daily)
     assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets]
-    checks: list[dg.AssetChecksDefinition] = [*raw_checks, *staged_checks]
+    checks: list[dg.AssetChecksDefinition] = [
+        *raw_checks,
+        *staged_checks,
+        *build_quality_checks(registry, daily),
+    ]
     partitioned, unpartitioned = keys_by_partitioning(spec for a in assets for spec in a.specs)
     jobs = build_jobs(partitioned, unpartitioned)
     lake = LakeResource(root=lake_root) if lake_root is not None else LakeResource()

@@ -1,0 +1,209 @@
+"""Quality benchmark: validating staged tables, our runner against GX's plain pandas path.
+
+    python -m benchmarks.quality --elders 20000 --days 3 --rows 1000000
+
+Both paths run the same suites (GX is the engine of record in both) on the same
+frames, each in a fresh process:
+
+* ours - :func:`quality.runner.validate`: one cached GX context, only the
+  columns the rules read, no list column (GX fingerprints every batch by hashing
+  it, and pickles the whole frame when a column holds lists), nullable integers
+  as pandas ``Int64`` only when they hold nulls, masked examples;
+* plain - :func:`quality.runner.validate_plain`: a fresh ephemeral context per
+  call and the whole staged frame converted with ``to_pandas()``.
+
+Frames: every staged table of a generated lake (whole), plus the two big event
+tables (wristband vitals, water readings) repeated to ``--rows`` rows with
+distinct keys. Both paths must agree on every rule's success and unexpected count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.common import cached_landing, console, measure
+from rainbow.settings import Lake
+from sample_data.config import GeneratorConfig
+from schemas import load_registry
+
+BIG_TABLES = {"wristband_vitals": "measured_at", "water_readings": "read_at"}
+
+
+def prepare_staged(landing: Lake, work: Path) -> Lake:
+    """Ingest and stage every table once into ``work`` (reused by later runs)."""
+    from assets.ingest.ledger import read_ledger
+    from assets.ingest.raw import ingest_table
+    from assets.staging.stage import stage_partitions, stage_table
+
+    lake = Lake(work)
+    stamp = work / "staged.ok"
+    if stamp.exists():
+        return lake
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "landing").exists():
+        (work / "landing").symlink_to(landing.landing.resolve())
+    reg = load_registry()
+    now = datetime(2026, 12, 1, 2, tzinfo=UTC)
+    for _, table in reg.tables():
+        ingest_table(lake, table, now)
+        if table.delivery.partitioned:
+            days = read_ledger(lake, table.name)["delivered_date"].drop_nulls().unique().to_list()
+            stage_partitions(lake, table, reg, days)
+        else:
+            stage_table(lake, table, reg)
+    stamp.write_text("ok\n")
+    return lake
+
+
+def load_frames(lake_root: str, rows: int) -> dict[str, pl.DataFrame]:
+    """Every staged table (whole), and the big event tables repeated to ``rows`` rows."""
+    reg = load_registry()
+    root = Path(lake_root) / "staged"
+    frames = {}
+    for _, table in reg.tables():
+        files = sorted((root / table.name).rglob("*.parquet"))
+        frames[table.name] = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    for name, time_col in BIG_TABLES.items():
+        base = frames[name]
+        if base.is_empty():
+            continue
+        copies = -(-rows // base.height)
+        # Shift each copy by a year so the key (device/meter, time) stays unique.
+        big = pl.concat(
+            [base.with_columns(pl.col(time_col) - pl.duration(days=366 * i)) for i in range(copies)]
+        ).head(rows)
+        frames[f"{name} x{rows // 1000}k"] = big
+    return frames
+
+
+def run_path(lake_root: str, rows: int, plain: bool) -> dict[str, tuple[int, float, dict[str, float]]]:
+    """Validate every frame; per frame: rows, seconds, and (ours) the time per stage."""
+    from quality.runner import validate, validate_plain
+
+    reg = load_registry()
+    frames = load_frames(lake_root, rows)
+    related = {"facilities": frames["facilities"]}
+    out: dict[str, tuple[int, float, dict[str, float]]] = {}
+    for name, frame in frames.items():
+        table = name.split(" ")[0]
+        t0 = time.perf_counter()
+        if plain:
+            validate_plain(frame, table, reg, related=related)
+            timings: dict[str, float] = {}
+        else:
+            timings = validate(frame, table, reg, related=related).timings
+        out[name] = (frame.height, time.perf_counter() - t0, timings)
+    return out
+
+
+def agreement(lake_root: str, rows: int) -> list[str]:
+    """Rules on which the two paths disagree (success or unexpected count), on every frame.
+
+    Expected: the type rule of an integer column holding nulls, which the plain
+    ``to_pandas()`` turns into float64 (ours keeps it an integer: pandas ``Int64``).
+    """
+    from quality.runner import validate, validate_plain
+
+    reg = load_registry()
+    frames = load_frames(lake_root, min(rows, 200_000))
+    related = {"facilities": frames["facilities"]}
+    bad = []
+    for name, frame in frames.items():
+        table = name.split(" ")[0]
+        ours = validate(frame, table, reg, related=related)
+        plain = validate_plain(frame, table, reg, related=related)
+        for o in ours.outcomes:
+            if o.evaluated and plain[o.rule_id] != (o.success, o.unexpected_count):
+                column = o.rule_id.removeprefix("conformance.type.")
+                expected = (
+                    o.rule_id.startswith("conformance.type.")
+                    and reg.table(table).column(column).type == "integer"
+                    and frame[column].null_count() > 0
+                )
+                note = " (expected: integer column with nulls, float64 in the plain path)" if expected else ""
+                ours_says = (o.success, o.unexpected_count)
+                bad.append(f"{name}.{o.rule_id}: ours {ours_says} plain {plain[o.rule_id]}{note}")
+    return bad
+
+
+def print_table(out: Console, title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for i, c in enumerate(columns):
+        table.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--elders", type=int, default=20_000)
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=20261101)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the repeated big event tables")
+    ap.add_argument("--cache", type=Path, default=Path(".bench"))
+    args = ap.parse_args()
+    cfg = GeneratorConfig(elders=args.elders, days=args.days, seed=args.seed)
+    landing = cached_landing(args.cache.resolve(), cfg)
+    lake = prepare_staged(landing, args.cache.resolve() / f"quality-{cfg.elders}x{cfg.days}-s{cfg.seed}")
+
+    disagreements = measure(agreement, str(lake.root), args.rows).result
+    ours = measure(run_path, str(lake.root), args.rows, False)
+    plain = measure(run_path, str(lake.root), args.rows, True)
+
+    rows = []
+    total_rows = total_ours = total_plain = 0.0
+    for name, (n, ours_s, timings) in ours.result.items():
+        plain_s = plain.result[name][1]
+        total_rows += n
+        total_ours += ours_s
+        total_plain += plain_s
+        per_m = f"{ours_s / n * 1e6:.2f}" if n >= 100_000 else ""
+        rows.append(
+            [
+                name,
+                f"{n:,}",
+                f"{ours_s:.3f}",
+                f"{timings.get('gx', 0):.3f}",
+                f"{plain_s:.3f}",
+                f"{ours_s / plain_s:.2f}",
+                per_m,
+            ]
+        )
+    rows.append(
+        [
+            "total",
+            f"{int(total_rows):,}",
+            f"{total_ours:.2f}",
+            "",
+            f"{total_plain:.2f}",
+            f"{total_ours / total_plain:.2f}",
+            f"{total_ours / total_rows * 1e6:.2f}",
+        ]
+    )
+    wide = Console(width=150)
+    print_table(
+        wide,
+        f"staged validation, {cfg.elders:,} elders x {cfg.days} days (+ big tables at {args.rows:,} rows)",
+        ["table", "rows", "ours s", "of which GX s", "plain GX s", "ours / plain", "ours s per 1M rows"],
+        rows,
+    )
+    console.print(
+        f"peak RSS: ours {ours.peak_mb:.0f} MB, plain {plain.peak_mb:.0f} MB; "
+        f"wall (incl. loading): ours {ours.seconds:.1f} s, plain {plain.seconds:.1f} s"
+    )
+    if disagreements:
+        console.print("[red]the two paths disagree:[/]\n  " + "\n  ".join(disagreements))
+    else:
+        console.print("both paths agree on every rule's success and unexpected count")
+
+
+if __name__ == "__main__":
+    main()
