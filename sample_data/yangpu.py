@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from faker import Faker
 from pypinyin import lazy_pinyin
-from stdnum.cn import ric
 
+from rainbow.ids import area_existed, check_digit
 from schemas.reference import street_roads
 
 
@@ -367,24 +367,9 @@ def id_number(area: str, birth: str, seq: int) -> str:
     Falls back to Yangpu's code where ``area`` did not exist in the year of birth.
     """
     body = f"{area}{birth}{seq:03d}"
-    if area != YANGPU_AREA and not _area_valid_in(area, birth[:4]):
+    if area != YANGPU_AREA and not area_existed(area, int(birth[:4])):
         return id_number(YANGPU_AREA, birth, seq)
-    return body + ric.calc_check_digit(body + "0")  # stdnum expects a placeholder check digit
-
-
-@functools.cache
-def _area_valid_in(area: str, year: str) -> bool:
-    """Did ``area`` exist in ``year`` (python-stdnum's place table)? Cached: the lookup is slow."""
-    body = f"{area}{year}0601001"
-    return is_valid_id(body + ric.calc_check_digit(body + "0"))
-
-
-def is_valid_id(number: str) -> bool:
-    """python-stdnum's check; its place table raises KeyError for some unknown codes."""
-    try:
-        return bool(ric.is_valid(number))
-    except KeyError:
-        return False
+    return body + check_digit(body)
 
 
 def id_sequence(rng: np.random.Generator, male: np.ndarray) -> np.ndarray:

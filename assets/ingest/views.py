@@ -49,12 +49,12 @@ def _literal(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _empty_select(schema: dict[str, pl.DataType]) -> str:
+def empty_select(schema: dict[str, pl.DataType]) -> str:
     cols = ", ".join(f'CAST(NULL AS {_duck_type(t)}) AS "{c}"' for c, t in schema.items())
     return f"SELECT {cols} WHERE false"
 
 
-def _parquet_select(glob: Path, schema: dict[str, pl.DataType]) -> str:
+def parquet_select(glob: Path, schema: dict[str, pl.DataType]) -> str:
     cols = ", ".join(f'"{c}"' for c in schema)
     return f"SELECT {cols} FROM read_parquet({_literal(glob)}, union_by_name = true)"
 
@@ -63,13 +63,11 @@ def raw_view_statements(lake: Lake, table: Table) -> list[str]:
     """``CREATE OR REPLACE VIEW`` statements for the table's raw and broken views (after the schema)."""
     schema = raw_schema(table)
     base = table_dir(lake, table)
-    main = (
-        _parquet_select(base / "*.parquet", schema) if raw_part_paths(lake, table) else _empty_select(schema)
-    )
+    main = parquet_select(base / "*.parquet", schema) if raw_part_paths(lake, table) else empty_select(schema)
     broken = (
-        _parquet_select(base / "_broken" / "*.parquet", BROKEN_RAW_SCHEMA)
+        parquet_select(base / "_broken" / "*.parquet", BROKEN_RAW_SCHEMA)
         if broken_part_paths(lake, table)
-        else _empty_select(BROKEN_RAW_SCHEMA)
+        else empty_select(BROKEN_RAW_SCHEMA)
     )
     return [
         f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA_NAME}",
@@ -93,7 +91,7 @@ def ledger_view_statement(lake: Lake) -> str:
             "filename = true)"
         )
     else:
-        select = _empty_select({"table_name": pl.String(), **LEDGER_SCHEMA})
+        select = empty_select({"table_name": pl.String(), **LEDGER_SCHEMA})
     return f"CREATE OR REPLACE VIEW {RAW_SCHEMA_NAME}.{LEDGER_VIEW} AS {select}"
 
 

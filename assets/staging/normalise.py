@@ -8,13 +8,12 @@ row is staged and flagged) that apply to it. Reason codes are the ones
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
-from stdnum.cn import ric
 
+from rainbow.ids import area_existed
 from schemas.contract import Column, Table
 from schemas.reference import road_to_street
 from schemas.registry import Registry
@@ -116,17 +115,6 @@ def V(col: str) -> pl.Expr:
 
 
 # ------------------------------------------------------------------ identity
-
-
-@functools.cache
-def area_existed(area: str, year: int) -> bool:
-    """python-stdnum's place check: did the area code exist in the year of birth?"""
-    body = f"{area}{year:04d}0601001"
-    number = body + ric.calc_check_digit(body + "0")
-    try:
-        return bool(ric.is_valid(number))
-    except KeyError:  # stdnum's place table has codes without county names
-        return False
 
 
 def _check_char(body17: pl.Expr) -> pl.Expr:

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from assets.ingest.ledger import read_ledger
+from assets.ingest.views import empty_select, parquet_select
 from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
 from rainbow.io import atomic_path
 from rainbow.settings import Lake
@@ -91,15 +92,14 @@ def quarantine_schema(table: Table) -> dict[str, pl.DataType]:
 
 
 def stage_frame(
-    raw: pl.DataFrame, broken: pl.DataFrame, table: Table, registry: Registry, *, per_day: bool = False
+    raw: pl.DataFrame, broken: pl.DataFrame, table: Table, registry: Registry
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pure transformation: raw text rows (+ lineage and ``_delivery_date``) -> (staged, quarantine).
 
     Primary keys are de-duplicated within each delivery date only: event
     partitions stage the same whether run alone or in a range, and tables
     delivered as full lists (monthly facilities, caregivers, meters, ...) keep
-    every snapshot, one per delivery date. ``per_day`` is kept for callers; the
-    window is always per delivery date.
+    every snapshot, one per delivery date.
     """
     delivery_end = (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
     rules: dict[str, Rule] = {c.name: rule_for(c, table, registry, delivery_end) for c in table.columns}
@@ -228,7 +228,7 @@ def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None
         )
     if broken.height:
         broken = broken.join(dates, on="_source_file", how="left")
-    staged, quarantine = stage_frame(raw, broken, table, registry, per_day=days is not None)
+    staged, quarantine = stage_frame(raw, broken, table, registry)
     reports = []
     for day in days if days is not None else [None]:
         if day is None:
@@ -309,14 +309,12 @@ def reconcile_staged(lake: Lake, table: Table) -> StagedReconciliation:
 
 def staged_view_statements(lake: Lake, table: Table) -> list[str]:
     """``staged.<table>`` and ``staged.<table>__quarantine`` over every partition's Parquet."""
-    from assets.ingest.views import _empty_select, _parquet_select
-
     out = ["CREATE SCHEMA IF NOT EXISTS staged"]
     for name, folder, schema in (
         (table.name, staged_dir(lake, table), staged_schema(table)),
         (f"{table.name}__quarantine", quarantine_dir(lake, table), quarantine_schema(table)),
     ):
         glob = folder / "**" / "*.parquet" if any(folder.rglob("*.parquet")) else None
-        select = _parquet_select(glob, schema) if glob else _empty_select(schema)
+        select = parquet_select(glob, schema) if glob else empty_select(schema)
         out.append(f'CREATE OR REPLACE VIEW staged."{name}" AS {select}')
     return out
