@@ -10,17 +10,16 @@ from typing import Any
 
 import dagster as dg
 
-from assets.ingest.views import ensure_views
 from assets.partitions import daily_partitions, partition_date, partitions_for
 from assets.raw_assets import asset_owner, asset_tags, raw_asset_key
-from assets.staging.normalise import RAW_TYPES
 from assets.staging.stage import (
     StageReport,
+    create_staged_views,
     reconcile_staged,
     stage_partitions,
     stage_table,
     staged_dir,
-    staged_view_statements,
+    staged_schema,
 )
 from pipelines.resources import LakeResource
 from schemas import load_registry
@@ -29,15 +28,16 @@ from schemas.registry import Registry
 
 GROUP = "staged"
 RECONCILES = "staged_reconciles"
-DERIVED = {
-    "id_birth_date": ("由身份证号码推导的出生日期", "date"),
-    "id_sex": ("由身份证号码推导的性别（1 男 / 2 女）", "string"),
-    "_source_file": ("来源文件（landing/ 下的相对路径）", "string"),
-    "_row_number": ("来源文件中的数据行号", "integer"),
-    "_file_sha256": ("来源文件 SHA-256", "string"),
-    "_ingested_at": ("入湖时间（UTC）", "timestamp"),
-    "_delivery_date": ("交付日期", "date"),
-    "_flags": ("软性问题标记（已标准化并保留入库）", "list<string>"),
+# Chinese descriptions of the staged columns that are not contract columns (schema: stage.staged_schema).
+DERIVED_ZH = {
+    "id_birth_date": "由身份证号码推导的出生日期",
+    "id_sex": "由身份证号码推导的性别（1 男 / 2 女）",
+    "_source_file": "来源文件（landing/ 下的相对路径）",
+    "_row_number": "来源文件中的数据行号",
+    "_file_sha256": "来源文件 SHA-256",
+    "_ingested_at": "入湖时间（UTC）",
+    "_delivery_date": "交付日期",
+    "_flags": "软性问题标记（已标准化并保留入库）",
 }
 
 
@@ -46,20 +46,21 @@ def staged_asset_key(table: Table | str) -> dg.AssetKey:
 
 
 def staged_column_schema(table: Table) -> dg.TableSchema:
-    cols = [
-        dg.TableColumn(
-            name=c.name,
-            type=str(RAW_TYPES[c.type]),
-            description=f"{c.zh}（源字段：{c.source}；PII：{c.pii}）",
-            constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=c.unique),
-        )
-        for c in table.columns
-    ]
-    names = set(table.column_names)
-    for name, (zh, kind) in DERIVED.items():
-        if name.startswith("id_") and "id_number" not in names:
-            continue
-        cols.append(dg.TableColumn(name=name, type=kind, description=zh))
+    contract = {c.name: c for c in table.columns}
+    cols = []
+    for name, dtype in staged_schema(table).items():
+        c = contract.get(name)
+        if c is not None:
+            cols.append(
+                dg.TableColumn(
+                    name=name,
+                    type=str(dtype),
+                    description=f"{c.zh}（源字段：{c.source}；PII：{c.pii}）",
+                    constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=c.unique),
+                )
+            )
+        else:
+            cols.append(dg.TableColumn(name=name, type=str(dtype), description=DERIVED_ZH[name]))
     return dg.TableSchema(columns=cols)
 
 
@@ -99,17 +100,8 @@ def build_staged_asset(
             days = []
             reports = [stage_table(lake.lake, table, registry)]
         with lake.warehouse() as con:
-            [schema_stmt, *views] = staged_view_statements(lake.lake, table)
-            ensure_views(con, "staged", schema_stmt, views)
-        merged = StageReport(
-            table=table.name,
-            partition=None,
-            files=[f for r in reports for f in r.files],
-            staged_rows=sum(r.staged_rows for r in reports),
-            quarantined_rows=sum(r.quarantined_rows for r in reports),
-            reasons={k: sum(r.reasons.get(k, 0) for r in reports) for r in reports for k in r.reasons},
-            flags={k: sum(r.flags.get(k, 0) for r in reports) for r in reports for k in r.flags},
-        )
+            create_staged_views(con, lake.lake, table)
+        merged = StageReport.merge(table.name, reports)
         context.log.info(
             f"staged {merged.staged_rows} rows, quarantined {merged.quarantined_rows} "
             f"({merged.reasons}) over {len(days) or 'all'} partition(s)"

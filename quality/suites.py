@@ -19,6 +19,7 @@ failure means staging or a contract is broken):
 
 from __future__ import annotations
 
+from assets.staging.stage import derived_identity as carries_derived_identity
 from quality._gx import E, gx
 from quality.rules import QualityRule, delivery_end, domain_rules
 from schemas.contract import Column, Table
@@ -44,10 +45,7 @@ LINEAGE = ("_source_file", "_row_number", "_delivery_date")
 
 
 def derived_identity(table: Table) -> list[str]:
-    names = set(table.column_names)
-    if "id_number" in names and table.column("id_number").semantic == "resident_id":
-        return ["id_birth_date", "id_sex"]
-    return []
+    return ["id_birth_date", "id_sex"] if carries_derived_identity(table) else []
 
 
 def _column_rules(table: Table, col: Column, registry: Registry) -> list[QualityRule]:

@@ -11,10 +11,11 @@ import pytest
 from stdnum.cn import ric
 
 from assets.ingest.raw import ingest_table
+from assets.staging import normalise as n
 from assets.staging.stage import stage_frame, stage_table
 from rainbow.ids import check_digit
 from rainbow.settings import Lake
-from sample_data.config import GeneratorConfig
+from sample_data.config import GeneratorConfig, load_fault_specs
 from sample_data.generate import generate
 from sample_data.scoring import score_quarantine
 from sample_data.truth import read_truth
@@ -248,6 +249,11 @@ def staged_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
         ingest_table(lake, table, now)
         stage_table(lake, table, REG)
     return lake
+
+
+def test_every_hard_reason_the_generator_plants_is_a_code_staging_emits() -> None:
+    planted = {s.reason for s in load_fault_specs().values() if s.severity == "hard"}
+    assert planted <= set(n.HARD_REASONS)
 
 
 def test_hard_faults_are_quarantined_with_their_reason_and_no_clean_row_is(staged_lake: Lake) -> None:

@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from assets.ingest.ledger import LedgerEntry, read_ledger, save_entries
-from assets.ingest.readers import EXTRA, RAW_TEXT, ROW_NUMBER, Delivered, ReadError, read_delivery
+from assets.ingest.readers import ERROR, EXTRA, RAW_TEXT, ROW_NUMBER, Delivered, ReadError, read_delivery
 from rainbow.io import atomic_path, sha256_file
 from rainbow.settings import Lake
 from schemas.contract import Table
@@ -38,7 +38,6 @@ from schemas.contract import Table
 SOURCE_FILE = "_source_file"
 FILE_SHA256 = "_file_sha256"
 INGESTED_AT = "_ingested_at"
-ERROR_COL = "_error"
 
 INGESTED_AT_TYPE = pl.Datetime("us", "UTC")
 BROKEN_DIR = "_broken"
@@ -46,22 +45,27 @@ BROKEN_DIR = "_broken"
 FileStatus = Literal["ingested", "duplicate", "failed"]
 
 
+# Where every row of every zone came from (raw parts, staged rows, quarantine).
+LINEAGE_SCHEMA: dict[str, pl.DataType] = {
+    SOURCE_FILE: pl.String(),
+    ROW_NUMBER: pl.Int64(),
+    FILE_SHA256: pl.String(),
+    INGESTED_AT: INGESTED_AT_TYPE,
+}
+
+
 def raw_schema(table: Table) -> dict[str, pl.DataType]:
     """Column order and types of a raw part of ``table``."""
     schema: dict[str, pl.DataType] = {c.name: pl.String() for c in table.columns}
     schema[EXTRA] = pl.String()
-    schema[SOURCE_FILE] = pl.String()
-    schema[ROW_NUMBER] = pl.Int64()
-    schema[FILE_SHA256] = pl.String()
-    schema[INGESTED_AT] = INGESTED_AT_TYPE
-    return schema
+    return {**schema, **LINEAGE_SCHEMA}
 
 
 BROKEN_RAW_SCHEMA: dict[str, pl.DataType] = {
     SOURCE_FILE: pl.String(),
     ROW_NUMBER: pl.Int64(),
     RAW_TEXT: pl.String(),
-    ERROR_COL: pl.String(),
+    ERROR: pl.String(),
     FILE_SHA256: pl.String(),
     INGESTED_AT: INGESTED_AT_TYPE,
 }
@@ -318,10 +322,6 @@ def parquet_rows(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def raw_row_count(lake: Lake, table: Table | str) -> int:
-    return sum(parquet_rows(p) for p in raw_part_paths(lake, table))
-
-
 def _utc(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
@@ -379,9 +379,11 @@ def ingest_table(
     ingested_at = _utc(now)
     scope = None if dates is None else tuple(sorted(set(dates)))
     ledger = read_ledger(lake, table.name)
-    known_pairs: dict[tuple[str, str], dict[str, Any]] = {
-        (r["source_file"], r["file_sha256"]): r for r in ledger.iter_rows(named=True)
-    }
+    known_pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    last_seen: dict[str, dict[str, Any]] = {}
+    for r in ledger.iter_rows(named=True):
+        known_pairs[(r["source_file"], r["file_sha256"])] = r
+        last_seen[r["source_file"]] = r
     # checksum -> (source_file, delivered_date, delivered_rows) of the first ingested file with those bytes
     ingested_sha: dict[str, tuple[str, date | None, int | None]] = {}
     ingested_first = ledger.filter(pl.col("status") == "ingested").sort(
@@ -391,7 +393,6 @@ def ingest_table(
         ingested_sha.setdefault(
             r["file_sha256"], (r["source_file"], r["delivered_date"], r["delivered_rows"])
         )
-    last_seen = {r["source_file"]: r for r in ledger.iter_rows(named=True)}
 
     discovered = discover_files(lake, table)
     reports: list[FileReport] = []
@@ -495,7 +496,7 @@ def ingest_table(
     rows_by_date: tuple[tuple[date, int], ...] = ()
     if scope is not None:
         rows: Counter[date] = Counter()
-        for r in ledger.filter(pl.col("status") == "ingested").iter_rows(named=True):
+        for r in ingested_first.iter_rows(named=True):
             rows[r["delivered_date"]] += r["rows"] or 0
         for e in entries:
             if e.status == "ingested" and e.delivered_date is not None:
@@ -507,7 +508,9 @@ def ingest_table(
         known_files=sum(known.values()),
         unmatched=tuple(discovered.unmatched),
         healed=tuple(healed),
-        raw_rows_total=raw_row_count(lake, table),
+        # From the ledger, not by opening every part: the blocking `reconciles` check holds it to disk.
+        raw_rows_total=int(ingested_first["rows"].sum() or 0)
+        + sum(e.rows or 0 for e in entries if e.status == "ingested"),
         dates=scope,
         known_by_date=tuple((d, known[d]) for d in scope) if scope is not None else (),
         rows_by_date=rows_by_date,

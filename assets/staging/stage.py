@@ -14,17 +14,20 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from assets.ingest.ledger import read_ledger
-from assets.ingest.views import empty_select, parquet_select
+from assets.ingest.raw import BROKEN_RAW_SCHEMA, LINEAGE_SCHEMA, raw_schema
+from assets.ingest.readers import RAW_TEXT
+from assets.ingest.views import empty_select, ensure_views, parquet_select
 from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
 from rainbow.io import atomic_path
 from rainbow.settings import Lake
 from schemas.contract import Table
 from schemas.registry import Registry
 
-LINEAGE = ["_source_file", "_row_number", "_file_sha256", "_ingested_at"]
+STAGED_SCHEMA_NAME = "staged"
 
 
 @dataclass(frozen=True)
@@ -54,41 +57,51 @@ class StageReport:
     def reconciles(self) -> bool:
         return all(f.reconciles for f in self.files)
 
+    @classmethod
+    def merge(cls, table: str, reports: list[StageReport]) -> StageReport:
+        """One report over several partitions (a ranged run)."""
+        reasons: Counter[str] = Counter()
+        flags: Counter[str] = Counter()
+        for r in reports:
+            reasons.update(r.reasons)
+            flags.update(r.flags)
+        return cls(
+            table=table,
+            partition=None,
+            files=[f for r in reports for f in r.files],
+            staged_rows=sum(r.staged_rows for r in reports),
+            quarantined_rows=sum(r.quarantined_rows for r in reports),
+            reasons=dict(sorted(reasons.items())),
+            flags=dict(sorted(flags.items())),
+        )
+
+
+def derived_identity(table: Table) -> bool:
+    """Does the staged table carry ``id_birth_date`` / ``id_sex`` derived from its resident ID?"""
+    names = set(table.column_names)
+    return "id_number" in names and table.column("id_number").semantic == "resident_id"
+
 
 def staged_schema(table: Table) -> dict[str, pl.DataType]:
     """Columns of a staged table: typed contract columns, derived identity, lineage, flags."""
     schema: dict[str, pl.DataType] = {c.name: RAW_TYPES[c.type] for c in table.columns}
-    if "id_number" in schema and table.column("id_number").semantic == "resident_id":
+    if derived_identity(table):
         schema["id_birth_date"] = pl.Date()
         schema["id_sex"] = pl.String()
-    schema.update(
-        {
-            "_source_file": pl.String(),
-            "_row_number": pl.Int64(),
-            "_file_sha256": pl.String(),
-            "_ingested_at": pl.Datetime("us", "UTC"),
-            "_delivery_date": pl.Date(),
-            "_flags": pl.List(pl.String()),
-        }
-    )
-    return schema
+    return {**schema, **LINEAGE_SCHEMA, "_delivery_date": pl.Date(), "_flags": pl.List(pl.String())}
 
 
 def quarantine_schema(table: Table) -> dict[str, pl.DataType]:
+    """Quarantined rows: the original text of every column, lineage, reasons and flags."""
     schema: dict[str, pl.DataType] = {c.name: pl.String() for c in table.columns}
-    schema.update(
-        {
-            "_raw_text": pl.String(),
-            "_source_file": pl.String(),
-            "_row_number": pl.Int64(),
-            "_file_sha256": pl.String(),
-            "_ingested_at": pl.Datetime("us", "UTC"),
-            "_delivery_date": pl.Date(),
-            "_reasons": pl.List(pl.String()),
-            "_flags": pl.List(pl.String()),
-        }
-    )
-    return schema
+    return {
+        **schema,
+        RAW_TEXT: pl.String(),
+        **LINEAGE_SCHEMA,
+        "_delivery_date": pl.Date(),
+        "_reasons": pl.List(pl.String()),
+        "_flags": pl.List(pl.String()),
+    }
 
 
 def stage_frame(
@@ -210,24 +223,13 @@ def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None
         _delivery_date=pl.coalesce("delivered_date", pl.col("ingested_at").dt.date())
     ).sort("source_file")
     dates = ledger.select(pl.col("source_file").alias("_source_file"), "_delivery_date")
-    text_schema: dict[str, pl.DataType] = {c.name: pl.String() for c in table.columns}
-    raw = _read_parts(lake, ledger["raw_part"].drop_nulls().to_list(), text_schema)
-    broken = _read_parts(lake, ledger["broken_part"].drop_nulls().to_list(), {"_raw_text": pl.String()})
-    for col in table.column_names:
+    raw = _read_parts(lake, ledger["raw_part"].drop_nulls().to_list(), raw_schema(table))
+    broken = _read_parts(lake, ledger["broken_part"].drop_nulls().to_list(), BROKEN_RAW_SCHEMA)
+    for col in table.column_names:  # parts written before a column was added to the contract
         if col not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(col))
-    if raw.height:
-        raw = raw.join(dates, on="_source_file", how="left")
-    else:
-        raw = raw.with_columns(
-            _delivery_date=pl.lit(None, dtype=pl.Date),
-            _source_file=pl.lit(None, dtype=pl.String),
-            _row_number=pl.lit(None, dtype=pl.Int64),
-            _file_sha256=pl.lit(None, dtype=pl.String),
-            _ingested_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")),
-        )
-    if broken.height:
-        broken = broken.join(dates, on="_source_file", how="left")
+    raw = raw.join(dates, on="_source_file", how="left")
+    broken = broken.join(dates, on="_source_file", how="left")
     staged, quarantine = stage_frame(raw, broken, table, registry)
     reports = []
     for day in days if days is not None else [None]:
@@ -245,30 +247,39 @@ def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None
     return reports
 
 
+def _file_counts(
+    ledger: pl.DataFrame, staged: dict[str, int], quarantined: dict[str, int]
+) -> list[FileCount]:
+    """raw + broken (from the ledger) against staged + quarantined, per ingested file."""
+    return [
+        FileCount(src, int(rows or 0), int(broken or 0), staged.get(src, 0), quarantined.get(src, 0))
+        for src, rows, broken in ledger.select("source_file", "rows", "broken_rows").iter_rows()
+    ]
+
+
 def _report(
     table: Table, partition: date | None, ledger: pl.DataFrame, staged: pl.DataFrame, quarantine: pl.DataFrame
 ) -> StageReport:
-    s_counts = dict(staged.group_by("_source_file").len().iter_rows())
-    q_counts = dict(quarantine.group_by("_source_file").len().iter_rows())
-    files = [
-        FileCount(src, int(rows or 0), int(broken or 0), int(s_counts.get(src, 0)), int(q_counts.get(src, 0)))
-        for src, rows, broken in ledger.select("source_file", "rows", "broken_rows").iter_rows()
-    ]
-    reasons: Counter[str] = Counter()
-    for rs in quarantine["_reasons"].to_list():
-        reasons.update(rs or [])
-    flags: Counter[str] = Counter()
-    for fs in staged["_flags"].to_list():
-        flags.update(fs or [])
+    files = _file_counts(
+        ledger,
+        {str(k): int(v) for k, v in staged.group_by("_source_file").len().iter_rows()},
+        {str(k): int(v) for k, v in quarantine.group_by("_source_file").len().iter_rows()},
+    )
     return StageReport(
         table=table.name,
         partition=partition.isoformat() if partition else None,
         files=files,
         staged_rows=staged.height,
         quarantined_rows=quarantine.height,
-        reasons=dict(sorted(reasons.items())),
-        flags=dict(sorted(flags.items())),
+        reasons=_tally(quarantine["_reasons"]),
+        flags=_tally(staged["_flags"]),
     )
+
+
+def _tally(codes: pl.Series) -> dict[str, int]:
+    """How often each code appears in a list column (vectorised: big tables have millions of rows)."""
+    counts = codes.explode().drop_nulls().value_counts()
+    return dict(sorted((str(k), int(v)) for k, v in counts.iter_rows()))
 
 
 @dataclass(frozen=True)
@@ -298,23 +309,26 @@ def _count_by_file(folder: Path) -> dict[str, int]:
 def reconcile_staged(lake: Lake, table: Table) -> StagedReconciliation:
     """For every ingested file: raw rows + broken rows = staged rows + quarantined rows (from disk)."""
     ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
-    staged = _count_by_file(staged_dir(lake, table))
-    quarantined = _count_by_file(quarantine_dir(lake, table))
-    files = [
-        FileCount(src, int(rows or 0), int(broken or 0), staged.get(src, 0), quarantined.get(src, 0))
-        for src, rows, broken in ledger.select("source_file", "rows", "broken_rows").iter_rows()
-    ]
+    files = _file_counts(
+        ledger, _count_by_file(staged_dir(lake, table)), _count_by_file(quarantine_dir(lake, table))
+    )
     return StagedReconciliation(files_checked=len(files), mismatches=[f for f in files if not f.reconciles])
 
 
 def staged_view_statements(lake: Lake, table: Table) -> list[str]:
     """``staged.<table>`` and ``staged.<table>__quarantine`` over every partition's Parquet."""
-    out = ["CREATE SCHEMA IF NOT EXISTS staged"]
+    out = [f"CREATE SCHEMA IF NOT EXISTS {STAGED_SCHEMA_NAME}"]
     for name, folder, schema in (
         (table.name, staged_dir(lake, table), staged_schema(table)),
         (f"{table.name}__quarantine", quarantine_dir(lake, table), quarantine_schema(table)),
     ):
         glob = folder / "**" / "*.parquet" if any(folder.rglob("*.parquet")) else None
         select = parquet_select(glob, schema) if glob else empty_select(schema)
-        out.append(f'CREATE OR REPLACE VIEW staged."{name}" AS {select}')
+        out.append(f'CREATE OR REPLACE VIEW {STAGED_SCHEMA_NAME}."{name}" AS {select}')
     return out
+
+
+def create_staged_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -> list[str]:
+    """(Re)create ``staged.<table>`` and ``staged.<table>__quarantine`` where changed."""
+    [schema_stmt, *views] = staged_view_statements(lake, table)
+    return ensure_views(con, STAGED_SCHEMA_NAME, schema_stmt, views)
