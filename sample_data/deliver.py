@@ -71,7 +71,7 @@ class NoteSpans:
 # ---------------------------------------------------------------- rendering
 
 
-def _render_column(table: Table, col: Column, s: pl.Series, fmt: str) -> pl.Series:
+def _render_column(table: Table, col: Column, s: pl.Series) -> pl.Series:
     """Typed values -> the text the source system writes."""
     d = table.delivery
     if s.dtype == pl.Null:
@@ -457,7 +457,7 @@ def deliver(
     rendered = []
     for col in table.columns:
         s = frame[col.name] if col.name in frame.columns else pl.Series(col.name, [None] * frame.height)
-        s = _render_column(table, col, s, d.format).alias(col.name)
+        s = _render_column(table, col, s).alias(col.name)
         if col.codelist and col.semantic == "code" and d.format in ("csv", "xlsx"):
             labels = {v.code: v.zh for v in codelists[col.codelist].values}
             s = s.cast(pl.String).replace_strict(labels, default=s.cast(pl.String), return_dtype=pl.String)

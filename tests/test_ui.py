@@ -26,6 +26,7 @@ import duckdb
 import polars as pl
 import pytest
 import streamlit as st
+import yaml
 from streamlit.testing.v1 import AppTest
 
 import dashboards
@@ -234,8 +235,9 @@ def test_dagster_home_has_telemetry_off(lake: Lake) -> None:
     home = ui._fallback_dagster_home(lake)
     assert home == lake.dagster_home
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+    (home / "dagster.yaml").unlink()
     home = ui.ensure_dagster_home(lake)  # whichever implementation is installed
-    assert (home / "dagster.yaml").is_file()
+    assert yaml.safe_load((home / "dagster.yaml").read_text())["telemetry"] == {"enabled": False}
 
 
 def test_run_ui_refuses_a_taken_port(lake: Lake, capsys: pytest.CaptureFixture[str]) -> None:
@@ -432,6 +434,7 @@ def test_supervisor_kills_a_service_that_ignores_signals(tmp_path: Path) -> None
     try:
         wait_for(lambda: READY in log.read_text(errors="replace"), 30, "both fake services")
         seen = descendants(launcher.pid)
+        assert len(seen) >= 2  # the services (and their children) were really seen
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=20) == 0
         wait_for(lambda: not alive(seen), 5, "no leftover processes")
@@ -452,6 +455,7 @@ def test_a_second_signal_skips_the_grace_period(tmp_path: Path) -> None:
     try:
         wait_for(lambda: READY in log.read_text(errors="replace"), 30, "both fake services")
         seen = descendants(launcher.pid)
+        assert len(seen) >= 2  # the services (and their children) were really seen
         started = time.monotonic()
         launcher.send_signal(signal.SIGINT)
         wait_for(lambda: "received SIGINT" in log.read_text(errors="replace"), 10, "the first signal")
@@ -479,6 +483,7 @@ def test_supervisor_stops_the_other_service_when_one_dies(tmp_path: Path) -> Non
     try:
         wait_for(lambda: READY in log.read_text(errors="replace"), 30, "both fake services")
         seen = descendants(launcher.pid)
+        assert len(seen) >= 2  # the services (and their children) were really seen
         trigger.touch()
         assert launcher.wait(timeout=20) == 3  # the dead service's exit code
         wait_for(lambda: not alive(seen), 5, "no leftover processes")

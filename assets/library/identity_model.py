@@ -40,38 +40,6 @@ from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 from assets.staging.normalise import CHANGHAI_ROAD, LEGACY_WUJIAOCHANG, WUJIAOCHANG
 
-# Compound surnames (复姓): the surname is two characters.
-COMPOUND_SURNAMES = frozenset(
-    [
-        "欧阳",
-        "司马",
-        "诸葛",
-        "上官",
-        "东方",
-        "皇甫",
-        "尉迟",
-        "公孙",
-        "慕容",
-        "司徒",
-        "令狐",
-        "夏侯",
-        "长孙",
-        "宇文",
-        "轩辕",
-        "端木",
-        "西门",
-        "南宫",
-        "万俟",
-        "闻人",
-        "澹台",
-        "公冶",
-        "太史",
-        "申屠",
-        "钟离",
-        "呼延",
-        "独孤",
-    ]
-)
 # Address forms after staging: 上海市杨浦区 + road + 弄 + 号 + 室; sources abbreviate the head.
 _ADDRESS_HEAD = r"^(?:上海市?)?(?:\p{Han}{1,4}区)?"
 _BUILDING = r"^(\D+?(?:路|街|道|巷|村|坊|苑|镇))(\d+弄)?(\d+号)"
@@ -127,10 +95,6 @@ def name_pinyin(name: str) -> str:
     return " ".join(_char_pinyin(ch) for ch in name)
 
 
-def surname(name: str) -> str:
-    return name[:2] if name[:2] in COMPOUND_SURNAMES else name[:1]
-
-
 def _map_unique(s: pl.Series, fn: Any) -> pl.Series:
     """Apply a Python function once per distinct value (names repeat a lot)."""
     values = s.unique().drop_nulls()
@@ -144,7 +108,6 @@ def linkage_features(profiles: pl.DataFrame) -> pl.DataFrame:
     addr = pl.when(addr == "").then(None).otherwise(addr)
     out = profiles.with_columns(
         name_py=_map_unique(profiles["name"], name_pinyin),
-        surname_py=_map_unique(profiles["name"], lambda n: name_pinyin(surname(n))),
         addr=addr,
         phone_kind=pl.when(pl.col("phone").str.starts_with("021-"))
         .then(pl.lit("landline"))
@@ -317,7 +280,6 @@ MODEL_COLUMNS = [
     "id_number",
     "name",
     "name_py",
-    "surname_py",
     "sex",
     "birth_date",
     "phone",
