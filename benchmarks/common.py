@@ -67,10 +67,10 @@ def measure(fn: Callable[..., Any], *args: Any) -> Measured:
     return out
 
 
-def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list[str]], out: Console = console) -> None:
     table = Table(title=title)
     for i, c in enumerate(columns):
         table.add_column(c, justify="left" if i == 0 else "right")
     for r in rows:
         table.add_row(*r)
-    console.print(table)
+    out.print(table)

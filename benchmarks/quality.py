@@ -26,9 +26,8 @@ from pathlib import Path
 
 import polars as pl
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.common import cached_landing, console, measure
+from benchmarks.common import cached_landing, console, measure, print_table
 from rainbow.settings import Lake
 from sample_data.config import GeneratorConfig
 from schemas import load_registry
@@ -133,15 +132,6 @@ def agreement(lake_root: str, rows: int) -> list[str]:
     return bad
 
 
-def print_table(out: Console, title: str, columns: list[str], rows: list[list[str]]) -> None:
-    table = Table(title=title)
-    for i, c in enumerate(columns):
-        table.add_column(c, justify="left" if i == 0 else "right")
-    for r in rows:
-        table.add_row(*r)
-    out.print(table)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--elders", type=int, default=20_000)
@@ -190,10 +180,10 @@ def main() -> None:
     )
     wide = Console(width=150)
     print_table(
-        wide,
         f"staged validation, {cfg.elders:,} elders x {cfg.days} days (+ big tables at {args.rows:,} rows)",
         ["table", "rows", "ours s", "of which GX s", "plain GX s", "ours / plain", "ours s per 1M rows"],
         rows,
+        out=wide,
     )
     console.print(
         f"peak RSS: ours {ours.peak_mb:.0f} MB, plain {plain.peak_mb:.0f} MB; "
