@@ -29,9 +29,8 @@ from schemas import load_registry
 
 def staged_records(cache: Path, cfg: GeneratorConfig) -> tuple[Path, Path]:
     """Person records and their true person ids, staged once per config and cached."""
-    from assets.ingest.raw import ingest_table
     from assets.library.identity import elder_tables, person_records
-    from assets.staging.stage import stage_table
+    from assets.staging.stage import ingest_and_stage
 
     landing = cached_landing(cache, cfg)
     work = Lake(cache / f"linkage-{cfg.elders}x{cfg.days}-s{cfg.seed}")
@@ -43,9 +42,7 @@ def staged_records(cache: Path, cfg: GeneratorConfig) -> tuple[Path, Path]:
         work.landing.symlink_to(landing.landing)
     reg = load_registry()
     t0 = time.perf_counter()
-    for table in elder_tables(reg):
-        ingest_table(work, table, now=datetime(2026, 12, 1, 2, tzinfo=UTC))
-        stage_table(work, table, reg)
+    ingest_and_stage(work, reg, datetime(2026, 12, 1, 2, tzinfo=UTC), elder_tables(reg))
     recs = person_records(work, reg)
     links = read_truth(landing.truth, "links")
     true = recs.join(

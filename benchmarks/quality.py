@@ -37,9 +37,7 @@ BIG_TABLES = {"wristband_vitals": "measured_at", "water_readings": "read_at"}
 
 def prepare_staged(landing: Lake, work: Path) -> Lake:
     """Ingest and stage every table once into ``work`` (reused by later runs)."""
-    from assets.ingest.ledger import read_ledger
-    from assets.ingest.raw import ingest_table
-    from assets.staging.stage import stage_partitions, stage_table
+    from assets.staging.stage import ingest_and_stage
 
     lake = Lake(work)
     stamp = work / "staged.ok"
@@ -50,13 +48,7 @@ def prepare_staged(landing: Lake, work: Path) -> Lake:
         (work / "landing").symlink_to(landing.landing.resolve())
     reg = load_registry()
     now = datetime(2026, 12, 1, 2, tzinfo=UTC)
-    for _, table in reg.tables():
-        ingest_table(lake, table, now)
-        if table.delivery.partitioned:
-            days = read_ledger(lake, table.name)["delivered_date"].drop_nulls().unique().to_list()
-            stage_partitions(lake, table, reg, days)
-        else:
-            stage_table(lake, table, reg)
+    ingest_and_stage(lake, reg, now)
     stamp.write_text("ok\n")
     return lake
 

@@ -12,7 +12,6 @@ import pytest
 from stdnum.cn import ric
 from typer.testing import CliRunner
 
-from assets.ingest.raw import ingest_table
 from assets.library.identity import (
     STANDARD_COLUMNS,
     LinkResult,
@@ -25,7 +24,7 @@ from assets.library.identity import (
 )
 from assets.library.identity_keys import assign_keys
 from assets.library.identity_model import name_pinyin
-from assets.staging.stage import stage_table
+from assets.staging.stage import ingest_and_stage
 from rainbow.cli import app
 from rainbow.settings import Lake
 from sample_data.config import GeneratorConfig
@@ -228,9 +227,7 @@ def staged_sample(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """1,500 elders x 20 days, elder-bearing tables ingested and staged."""
     lake = Lake(tmp_path_factory.mktemp("identity") / "lake")
     generate(SAMPLE, lake)
-    for table in elder_tables(REG):
-        ingest_table(lake, table, now=datetime(2026, 12, 1, tzinfo=UTC))
-        stage_table(lake, table, REG)
+    ingest_and_stage(lake, REG, datetime(2026, 12, 1, tzinfo=UTC), elder_tables(REG))
     return lake
 
 

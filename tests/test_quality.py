@@ -13,11 +13,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.ingest.ledger import LedgerEntry, read_ledger, save_entries
-from assets.ingest.raw import ingest_table
+from assets.ingest.ledger import LedgerEntry, save_entries
 from assets.partitions import daily_partitions
 from assets.staged_assets import build_staged_asset
-from assets.staging.stage import stage_partitions, stage_table, staged_dir
+from assets.staging.stage import ingest_and_stage, staged_dir
 from pipelines.resources import LakeResource
 from quality.checks import CHECK_NAME, Batch, build_quality_checks, choose_batches, validate_staged
 from quality.redact import mask_name, mask_phone, mask_row, scrub
@@ -50,13 +49,7 @@ def staged_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake = Lake(tmp_path_factory.mktemp("quality") / "lake")
     generate(GeneratorConfig(elders=1_000, days=10), lake)
     now = datetime(2026, 11, 11, 2, tzinfo=UTC)
-    for _, table in REG.tables():
-        ingest_table(lake, table, now=now)
-        if table.delivery.partitioned:
-            days = read_ledger(lake, table.name)["delivered_date"].drop_nulls().unique().to_list()
-            stage_partitions(lake, table, REG, days)
-        else:
-            stage_table(lake, table, REG)
+    ingest_and_stage(lake, REG, now)
     return lake
 
 

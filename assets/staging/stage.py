@@ -10,8 +10,9 @@ Outputs (written atomically; re-running rewrites identical bytes):
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -332,3 +333,23 @@ def create_staged_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table
     """(Re)create ``staged.<table>`` and ``staged.<table>__quarantine`` where changed."""
     [schema_stmt, *views] = staged_view_statements(lake, table)
     return ensure_views(con, STAGED_SCHEMA_NAME, schema_stmt, views)
+
+
+def ingest_and_stage(
+    lake: Lake, registry: Registry, now: datetime, tables: Iterable[Table] | None = None
+) -> None:
+    """landing -> raw -> staged without Dagster, in the layout the assets write (event tables per day).
+
+    For tests, benchmarks and one-off rebuilds; the nightly build runs the same functions
+    through the Dagster assets.
+    """
+    from assets.ingest.raw import ingest_table
+    from assets.partitions import is_partitioned
+
+    for table in tables if tables is not None else [t for _, t in registry.tables()]:
+        ingest_table(lake, table, now)
+        if is_partitioned(table):
+            days = read_ledger(lake, table.name)["delivered_date"].drop_nulls().unique().to_list()
+            stage_partitions(lake, table, registry, days)
+        else:
+            stage_table(lake, table, registry)
