@@ -20,6 +20,9 @@ Frequency = Literal["hourly", "daily", "weekly", "monthly", "quarterly", "once"]
 FileFormat = Literal["csv", "xlsx", "json_dump", "jsonl"]
 Encoding = Literal["utf-8", "utf-8-sig", "gbk"]
 TableKind = Literal["master", "event", "reference"]
+# Library and mart tables (built by the platform, not delivered).
+DerivedKind = Literal["dimension", "fact", "link", "worklist", "history", "aggregate"]
+Zone = Literal["library", "marts"]
 Sensitivity = Literal["public", "internal", "restricted", "secret"]
 
 # What a column *means*; drives normalisation at staging, fault injection in the
@@ -76,7 +79,8 @@ class CodeList(_Strict):
 
 class Column(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # canonical English name
-    source: str  # header / key exactly as the source system delivers it
+    # header / key exactly as the source system delivers it (derived tables: the name itself)
+    source: str
     type: ColumnType
     zh: str  # Chinese label
     pii: PiiClass
@@ -86,6 +90,13 @@ class Column(_Strict):
     range: tuple[float, float] | None = None  # physically plausible bounds (inclusive)
     unique: bool = False
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_defaults_to_name(cls, data: object) -> object:
+        if isinstance(data, dict) and "source" not in data and "name" in data:
+            return {**data, "source": data["name"]}
+        return data
 
     @model_validator(mode="after")
     def _codelist_needs_code(self) -> Column:
@@ -172,4 +183,68 @@ class SourceSystem(_Strict):
     tables: list[Table]
 
     def table_owner(self, table: Table) -> str:
+        return table.owner_department or self.owner_department
+
+
+class DerivedTable(_Strict):
+    """A table the platform builds (library or marts zone), declared like a source table.
+
+    ``build`` names how it is built: ``sql`` (``assets/<zone>/sql/<name>.sql``,
+    one SELECT over ``staged.*`` / ``library.*`` views, read by the catalogue's
+    lineage) or ``python`` (a pure function, e.g. identity resolution), and
+    ``upstream`` the tables it reads.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    zh: str
+    en: str
+    description: str
+    kind: DerivedKind
+    grain: str
+    primary_key: list[str]
+    build: Literal["sql", "python"] = "sql"
+    upstream: list[str] = Field(default_factory=list)
+    open_data: OpenDataCategory
+    sensitivity: Sensitivity
+    owner_department: str | None = None
+    columns: list[Column]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def event_time_columns(self) -> list[str]:
+        return []
+
+    @model_validator(mode="after")
+    def _keys_exist(self) -> DerivedTable:
+        names = {c.name for c in self.columns}
+        if len(names) != len(self.columns):
+            raise ValueError(f"table {self.name}: duplicate column names")
+        missing = [k for k in self.primary_key if k not in names]
+        if missing:
+            raise ValueError(f"table {self.name}: primary key columns {missing} are not declared")
+        return self
+
+
+class Dataset(_Strict):
+    """One data set of the library (the city's six: basics, services, health, providers,
+    workforce, supervision, plus the master elder index) or of the marts."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    zh: str
+    en: str
+    description: str
+    zone: Zone
+    owner_department: str
+    tables: list[DerivedTable]
+
+    def table_owner(self, table: DerivedTable) -> str:
         return table.owner_department or self.owner_department
