@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.library_assets import build_library_assets
 from assets.partitions import daily_partitions
 from assets.raw_assets import build_raw_assets
 from assets.staged_assets import build_staged_assets
@@ -32,7 +33,8 @@ def build_definitions(lake_root: str | None = None, partition_start: str | None 
     daily = daily_partitions(partition_start)
     raw_assets, raw_checks = build_raw_assets(registry, daily)
     staged_assets, staged_checks = build_staged_assets(registry, daily)
-    assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets]
+    library_assets = build_library_assets(registry)
+    assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets, *library_assets]
     checks: list[dg.AssetChecksDefinition] = [
         *raw_checks,
         *staged_checks,

@@ -144,11 +144,13 @@ def _record_select(table: Table) -> list[pl.Expr]:
         (pl.col("street") if has("street", "street") else null).alias("street"),
         pl.col("_source_file"),
         pl.col("_row_number"),
+        pl.col("_delivery_date"),
     ]
 
 
 def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
-    """Every staged row naming an elder, as standard person records (+ ``_source_file``, ``_row_number``).
+    """Every staged row naming an elder, as standard person records (+ lineage: ``_source_file``,
+    ``_row_number``, ``_delivery_date``).
 
     Only the subject's columns are used: caregivers, volunteers, callers and
     emergency contacts named on the same row are other people. Where a table
@@ -163,7 +165,12 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
             continue
         scan = pl.scan_parquet(parts, hive_partitioning=False)
         frames.append(scan.select(_record_select(table)))
-    schema = {**RECORD_SCHEMA, "_source_file": pl.String(), "_row_number": pl.Int64()}
+    schema = {
+        **RECORD_SCHEMA,
+        "_source_file": pl.String(),
+        "_row_number": pl.Int64(),
+        "_delivery_date": pl.Date(),
+    }
     if not frames:
         return pl.DataFrame(schema=schema)
     out = pl.concat([f.collect() for f in frames], how="vertical_relaxed").cast(pl.Schema(schema))

@@ -1,0 +1,137 @@
+"""Building library tables in DuckDB: SQL files -> Parquet -> ``library.*`` views.
+
+Every library table is declared in ``schemas/library/*.yaml``. A table with
+``build: sql`` is one SELECT in ``assets/library/sql/<name>.sql`` over the
+``staged.*`` and ``library.*`` views; :func:`build_sql_table` runs it with the
+build's as-of date bound to the DuckDB variable ``as_of`` and writes
+``library/<name>/data.parquet`` atomically. Its columns must be exactly the
+contract's, in order, or the build fails (:class:`ContractMismatch`).
+
+The as-of date is the latest delivery date in the staged zone, never the wall
+clock, so a rebuild of the same deliveries gives the same tables.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from assets.ingest.views import empty_select, parquet_select
+from assets.library.golden import provenance_sql
+from assets.library.mei import KEY_CHANGES, table_path
+from rainbow.io import atomic_path
+from rainbow.settings import Lake
+from schemas.contract import DerivedTable
+from schemas.registry import Registry
+
+SQL_DIR = Path(__file__).with_name("sql")
+# Contract column type -> the DuckDB types a built column may have.
+DUCK_TYPES = {
+    "string": {"VARCHAR"},
+    "integer": {"INTEGER", "BIGINT", "SMALLINT", "HUGEINT"},
+    "decimal": {"DOUBLE", "FLOAT"},
+    "date": {"DATE"},
+    "timestamp": {"TIMESTAMP"},
+    "boolean": {"BOOLEAN"},
+}
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "decimal": pl.Float64(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us"),
+    "boolean": pl.Boolean(),
+}
+
+
+class ContractMismatch(RuntimeError):
+    """A built table's columns or types differ from its contract."""
+
+
+def sql_path(table: DerivedTable | str) -> Path:
+    return SQL_DIR / f"{table if isinstance(table, str) else table.name}.sql"
+
+
+@functools.cache
+def table_sql(name: str) -> str:
+    """The SELECT that builds a ``build: sql`` library table."""
+    return sql_path(name).read_text(encoding="utf-8")
+
+
+def contract_schema(table: DerivedTable) -> dict[str, pl.DataType]:
+    return {c.name: POLARS_TYPES[c.type] for c in table.columns}
+
+
+def as_of_date(con: duckdb.DuckDBPyConnection, registry: Registry) -> str | None:
+    """The latest delivery date over every staged table (ISO), or None when nothing is staged."""
+    parts = [f"SELECT max(_delivery_date) AS d FROM staged.{t.name}" for _, t in registry.tables()]
+    row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()
+    return row[0].isoformat() if row and row[0] is not None else None
+
+
+def bind_as_of(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
+    con.execute(f"SET VARIABLE as_of = DATE '{as_of}'")
+
+
+def check_columns(table: DerivedTable, described: list[tuple[str, str]]) -> None:
+    names = [n for n, _ in described]
+    if names != table.column_names:
+        raise ContractMismatch(
+            f"library.{table.name}: built columns {names} differ from the contract {table.column_names}"
+        )
+    bad = [
+        f"{n} is {t}, contract says {table.column(n).type}"
+        for n, t in described
+        if t.split("(")[0] not in DUCK_TYPES[table.column(n).type]
+    ]
+    if bad:
+        raise ContractMismatch(f"library.{table.name}: " + "; ".join(bad))
+
+
+def write_select(con: duckdb.DuckDBPyConnection, table: DerivedTable, select: str, path: Path) -> int:
+    """Run ``select``, check it against the contract, write it to ``path`` atomically; returns rows."""
+    rel = con.sql(select)
+    check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
+    with atomic_path(path) as tmp:
+        con.execute(f"COPY ({select}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+    row = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def create_library_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable) -> None:
+    """``library.<table>`` over its Parquet (typed and empty until it is built)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS library")
+    schema = contract_schema(table)
+    if table.name == KEY_CHANGES:
+        parts = list((lake.library / KEY_CHANGES).glob("run=*/data.parquet"))
+        glob = lake.library / KEY_CHANGES / "run=*" / "data.parquet"
+        select = parquet_select(glob, schema) if parts else empty_select(schema)
+    else:
+        path = table_path(lake, table.name)
+        select = parquet_select(path, schema) if path.exists() else empty_select(schema)
+    con.execute(f"CREATE OR REPLACE VIEW library.{table.name} AS {select}")
+
+
+def create_library_views(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Registry) -> None:
+    for _, table in registry.derived_tables("library"):
+        create_library_view(con, lake, table)
+
+
+def build_sql_table(
+    con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable, as_of: str
+) -> int:
+    """Build one ``build: sql`` table; returns its row count."""
+    bind_as_of(con, as_of)
+    rows = write_select(con, table, table_sql(table.name), table_path(lake, table.name))
+    create_library_view(con, lake, table)
+    return rows
+
+
+def build_provenance(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Registry) -> int:
+    table = registry.derived("elder_attribute_provenance")
+    rows = write_select(con, table, provenance_sql(registry), table_path(lake, table.name))
+    create_library_view(con, lake, table)
+    return rows

@@ -1,0 +1,181 @@
+"""Survivorship of the golden elder record: which value of each attribute wins, and why.
+
+The rules are data (``survivorship.yaml`` next to this module). From them
+:func:`provenance_sql` generates one DuckDB SELECT over the staged tables and
+``library.elder_links``: every linked record's value of every attribute is a
+candidate; per elder and attribute the candidates are ranked by the rule and
+the first wins. The result is ``library.elder_attribute_provenance`` (value,
+rule, source table, record, observation time, number of competing values);
+``sql/dim_elder.sql`` pivots it into one row per elder.
+
+Candidates are first reduced to (elder, attribute, value, source) with their
+count and latest observation, so a meal user's hundred transactions are one
+candidate with ``n = 100``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from schemas.registry import Registry
+
+RULES_PATH = Path(__file__).with_name("survivorship.yaml")
+Rule = Literal["validated_id", "trusted_source", "most_recent", "most_frequent"]
+# Attributes the resident ID itself carries (staging derives them as id_<attr>).
+ID_DERIVED = {"sex": "id_sex", "birth_date": "id_birth_date"}
+# When a table's row was true: the record's own update time where it has one, else its delivery date.
+OBSERVED_AT = {"muni_elders": "updated_at"}
+
+
+class AttributeRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: Rule
+    fallback: Rule | None = None
+    sources: list[str]
+
+
+class Survivorship(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attributes: dict[str, AttributeRule]
+
+
+@functools.cache
+def load_rules(path: Path = RULES_PATH) -> Survivorship:
+    return Survivorship.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def source_column(source: str, attr: str) -> tuple[str, str]:
+    """``table`` or ``table.column`` (where the table names the attribute otherwise)."""
+    table, _, column = source.partition(".")
+    return table, column or attr
+
+
+def validate_rules(rules: Survivorship, registry: Registry) -> None:
+    """Every listed source is a staged table with that column (or the ID it derives from)."""
+    problems = []
+    for attr, rule in rules.attributes.items():
+        if rule.rule == "validated_id" and attr not in ID_DERIVED:
+            problems.append(f"{attr}: validated_id applies only to {sorted(ID_DERIVED)}")
+        if rule.rule == "validated_id" and rule.fallback in (None, "validated_id"):
+            problems.append(f"{attr}: validated_id needs another fallback rule")
+        for src in rule.sources:
+            name, column = source_column(src, attr)
+            try:
+                table = registry.table(name)
+            except KeyError:
+                problems.append(f"{attr}: unknown source table {name!r}")
+                continue
+            if column not in table.column_names:
+                problems.append(f"{attr}: table {name} has no column {column!r}")
+    if problems:
+        raise ValueError("survivorship rules:\n  " + "\n  ".join(problems))
+
+
+def _order(rule: Rule) -> str:
+    return {
+        "trusted_source": "priority, observed_at DESC, freq DESC, value",
+        "most_recent": "observed_at DESC, priority, freq DESC, value",
+        "most_frequent": "freq DESC, value_observed_at DESC, priority, value",
+        "validated_id": "freq DESC, value_observed_at DESC, priority, value",
+    }[rule]
+
+
+def provenance_sql(registry: Registry, rules: Survivorship | None = None) -> str:
+    """One SELECT producing ``elder_attribute_provenance`` (contract: schemas/library/basics.yaml)."""
+    rules = rules or load_rules()
+    validate_rules(rules, registry)
+    by_table: dict[str, dict[str, str]] = {}  # table -> attribute -> column
+    priority: dict[tuple[str, str], int] = {}
+    for attr, rule in rules.attributes.items():
+        for prio, src in enumerate(rule.sources):
+            table, column = source_column(src, attr)
+            by_table.setdefault(table, {})[attr] = column
+            priority[(table, attr)] = prio
+    ctes = [
+        "links AS (SELECT record_id, source_table, source_file, row_number, elder_key "
+        "FROM library.elder_links)"
+    ]
+    branches: list[str] = []
+    for table, attrs in by_table.items():
+        cols = registry.table(table).column_names
+        observed = OBSERVED_AT.get(table)
+        observed_sql = f"CAST(t.{observed or '_delivery_date'} AS TIMESTAMP)"
+        id_cols = [ID_DERIVED[a] for a in attrs if a in ID_DERIVED and "id_number" in cols]
+        select = ", ".join(
+            [
+                "l.elder_key",
+                "l.record_id",
+                f"{observed_sql} AS observed_at",
+                *[f"CAST(t.{c} AS VARCHAR) AS {a}" for a, c in attrs.items()],
+                *[f"CAST(t.{c} AS VARCHAR) AS {c}" for c in id_cols],
+            ]
+        )
+        ctes.append(
+            f"obs_{table} AS (SELECT {select} FROM staged.{table} AS t JOIN links AS l "
+            f"ON l.source_table = '{table}' AND l.source_file = t._source_file "
+            "AND l.row_number = t._row_number)"
+        )
+        for attr in attrs:
+            rule = rules.attributes[attr]
+            prio = priority[(table, attr)]
+            branches.append(
+                f"SELECT elder_key, record_id, observed_at, '{attr}' AS attribute, {attr} AS value, "
+                f"'{table}' AS source_table, {prio} AS priority, FALSE AS via_id FROM obs_{table} "
+                f"WHERE {attr} IS NOT NULL"
+            )
+            if attr in ID_DERIVED and rule.rule == "validated_id" and ID_DERIVED[attr] in id_cols:
+                branches.append(
+                    f"SELECT elder_key, record_id, observed_at, '{attr}' AS attribute, "
+                    f"{ID_DERIVED[attr]} AS value, "
+                    f"'{table}' AS source_table, {prio} AS priority, TRUE AS via_id FROM obs_{table} "
+                    f"WHERE {ID_DERIVED[attr]} IS NOT NULL"
+                )
+    union = "\n    UNION ALL ".join(branches)
+    ctes.append(f"observations AS (\n    {union}\n)")
+    ctes.append(
+        "candidates AS (SELECT elder_key, attribute, value, source_table, priority, via_id, "
+        "count(*) AS n, max(observed_at) AS observed_at, arg_max(record_id, observed_at) AS record_id "
+        "FROM observations GROUP BY ALL)"
+    )
+    ctes.append(
+        "scored AS (SELECT *, "
+        "sum(n) OVER (PARTITION BY elder_key, attribute, via_id, value) AS freq, "
+        "max(observed_at) OVER (PARTITION BY elder_key, attribute, via_id, value) AS value_observed_at, "
+        "count(DISTINCT value) OVER (PARTITION BY elder_key, attribute) AS candidates "
+        "FROM candidates)"
+    )
+    cases = []
+    for attr, rule in rules.attributes.items():
+        if rule.rule == "validated_id":
+            fallback = rule.fallback or "trusted_source"
+            # via_id first (most frequent ID-derived value), then the fallback order on declared values
+            order = f"via_id DESC, CASE WHEN via_id THEN -freq ELSE 0 END, {_order(fallback)}"
+            label = f"CASE WHEN via_id THEN 'validated_id' ELSE '{fallback}' END"
+        else:
+            order = _order(rule.rule)
+            label = f"'{rule.rule}'"
+        cases.append((attr, order, label))
+    whens = " ".join(f"WHEN '{a}' THEN {i}" for i, (a, _, _) in enumerate(cases))
+    order_sql = f"CASE attribute {whens} END"
+    ranked_parts = []
+    for attr, order, label in cases:
+        ranked_parts.append(
+            f"SELECT elder_key, attribute, value, {label} AS rule, source_table, record_id, observed_at, "
+            f"candidates, row_number() OVER (PARTITION BY elder_key ORDER BY {order}) AS rank "
+            f"FROM scored WHERE attribute = '{attr}'"
+        )
+    ctes.append("ranked AS (\n    " + "\n    UNION ALL ".join(ranked_parts) + "\n)")
+    body = ",\n".join(ctes)
+    return (
+        f"WITH {body}\n"
+        "SELECT elder_key, attribute, value, rule, source_table, record_id, observed_at, "
+        "CAST(candidates AS BIGINT) AS candidates\n"
+        f"FROM ranked WHERE rank = 1\nORDER BY elder_key, {order_sql}"
+    )

@@ -1,0 +1,253 @@
+"""The master elder index (老年人主索引) as lake tables, and the stewards' decisions.
+
+:func:`build_mei` runs :func:`assets.library.identity.link_records` over every
+person-bearing staged record with
+
+- ``previous``: the ``library/elder_links`` of the last run, so keys are stable
+  (a rerun renumbers nobody; merges and splits are appended to
+  ``library/elder_key_changes``);
+- ``decisions``: the stewards' match / no-match decisions from the operational
+  store (:mod:`rainbow.ops`), honoured in every run;
+
+and writes ``library/elder_links`` (one row per record), the review queue
+``library/match_review_queue`` (uncertain pairs with per-field match weights;
+decided pairs keep their decision and status) and the key-change history.
+
+Stewards decide with :func:`record_decision` (dashboards, CLI); the next build
+reads the decision. ``pair_id`` is stable: a hash of the two record ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from assets.library.identity import COMPARISONS, LinkResult, LinkSettings, link_records, person_records
+from rainbow.io import atomic_path
+from rainbow.ops import OpsStore
+from rainbow.settings import Lake
+from schemas.registry import Registry
+
+DECISIONS_DDL = (
+    """CREATE TABLE IF NOT EXISTS match_decisions (
+        pair_id TEXT PRIMARY KEY,
+        record_id_l TEXT NOT NULL,
+        record_id_r TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('match', 'no_match')),
+        decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        note TEXT
+    )""",
+)
+DECISION_COLUMNS = {
+    "pair_id": pl.String,
+    "record_id_l": pl.String,
+    "record_id_r": pl.String,
+    "decision": pl.String,
+    "decided_by": pl.String,
+    "decided_at": pl.String,
+    "note": pl.String,
+}
+KEY_CHANGES = "elder_key_changes"
+
+
+def table_path(lake: Lake, table: str) -> Path:
+    """``<lake>/library/<table>/data.parquet`` (a single-file library table)."""
+    return lake.library / table / "data.parquet"
+
+
+def write_table(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+
+
+def pair_id(record_id_l: str, record_id_r: str) -> str:
+    """Stable id of an unordered record pair."""
+    a, b = sorted((record_id_l, record_id_r))
+    return "P" + hashlib.sha256(f"{a}\x1f{b}".encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def record_decision(
+    lake: Lake, record_id_l: str, record_id_r: str, decision: str, steward: str, note: str | None = None
+) -> str:
+    """Store a steward's decision on a pair (a later decision on the same pair replaces it)."""
+    decision = decision.strip().lower()
+    if decision not in ("match", "no_match"):
+        raise ValueError(f"decision must be 'match' or 'no_match', not {decision!r}")
+    if not steward.strip():
+        raise ValueError("a decision needs the steward's name")
+    if record_id_l == record_id_r:
+        raise ValueError("a pair needs two different records")
+    a, b = sorted((record_id_l, record_id_r))
+    pid = pair_id(a, b)
+    store = OpsStore(lake)
+    store.ensure(*DECISIONS_DDL)
+    store.execute(
+        "INSERT OR REPLACE INTO match_decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (pid, a, b, decision, steward.strip(), datetime.now().isoformat(timespec="seconds"), note),
+    )
+    return pid
+
+
+def read_decisions(lake: Lake) -> pl.DataFrame:
+    store = OpsStore(lake)
+    if not store.path.exists():
+        return pl.DataFrame(schema=DECISION_COLUMNS)
+    store.ensure(*DECISIONS_DDL)
+    return store.query("SELECT * FROM match_decisions ORDER BY pair_id", schema=DECISION_COLUMNS)
+
+
+# ------------------------------------------------------------------ build
+
+
+@dataclass(frozen=True)
+class MeiResult:
+    result: LinkResult
+    links: pl.DataFrame
+    review: pl.DataFrame
+    changes: pl.DataFrame
+    stats: dict[str, int | float]
+
+
+def read_previous_links(lake: Lake) -> pl.DataFrame | None:
+    path = table_path(lake, "elder_links")
+    return pl.read_parquet(path, columns=["record_id", "elder_key"]) if path.exists() else None
+
+
+def _review_table(result: LinkResult, keys: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+    review = result.review_pairs
+    weights = [f"mw_{c}" for c in COMPARISONS if f"mw_{c}" in review.columns]
+    queue = review.with_columns(
+        pair_id=pl.struct("record_id_l", "record_id_r").map_elements(
+            lambda s: pair_id(s["record_id_l"], s["record_id_r"]), return_dtype=pl.String
+        ),
+        field_weights=pl.struct(weights).map_elements(
+            lambda s: json.dumps({k[3:]: (round(v, 3) if v is not None else None) for k, v in s.items()}),
+            return_dtype=pl.String,
+        )
+        if weights
+        else pl.lit(None, dtype=pl.String),
+    )
+    key_l = keys.rename({"record_id": "record_id_l", "elder_key": "elder_key_l"})
+    key_r = keys.rename({"record_id": "record_id_r", "elder_key": "elder_key_r"})
+    queue = queue.join(key_l, on="record_id_l", how="left").join(key_r, on="record_id_r", how="left")
+    # Decided pairs stay in the queue (as DECIDED) while they are still in the band, for audit.
+    queue = queue.join(
+        decisions.select("pair_id", "decision", "decided_by", "decided_at"), on="pair_id", how="left"
+    ).with_columns(
+        status=pl.when(pl.col("decision").is_not_null()).then(pl.lit("DECIDED")).otherwise(pl.lit("OPEN")),
+        decided_at=pl.col("decided_at").str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False),
+    )
+    sides = ["name", "sex", "birth_date", "id_number", "phone", "address"]
+    return queue.select(
+        "pair_id",
+        "record_id_l",
+        "record_id_r",
+        "match_probability",
+        "match_weight",
+        "evidence",
+        "field_weights",
+        "linked",
+        "elder_key_l",
+        "elder_key_r",
+        "source_l",
+        "source_r",
+        *[f"{c}_{s}" for c in sides for s in ("l", "r")],
+        "status",
+        "decision",
+        "decided_by",
+        "decided_at",
+    ).sort(["status", "match_probability", "pair_id"], descending=[True, True, False])
+
+
+def build_mei(
+    lake: Lake, registry: Registry, run_at: datetime, settings: LinkSettings | None = None
+) -> MeiResult:
+    """Link every person-bearing staged record; write elder_links, the review queue and key changes."""
+    records = person_records(lake, registry)
+    decisions = read_decisions(lake)
+    previous = read_previous_links(lake)
+    result = link_records(
+        records.select(
+            "record_id", "source", "name", "sex", "birth_date", "id_number", "other_id", "phone", "address",
+            "street",
+        ),
+        previous=previous,
+        decisions=decisions.select("record_id_l", "record_id_r", "decision"),
+        settings=settings,
+        registry=registry,
+    )
+    links = (
+        records.select(
+            "record_id",
+            pl.col("source").alias("source_table"),
+            pl.col("_source_file").alias("source_file"),
+            pl.col("_row_number").alias("row_number"),
+            pl.col("_delivery_date").alias("delivery_date"),
+        )
+        .join(result.assignments, on="record_id", how="left")
+        .select(
+            "record_id",
+            "source_table",
+            "source_file",
+            "row_number",
+            "delivery_date",
+            "elder_key",
+            "match_probability",
+            "link_method",
+        )
+        .sort("record_id")
+    )
+    if links["elder_key"].null_count():
+        raise RuntimeError("identity resolution left records without an elder_key")
+    review = _review_table(result, links.select("record_id", "elder_key"), decisions)
+    changes = result.key_changes.select(
+        pl.lit(run_at).cast(pl.Datetime("us")).alias("run_at"),
+        "change",
+        pl.col("old_key").alias("from_key"),
+        pl.col("new_key").alias("to_key"),
+        pl.col("records").cast(pl.Int64),
+    )
+    write_table(links, table_path(lake, "elder_links"))
+    write_table(review, table_path(lake, "match_review_queue"))
+    _append_changes(lake, changes, run_at)
+    stats: dict[str, int | float] = {
+        **result.stats,
+        "review_open": int((review["status"] == "OPEN").sum()),
+        "review_decided": int((review["status"] == "DECIDED").sum()),
+        "decisions": decisions.height,
+        "key_changes": changes.height,
+        "merged_keys": int((changes["change"] == "merged").sum()),
+    }
+    return MeiResult(result, links, review, changes, stats)
+
+
+def _append_changes(lake: Lake, changes: pl.DataFrame, run_at: datetime) -> None:
+    """One Parquet part per run that changed keys (history; a rerun with no change adds nothing)."""
+    if changes.height == 0:
+        return
+    part = lake.library / KEY_CHANGES / f"run={run_at:%Y%m%dT%H%M%S}" / "data.parquet"
+    write_table(changes, part)
+
+
+def read_key_changes(lake: Lake) -> pl.DataFrame:
+    parts = sorted((lake.library / KEY_CHANGES).glob("run=*/data.parquet"))
+    schema: dict[str, pl.DataType] = {
+        "run_at": pl.Datetime("us"),
+        "change": pl.String(),
+        "from_key": pl.String(),
+        "to_key": pl.String(),
+        "records": pl.Int64(),
+    }
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.read_parquet(parts, hive_partitioning=False).cast(pl.Schema(schema))
