@@ -14,6 +14,7 @@ not null, required columns filled; ``library_reconciles`` (blocking) on
 import warnings
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
@@ -28,12 +29,15 @@ from assets.library.build import (
 from assets.library.identity import elder_tables
 from assets.library.mei import build_mei, table_path
 from assets.staged_assets import staged_asset_key
+from assets.staging.stage import create_staged_views
 from pipelines.resources import LakeResource
+from quality.library_checks import evaluate, library_rules
 from schemas import load_registry
 from schemas.contract import Column, Dataset, DerivedTable
 from schemas.registry import Registry
 
 GROUP = "library"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 MEI_TABLES = ("elder_links", "match_review_queue", "elder_key_changes")
 SERVICE_SOURCES = (
     "meal_transactions",
@@ -111,11 +115,20 @@ def _spec(registry: Registry, dataset: Dataset, table: DerivedTable, deps: list[
     )
 
 
-def _as_of(con: duckdb.DuckDBPyConnection, registry: Registry) -> str:
-    as_of = as_of_date(con, registry)
-    if as_of is None:
-        raise RuntimeError("nothing is staged yet: run the staged assets first")
+def prepare_warehouse(con: duckdb.DuckDBPyConnection, lake: LakeResource, registry: Registry) -> str:
+    """Views of every staged and library table (typed and empty where nothing is there yet),
+    the as-of date bound to ``as_of``; returns the as-of date."""
+    for _, t in registry.tables():
+        create_staged_views(con, lake.lake, t)
+    create_library_views(con, lake.lake, registry)
+    as_of = _as_of(con, registry)
+    bind_as_of(con, as_of)
     return as_of
+
+
+def _as_of(con: duckdb.DuckDBPyConnection, registry: Registry) -> str:
+    """The latest staged delivery date; with nothing staged yet, today in Shanghai (tables are empty)."""
+    return as_of_date(con, registry) or datetime.now(SHANGHAI).date().isoformat()
 
 
 def build_mei_asset(registry: Registry) -> dg.AssetsDefinition:
@@ -126,7 +139,7 @@ def build_mei_asset(registry: Registry) -> dg.AssetsDefinition:
     def _mei(context: dg.AssetExecutionContext, lake: LakeResource) -> Any:
         result = build_mei(lake.lake, registry, datetime.now(UTC).replace(tzinfo=None))
         with lake.warehouse() as con:
-            create_library_views(con, lake.lake, registry)
+            prepare_warehouse(con, lake, registry)
         context.log.info(f"master elder index: {result.stats}")
         stats = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in result.stats.items()}
         yield dg.MaterializeResult(
@@ -168,9 +181,7 @@ def build_table_asset(registry: Registry, dataset: Dataset, table: DerivedTable)
 
     def _build(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         with lake.warehouse() as con:
-            create_library_views(con, lake.lake, registry)
-            as_of = _as_of(con, registry)
-            bind_as_of(con, as_of)
+            as_of = prepare_warehouse(con, lake, registry)
             if table.name == "elder_attribute_provenance":
                 rows = build_provenance(con, lake.lake, registry)
             else:
@@ -190,11 +201,62 @@ def build_table_asset(registry: Registry, dataset: Dataset, table: DerivedTable)
         return dg.multi_asset(specs=[spec], name=f"library__{table.name}")(_build)
 
 
-def build_library_assets(registry: Registry | None = None) -> list[dg.AssetsDefinition]:
+def build_library_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksDefinition:
+    rules = library_rules(table, registry)
+
+    @dg.asset_check(
+        asset=library_asset_key(table.name),
+        name="library_contract",
+        blocking=True,
+        description=(
+            "契约检查：主键唯一且完整、必填字段、代码表、取值范围，以及领域规则（年满60周岁、在世服务、"
+            "无未来日期、与标准化层行数对账）。ERROR 规则失败即阻断下游。"
+            "Contract and domain rules of the library table; failing ERROR rules block downstream assets."
+        ),
+    )
+    def _check(lake: LakeResource) -> dg.AssetCheckResult:
+        with lake.warehouse() as con:
+            prepare_warehouse(con, lake, registry)
+            outcomes = evaluate(con, rules)
+        failed = [o for o in outcomes if not o.passed]
+        errors = [o for o in failed if o.rule.severity == "ERROR"]
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "rules": len(outcomes),
+                "failed_rules": len(failed),
+                "unexpected": dg.MetadataValue.json({o.rule.name: o.unexpected for o in failed}),
+                "examples": dg.MetadataValue.json({o.rule.name: o.examples for o in failed}),
+                "failures": dg.MetadataValue.md(
+                    "\n".join(
+                        [
+                            "| 规则 rule | 维度 | 级别 | 异常行数 | 说明 |",
+                            "|---|---|---|---:|---|",
+                            *[
+                                f"| {o.rule.name} | {o.rule.family} | {o.rule.severity} | {o.unexpected} "
+                                f"| {o.rule.description} |"
+                                for o in failed
+                            ],
+                        ]
+                    )
+                    if failed
+                    else f"全部 {len(outcomes)} 条规则通过 (all rules pass)"
+                ),
+            },
+        )
+
+    return _check
+
+
+def build_library_assets(
+    registry: Registry | None = None,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     reg = registry or load_registry()
     assets = [build_mei_asset(reg)]
     for dataset, table in reg.derived_tables("library"):
         if table.name in MEI_TABLES:
             continue
         assets.append(build_table_asset(reg, dataset, table))
-    return assets
+    checks = [build_library_check(reg, t) for _, t in reg.derived_tables("library")]
+    return assets, checks

@@ -33,12 +33,13 @@ def build_definitions(lake_root: str | None = None, partition_start: str | None 
     daily = daily_partitions(partition_start)
     raw_assets, raw_checks = build_raw_assets(registry, daily)
     staged_assets, staged_checks = build_staged_assets(registry, daily)
-    library_assets = build_library_assets(registry)
+    library_assets, library_checks = build_library_assets(registry)
     assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets, *library_assets]
     checks: list[dg.AssetChecksDefinition] = [
         *raw_checks,
         *staged_checks,
         *build_quality_checks(registry, daily),
+        *library_checks,
     ]
     partitioned, unpartitioned = keys_by_partitioning(spec for a in assets for spec in a.specs)
     jobs = build_jobs(partitioned, unpartitioned)

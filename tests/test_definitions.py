@@ -76,10 +76,11 @@ def test_event_tables_are_partitioned_by_delivery_day_and_backfill_in_one_run() 
     assert {tuple(k.path) for k in events.asset_layer.executable_asset_keys} == {
         (z, t) for z in zones for t in PARTITIONED
     }
+    library = {("library", t.name) for _, t in reg.derived_tables("library")}
     assert {tuple(k.path) for k in others.asset_layer.executable_asset_keys} == {
         (z, t.name) for z in zones for _, t in reg.tables() if t.name not in PARTITIONED
-    }
-    assert len(defs.resolve_job_def("nightly_build").asset_layer.executable_asset_keys) == 40
+    } | library
+    assert len(defs.resolve_job_def("nightly_build").asset_layer.executable_asset_keys) == 40 + len(library)
     for _, t in reg.tables():  # each staged asset is partitioned exactly like its raw asset
         assert (
             graph.get(dg.AssetKey(["staged", t.name])).partitions_def
@@ -139,9 +140,9 @@ def partitioned_keys() -> list[dg.AssetKey]:
 
 
 def unpartitioned_keys() -> list[dg.AssetKey]:
-    keys = {dg.AssetKey([z, t.name]) for z in ZONES for _, t in load_registry().tables()} - set(
-        partitioned_keys()
-    )
+    reg = load_registry()
+    keys = {dg.AssetKey([z, t.name]) for z in ZONES for _, t in reg.tables()} - set(partitioned_keys())
+    keys |= {dg.AssetKey(["library", t.name]) for _, t in reg.derived_tables("library")}
     return sorted(keys, key=lambda k: k.path)
 
 
@@ -446,9 +447,10 @@ def test_landing_sensor_requests_only_what_new_files_touch(tmp_path: Path) -> No
             (r.job_name, r.partition_key, r.tags.get("dagster/partition"), list(r.asset_selection or ()))
             for r in first.run_requests or []
         ]
-        # each touched raw asset and the staged asset built from it, nothing else
+        # each touched raw asset and the staged asset built from it, and the library tables
+        # downstream of an unpartitioned staged table
         assert requested == [
-            ("unpartitioned_assets", None, None, elders),
+            ("unpartitioned_assets", None, None, library_downstream_of_elders() + elders),
             ("event_partitions", "2024-11-04", "2024-11-04", [meal, s_meal]),
             ("event_partitions", "2024-11-05", "2024-11-05", [meal, muni, s_meal, s_muni]),
         ]
@@ -487,6 +489,18 @@ def test_landing_sensor_requests_only_what_new_files_touch(tmp_path: Path) -> No
         ]
 
 
+def library_downstream_of_elders() -> list[dg.AssetKey]:
+    """Library assets downstream of staged/muni_elders: all but those reading neither it nor the index."""
+    return sorted(
+        (
+            dg.AssetKey(["library", t.name])
+            for _, t in load_registry().derived_tables("library")
+            if t.name not in ("dim_facility", "dim_caregiver")
+        ),
+        key=lambda k: k.path,
+    )
+
+
 def sensor_context(
     instance: dg.DagsterInstance, built: dg.Definitions, lake: Lake, cursor: str | None = None
 ) -> dg.SensorEvaluationContext:
@@ -521,7 +535,11 @@ def test_landing_sensor_reads_no_ledger_while_landing_is_unchanged(
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(sensor_context(instance, built, lake))
         assert [list(r.asset_selection or ()) for r in first.run_requests or []] == [
-            [dg.AssetKey(["raw", "muni_elders"]), dg.AssetKey(["staged", "muni_elders"])]
+            [
+                *library_downstream_of_elders(),
+                dg.AssetKey(["raw", "muni_elders"]),
+                dg.AssetKey(["staged", "muni_elders"]),
+            ]
         ]
         cursor = load_cursor(first.cursor)
         assert sorted(cursor.listings) == ["meal_transactions", "muni_elders"]

@@ -235,7 +235,7 @@ def test_person_records_cover_every_elder_row_and_skip_other_people(staged_sampl
     tables = {t.name for t in elder_tables(REG)}
     assert "caregivers" not in tables and {"muni_elders", "meal_transactions", "district_hotline"} <= tables
     records = person_records(staged_sample, REG)
-    assert records.columns == [*STANDARD_COLUMNS, "_source_file", "_row_number"]
+    assert records.columns == [*STANDARD_COLUMNS, "_source_file", "_row_number", "_delivery_date"]
     assert records["record_id"].n_unique() == records.height
     links = read_truth(staged_sample.truth, "links")
     joined = records.join(

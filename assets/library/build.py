@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from assets.ingest.views import empty_select, parquet_select
+from assets.ingest.views import empty_select, ensure_views, parquet_select
 from assets.library.golden import provenance_sql
 from assets.library.mei import KEY_CHANGES, table_path
 from rainbow.io import atomic_path
@@ -101,9 +101,8 @@ def write_select(con: duckdb.DuckDBPyConnection, table: DerivedTable, select: st
     return int(row[0]) if row else 0
 
 
-def create_library_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable) -> None:
+def library_view_statement(lake: Lake, table: DerivedTable) -> str:
     """``library.<table>`` over its Parquet (typed and empty until it is built)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS library")
     schema = contract_schema(table)
     if table.name == KEY_CHANGES:
         parts = list((lake.library / KEY_CHANGES).glob("run=*/data.parquet"))
@@ -112,12 +111,17 @@ def create_library_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: Deriv
     else:
         path = table_path(lake, table.name)
         select = parquet_select(path, schema) if path.exists() else empty_select(schema)
-    con.execute(f"CREATE OR REPLACE VIEW library.{table.name} AS {select}")
+    return f'CREATE OR REPLACE VIEW library."{table.name}" AS {select}'
+
+
+def create_library_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable) -> None:
+    ensure_views(con, "library", "CREATE SCHEMA IF NOT EXISTS library", [library_view_statement(lake, table)])
 
 
 def create_library_views(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Registry) -> None:
-    for _, table in registry.derived_tables("library"):
-        create_library_view(con, lake, table)
+    """Every library view, each rewritten only when it changed (a rebuild leaves the file alone)."""
+    statements = [library_view_statement(lake, t) for _, t in registry.derived_tables("library")]
+    ensure_views(con, "library", "CREATE SCHEMA IF NOT EXISTS library", statements)
 
 
 def build_sql_table(
