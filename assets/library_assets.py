@@ -27,7 +27,7 @@ from assets.library.build import (
     create_library_views,
 )
 from assets.library.identity import elder_tables
-from assets.library.mei import build_mei, table_path
+from assets.library.mei import MEI_TABLES, build_mei, table_path
 from assets.staged_assets import staged_asset_key
 from assets.staging.stage import create_staged_views
 from pipelines.resources import LakeResource
@@ -38,7 +38,6 @@ from schemas.registry import Registry
 
 GROUP = "library"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-MEI_TABLES = ("elder_links", "match_review_queue", "elder_key_changes")
 SERVICE_SOURCES = (
     "meal_transactions",
     "milk_deliveries",

@@ -6,6 +6,7 @@ The pipeline never imports this module: it reads ``truth/``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -62,3 +63,64 @@ def score_quarantine(lake: Lake) -> QuarantineScore:
         clean_rows_quarantined=clean_q.height,
         by_kind=by_kind,
     )
+
+
+# ------------------------------------------------------------------ golden record
+
+GOLDEN_ATTRIBUTES = ("name", "sex", "birth_date", "id_number", "street", "living_arrangement", "status")
+
+
+def golden_truth(lake: Lake, as_of: date) -> pl.DataFrame:
+    """Per elder_key: the generator's person it stands for (the majority of its linked records)
+    and that person's true attributes on ``as_of``."""
+    links = pl.read_parquet(lake.library / "elder_links" / "data.parquet")
+    truth_links = read_truth(lake.truth, "links").filter(pl.col("role") == "subject")
+    owner = (
+        links.join(
+            truth_links.select(
+                pl.col("table").alias("source_table"),
+                pl.col("source_file"),
+                pl.col("row_number").cast(pl.Int64),
+                "person_id",
+            ),
+            on=["source_table", "source_file", "row_number"],
+        )
+        .group_by("elder_key", "person_id")
+        .len()
+        .sort(["elder_key", "len", "person_id"], descending=[False, True, False])
+        .group_by("elder_key", maintain_order=True)
+        .first()
+    )
+    persons = read_truth(lake.truth, "persons").select(
+        "person_id",
+        "name",
+        "sex",
+        "birth_date",
+        "id_number",
+        pl.when(pl.col("moved_on").is_not_null() & (pl.col("moved_on") <= as_of))
+        .then(pl.col("new_street_code"))
+        .otherwise(pl.col("street_code"))
+        .alias("street"),
+        "living_arrangement",
+        pl.when(pl.col("death_date").is_not_null() & (pl.col("death_date") <= as_of))
+        .then(pl.lit("DECEASED"))
+        .when(pl.col("move_out_date").is_not_null() & (pl.col("move_out_date") <= as_of))
+        .then(pl.lit("MOVED_OUT"))
+        .otherwise(pl.lit("ACTIVE"))
+        .alias("status"),
+    )
+    return owner.select("elder_key", "person_id").join(persons, on="person_id")
+
+
+def score_golden(lake: Lake, as_of: date) -> dict[str, float]:
+    """Share of golden records whose attribute equals the truth, per attribute (over records with a
+    value); plus ``filled_<attr>``: the share of golden records with a value at all."""
+    golden = pl.read_parquet(lake.library / "dim_elder" / "data.parquet")
+    both = golden.join(golden_truth(lake, as_of), on="elder_key", suffix="_true")
+    out: dict[str, float] = {"elders": float(both.height)}
+    for attr in GOLDEN_ATTRIBUTES:
+        have = both.filter(pl.col(attr).is_not_null())
+        same = (have[attr] == have[f"{attr}_true"]).sum()
+        out[attr] = same / have.height if have.height else 0.0
+        out[f"filled_{attr}"] = have.height / both.height if both.height else 0.0
+    return out

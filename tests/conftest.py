@@ -27,3 +27,21 @@ def tmp_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
     root = tmp_path / "lake"
     monkeypatch.setenv("RAINBOW_LAKE_ROOT", str(root))
     return Lake(root)
+
+
+@pytest.fixture(scope="session")
+def library_lake(sample_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """A copy of ``sample_lake`` ingested, staged and built into the library (no Dagster); read-only."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from assets.library.build import build_library
+    from assets.staging.stage import ingest_and_stage
+    from schemas import load_registry
+
+    lake = Lake(tmp_path_factory.mktemp("library") / "lake")
+    shutil.copytree(sample_lake.root, lake.root)
+    registry = load_registry()
+    ingest_and_stage(lake, registry, datetime(2026, 12, 10, tzinfo=UTC))
+    build_library(lake, registry, datetime(2026, 12, 10, 2, 0))
+    return lake

@@ -14,6 +14,7 @@ clock, so a rebuild of the same deliveries gives the same tables.
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -138,4 +139,54 @@ def build_provenance(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Regis
     table = registry.derived("elder_attribute_provenance")
     rows = write_select(con, table, provenance_sql(registry), table_path(lake, table.name))
     create_library_view(con, lake, table)
+    return rows
+
+
+def library_order(registry: Registry) -> list[DerivedTable]:
+    """Library tables in dependency order (their contracts' ``upstream``)."""
+    tables = {t.name: t for _, t in registry.derived_tables("library")}
+    done: list[DerivedTable] = []
+    seen: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in seen or name not in tables:
+            return
+        if name in path:
+            raise ValueError(f"library dependency cycle: {' -> '.join((*path, name))}")
+        for up in tables[name].upstream:
+            visit(up, (*path, name))
+        seen.add(name)
+        done.append(tables[name])
+
+    for name in tables:
+        visit(name, ())
+    return done
+
+
+def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str, int]:
+    """staged -> library without Dagster (tests, benchmarks): the index, then every table in order.
+
+    The nightly build runs the same functions through the library assets.
+    """
+    from assets.library.mei import MEI_TABLES, build_mei
+    from assets.staging.stage import create_staged_views
+
+    mei = build_mei(lake, registry, run_at)
+    rows = {"elder_links": mei.links.height, "match_review_queue": mei.review.height}
+    con = duckdb.connect(str(lake.warehouse))
+    try:
+        for _, t in registry.tables():
+            create_staged_views(con, lake, t)
+        create_library_views(con, lake, registry)
+        as_of = as_of_date(con, registry) or run_at.date().isoformat()
+        bind_as_of(con, as_of)
+        for table in library_order(registry):
+            if table.name in MEI_TABLES:
+                continue
+            if table.name == "elder_attribute_provenance":
+                rows[table.name] = build_provenance(con, lake, registry)
+            else:
+                rows[table.name] = build_sql_table(con, lake, table, as_of)
+    finally:
+        con.close()
     return rows

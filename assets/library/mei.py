@@ -54,6 +54,8 @@ DECISION_COLUMNS = {
     "note": pl.String,
 }
 KEY_CHANGES = "elder_key_changes"
+# produced together by build_mei
+MEI_TABLES = ("elder_links", "match_review_queue", KEY_CHANGES)
 
 
 def table_path(lake: Lake, table: str) -> Path:

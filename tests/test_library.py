@@ -1,0 +1,261 @@
+"""The library zone: master elder index tables, golden record, facts, reconciliation, checks."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from assets.library.build import (
+    ContractMismatch,
+    as_of_date,
+    bind_as_of,
+    build_library,
+    check_columns,
+    create_library_views,
+    library_order,
+    sql_path,
+)
+from assets.library.golden import load_rules, provenance_sql, validate_rules
+from assets.library.identity import elder_tables
+from assets.library.mei import read_decisions, read_key_changes, record_decision
+from quality.library_checks import SERVICE_SOURCES, evaluate, library_rules
+from rainbow.settings import Lake
+from sample_data.scoring import score_golden
+from sample_data.truth import read_truth
+from schemas import load_registry
+
+REG = load_registry()
+
+
+def read(lake: Lake, table: str) -> pl.DataFrame:
+    return pl.read_parquet(lake.library / table / "data.parquet")
+
+
+def as_of(lake: Lake) -> date:
+    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+        value = as_of_date(con, REG)
+    assert value is not None
+    return date.fromisoformat(value)
+
+
+@pytest.fixture()
+def lake_copy(library_lake: Lake, tmp_path: Path) -> Lake:
+    lake = Lake(tmp_path / "lake")
+    shutil.copytree(library_lake.root, lake.root)
+    return lake
+
+
+# ------------------------------------------------------------------ contracts
+
+
+def test_every_library_table_has_a_contract_and_sql_tables_their_sql_file() -> None:
+    tables = [t for _, t in REG.derived_tables("library")]
+    assert {d.name for d in REG.datasets if d.zone == "library"} >= {
+        "mei",
+        "basics",
+        "services",
+        "health",
+        "providers",
+        "workforce",
+        "supervision",
+    }
+    for t in tables:
+        assert sql_path(t).exists() == (t.build == "sql"), t.name
+    sql_files = {p.stem for p in sql_path("x").parent.glob("*.sql")}
+    assert sql_files == {t.name for t in tables if t.build == "sql"}
+    order = [t.name for t in library_order(REG)]
+    assert sorted(order) == sorted(t.name for t in tables)
+    for t in tables:  # every library upstream is built before the table
+        assert all(order.index(u) < order.index(t.name) for u in t.upstream if u in order), t.name
+
+
+def test_survivorship_rules_name_real_columns_and_a_bad_rule_is_refused() -> None:
+    validate_rules(load_rules(), REG)
+    bad = load_rules().model_copy(
+        update={
+            "attributes": {
+                **load_rules().attributes,
+                "phone": load_rules().attributes["phone"].model_copy(update={"sources": ["facilities.nope"]}),
+            }
+        }
+    )
+    with pytest.raises(ValueError, match="facilities has no column 'nope'"):
+        provenance_sql(REG, bad)
+
+
+def test_a_built_table_must_match_its_contract() -> None:
+    table = REG.derived("dim_facility")
+    duck = {"string": "VARCHAR", "integer": "INTEGER", "decimal": "DOUBLE", "date": "DATE"}
+    duck |= {"timestamp": "TIMESTAMP", "boolean": "BOOLEAN"}
+    good = [(c.name, duck[c.type]) for c in table.columns]
+    check_columns(table, good)
+    with pytest.raises(ContractMismatch, match="differ from the contract"):
+        check_columns(table, good[:-1])
+    with pytest.raises(ContractMismatch, match="beds is VARCHAR"):
+        check_columns(table, [(n, "VARCHAR" if n == "beds" else t) for n, t in good])
+
+
+# ------------------------------------------------------------------ golden record
+
+
+def test_golden_record_matches_the_generators_truth(library_lake: Lake) -> None:
+    score = score_golden(library_lake, as_of(library_lake))
+    for attr in ("sex", "birth_date", "id_number", "living_arrangement"):
+        assert score[attr] >= 0.999, (attr, score)
+    for attr in ("name", "street", "status"):
+        assert score[attr] >= 0.99, (attr, score)
+    assert score["filled_id_number"] >= 0.97 and score["filled_street"] >= 0.97
+
+
+def test_one_golden_record_per_elder_with_provenance_for_every_attribute(library_lake: Lake) -> None:
+    elders = read(library_lake, "dim_elder")
+    links = read(library_lake, "elder_links")
+    prov = read(library_lake, "elder_attribute_provenance")
+    assert elders["elder_key"].is_unique().all()
+    assert set(elders["elder_key"]) == set(links["elder_key"])
+    # every non-null surviving attribute has exactly one provenance row naming a linked record
+    assert prov.select("elder_key", "attribute").is_unique().all()
+    assert prov.join(links, on="record_id", how="anti").height == 0
+    check = prov.join(links.select("record_id", pl.col("elder_key").alias("owner")), on="record_id")
+    assert (check["elder_key"] == check["owner"]).all()
+    for attr in ("name", "id_number", "street", "living_arrangement"):
+        have = elders.filter(pl.col(attr).is_not_null()).height
+        assert prov.filter(pl.col("attribute") == attr).height == have, attr
+    # birth dates and sexes come from the validated ID whenever the elder has one
+    with_id = set(elders.filter(pl.col("id_number").is_not_null())["elder_key"])
+    by_id = prov.filter(pl.col("attribute").is_in(["sex", "birth_date"]) & pl.col("elder_key").is_in(with_id))
+    assert by_id.height > 0 and (by_id["rule"] == "validated_id").all()
+    assert elders.filter(pl.col("status") == "ACTIVE")["age"].min() >= 55  # type: ignore[operator]
+
+
+def test_deaths_are_life_events_and_deceased_still_served_is_a_reconciliation_issue(
+    library_lake: Lake,
+) -> None:
+    elders = read(library_lake, "dim_elder")
+    events = read(library_lake, "elder_life_events")
+    deceased = elders.filter(pl.col("status") == "DECEASED")
+    assert deceased.height > 0
+    deaths = events.filter(pl.col("event_type") == "DEATH")
+    assert set(deaths["elder_key"]) == set(deceased["elder_key"])
+    assert events.filter(pl.col("event_type") == "REGISTERED").height > 0.9 * elders.height
+
+    # every planted "deceased still served" whose death the municipal platform reported is found
+    truth_links = read_truth(library_lake.truth, "links").select(
+        pl.col("table").alias("source_table"), "source_file", pl.col("row_number").cast(pl.Int64), "person_id"
+    )
+    key_of = (
+        read(library_lake, "elder_links")
+        .join(truth_links, on=["source_table", "source_file", "row_number"])
+        .group_by("person_id")
+        .agg(pl.col("elder_key").mode().first())
+    )
+    planted = (
+        read_truth(library_lake.truth, "incidents")
+        .filter(pl.col("kind") == "deceased_still_served")
+        .join(key_of, on="person_id")
+        .filter(pl.col("elder_key").is_in(deceased["elder_key"].to_list()))
+    )
+    issues = read(library_lake, "reconciliation_issues")
+    found = set(issues.filter(pl.col("issue_type") == "DECEASED_SERVED")["elder_key"])
+    assert planted.height > 0
+    assert set(planted["elder_key"]) <= found
+    assert issues["issue_id"].is_unique().all()
+    assert {"ONLY_MUNICIPAL", "ONLY_DISTRICT", "ATTRIBUTE_CONFLICT"} <= set(issues["issue_type"])
+
+
+# ------------------------------------------------------------------ counts and checks
+
+
+def test_counts_reconcile_from_staged_to_library(library_lake: Lake) -> None:
+    with duckdb.connect(str(library_lake.warehouse), read_only=True) as con:
+        staged = {t.name: con.execute(f"SELECT count(*) FROM staged.{t.name}").fetchone()[0] for t in elder_tables(REG)}  # type: ignore[index]  # noqa: E501
+        services = {s: con.execute(f"SELECT count(*) FROM staged.{s}").fetchone()[0] for s in SERVICE_SOURCES}  # type: ignore[index]
+    links = read(library_lake, "elder_links")
+    assert links.group_by("source_table").len().sort("source_table").rows() == sorted(
+        (k, v) for k, v in staged.items() if v
+    )
+    assert links["elder_key"].null_count() == 0
+    facts = read(library_lake, "fact_service_event")
+    assert dict(facts.group_by("source_table").len().rows()) == {k: v for k, v in services.items() if v}
+    assert facts["service_event_id"].is_unique().all()
+    assert facts["elder_key"].null_count() / facts.height < 0.01
+
+
+def test_every_library_rule_passes_on_the_built_library(library_lake: Lake) -> None:
+    day = as_of(library_lake).isoformat()
+    with duckdb.connect(str(library_lake.warehouse), read_only=True) as con:
+        bind_as_of(con, day)
+        failed = {
+            (t.name, o.rule.name): o.unexpected
+            for _, t in REG.derived_tables("library")
+            for o in evaluate(con, library_rules(t, REG))
+            if not o.passed and o.rule.severity == "ERROR"
+        }
+    assert failed == {}
+
+
+def test_library_rules_catch_a_broken_golden_record(lake_copy: Lake) -> None:
+    path = lake_copy.library / "dim_elder" / "data.parquet"
+    elders = pl.read_parquet(path)
+    broken = pl.concat([elders, elders.head(1)]).with_columns(
+        sex=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("9")).otherwise(pl.col("sex"))
+    )
+    broken.write_parquet(path)
+    day = as_of(lake_copy).isoformat()
+    with duckdb.connect(str(lake_copy.warehouse)) as con:
+        create_library_views(con, lake_copy, REG)  # the copied views still point at the original lake
+        bind_as_of(con, day)
+        outcomes = {o.rule.name: o for o in evaluate(con, library_rules(REG.derived("dim_elder"), REG))}
+    assert outcomes["primary_key_unique"].unexpected == 1
+    assert outcomes["sex_in_codelist"].unexpected == 1
+    assert outcomes["sex_in_codelist"].examples == [broken["elder_key"][1]]
+    assert outcomes["elder_key_not_null"].passed and outcomes["status_not_null"].passed
+
+
+# ------------------------------------------------------------------ stability and stewards
+
+
+def test_a_rebuild_renumbers_nobody_and_changes_no_table(lake_copy: Lake) -> None:
+    tables = [t.name for _, t in REG.derived_tables("library") if t.name != "elder_key_changes"]
+    before = {t: read(lake_copy, t) for t in tables}
+    build_library(lake_copy, REG, datetime(2026, 12, 11, 2, 0))
+    for t in tables:
+        assert read(lake_copy, t).equals(before[t]), t
+    assert read_key_changes(lake_copy).height == 0
+
+
+def test_steward_decisions_are_honoured_and_recorded(lake_copy: Lake) -> None:
+    queue = read(lake_copy, "match_review_queue")
+    assert queue.height > 0 and (queue["status"] == "OPEN").all()
+    assert queue["field_weights"].str.contains('"name"').all()
+    unlinked = queue.filter(~pl.col("linked") & (pl.col("elder_key_l") != pl.col("elder_key_r")))
+    apart = unlinked.row(0, named=True)
+    together = queue.filter(pl.col("linked")).row(0, named=True)
+    record_decision(lake_copy, apart["record_id_l"], apart["record_id_r"], "match", "张管理员")
+    l_id, r_id = together["record_id_l"], together["record_id_r"]
+    record_decision(lake_copy, l_id, r_id, "no_match", "张管理员", "不同人")
+    assert read_decisions(lake_copy).height == 2
+    with pytest.raises(ValueError, match="match"):
+        record_decision(lake_copy, "a", "b", "maybe", "张管理员")
+
+    build_library(lake_copy, REG, datetime(2026, 12, 11, 2, 0))
+    links = read(lake_copy, "elder_links")
+    key = dict(zip(links["record_id"], links["elder_key"], strict=True))
+    method = dict(zip(links["record_id"], links["link_method"], strict=True))
+    assert key[apart["record_id_l"]] == key[apart["record_id_r"]]
+    assert "steward" in (method[apart["record_id_l"]], method[apart["record_id_r"]])
+    assert key[together["record_id_l"]] != key[together["record_id_r"]]
+    changes = read_key_changes(lake_copy)
+    assert {"merged"} <= set(changes["change"])  # the match merged two previous keys
+    assert changes.filter(pl.col("change").is_in(["split", "moved"])).height >= 1  # the no_match split one
+    # a second run with the same decisions changes nothing more
+    build_library(lake_copy, REG, datetime(2026, 12, 12, 2, 0))
+    assert read(lake_copy, "elder_links").equals(links)
+    assert read_key_changes(lake_copy).height == changes.height
+    decided = read(lake_copy, "match_review_queue").filter(pl.col("status") == "DECIDED")
+    assert set(decided["decided_by"]) <= {"张管理员"}
