@@ -120,7 +120,7 @@ def score_golden(lake: Lake, as_of: date) -> dict[str, float]:
     out: dict[str, float] = {"elders": float(both.height)}
     for attr in GOLDEN_ATTRIBUTES:
         have = both.filter(pl.col(attr).is_not_null())
-        same = (have[attr] == have[f"{attr}_true"]).sum()
+        same = int((have[attr] == have[f"{attr}_true"]).sum())
         out[attr] = same / have.height if have.height else 0.0
         out[f"filled_{attr}"] = have.height / both.height if both.height else 0.0
     return out
