@@ -163,16 +163,21 @@ def library_order(registry: Registry) -> list[DerivedTable]:
     return done
 
 
-def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str, int]:
+def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str, tuple[int, float]]:
     """staged -> library without Dagster (tests, benchmarks): the index, then every table in order.
 
-    The nightly build runs the same functions through the library assets.
+    Returns rows and seconds per table. The nightly build runs the same
+    functions through the library assets.
     """
+    import time
+
     from assets.library.mei import MEI_TABLES, build_mei
     from assets.staging.stage import create_staged_views
 
+    t0 = time.perf_counter()
     mei = build_mei(lake, registry, run_at)
-    rows = {"elder_links": mei.links.height, "match_review_queue": mei.review.height}
+    seconds = time.perf_counter() - t0
+    out = {"elder_links": (mei.links.height, seconds), "match_review_queue": (mei.review.height, 0.0)}
     con = duckdb.connect(str(lake.warehouse))
     try:
         for _, t in registry.tables():
@@ -183,10 +188,12 @@ def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str,
         for table in library_order(registry):
             if table.name in MEI_TABLES:
                 continue
+            t0 = time.perf_counter()
             if table.name == "elder_attribute_provenance":
-                rows[table.name] = build_provenance(con, lake, registry)
+                rows = build_provenance(con, lake, registry)
             else:
-                rows[table.name] = build_sql_table(con, lake, table, as_of)
+                rows = build_sql_table(con, lake, table, as_of)
+            out[table.name] = (rows, time.perf_counter() - t0)
     finally:
         con.close()
-    return rows
+    return out

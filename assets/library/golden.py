@@ -37,6 +37,9 @@ class AttributeRule(BaseModel):
 
     rule: Rule
     fallback: Rule | None = None
+    # names: between values equally supported, prefer the one whose rarest character is written by
+    # more people (a look-alike or homophone typo is usually a rarer character)
+    tie_break: Literal["character_frequency"] | None = None
     sources: list[str]
 
 
@@ -82,7 +85,9 @@ def _order(rule: Rule) -> str:
     return {
         "trusted_source": "priority, observed_at DESC, freq DESC, value",
         "most_recent": "observed_at DESC, priority, freq DESC, value",
-        "most_frequent": "freq DESC, value_observed_at DESC, priority, value",
+        "most_frequent": (
+            "sources DESC, plausibility DESC, freq DESC, value_observed_at DESC, priority, value"
+        ),
         "validated_id": "freq DESC, value_observed_at DESC, priority, value",
     }[rule]
 
@@ -144,12 +149,26 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None) -> str
         "count(*) AS n, max(observed_at) AS observed_at, arg_max(record_id, observed_at) AS record_id "
         "FROM observations GROUP BY ALL)"
     )
+    typo_checked = [a for a, r in rules.attributes.items() if r.tie_break == "character_frequency"]
+    listed = ", ".join(f"'{a}'" for a in typo_checked) or "NULL"
     ctes.append(
-        "scored AS (SELECT *, "
+        "chars AS (SELECT DISTINCT attribute, elder_key, value, unnest(string_split(value, '')) AS ch "
+        f"FROM candidates WHERE attribute IN ({listed}))"
+    )
+    ctes.append(
+        "char_people AS (SELECT attribute, ch, count(DISTINCT elder_key) AS people FROM chars GROUP BY ALL)"
+    )
+    ctes.append(
+        "plausible AS (SELECT c.attribute, c.elder_key, c.value, min(p.people) AS plausibility "
+        "FROM chars AS c JOIN char_people AS p USING (attribute, ch) GROUP BY ALL)"
+    )
+    ctes.append(
+        "scored AS (SELECT c.*, coalesce(p.plausibility, 0) AS plausibility, "
         "sum(n) OVER (PARTITION BY elder_key, attribute, via_id, value) AS freq, "
+        "count(*) OVER (PARTITION BY elder_key, attribute, via_id, value) AS sources, "
         "max(observed_at) OVER (PARTITION BY elder_key, attribute, via_id, value) AS value_observed_at, "
         "count(DISTINCT value) OVER (PARTITION BY elder_key, attribute) AS candidates "
-        "FROM candidates)"
+        "FROM candidates AS c LEFT JOIN plausible AS p USING (attribute, elder_key, value))"
     )
     cases = []
     for attr, rule in rules.attributes.items():
