@@ -16,6 +16,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.library_assets import build_library_assets
+from assets.mart_assets import build_mart_assets
 from assets.partitions import daily_partitions
 from assets.raw_assets import build_raw_assets
 from assets.staged_assets import build_staged_assets
@@ -34,12 +35,14 @@ def build_definitions(lake_root: str | None = None, partition_start: str | None 
     raw_assets, raw_checks = build_raw_assets(registry, daily)
     staged_assets, staged_checks = build_staged_assets(registry, daily)
     library_assets, library_checks = build_library_assets(registry)
-    assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets, *library_assets]
+    mart_assets, mart_checks = build_mart_assets(registry)
+    assets: list[dg.AssetsDefinition] = [*raw_assets, *staged_assets, *library_assets, *mart_assets]
     checks: list[dg.AssetChecksDefinition] = [
         *raw_checks,
         *staged_checks,
         *build_quality_checks(registry, daily),
         *library_checks,
+        *mart_checks,
     ]
     partitioned, unpartitioned = keys_by_partitioning(spec for a in assets for spec in a.specs)
     jobs = build_jobs(partitioned, unpartitioned)

@@ -60,7 +60,7 @@ def _key(table: DerivedTable) -> str:
 
 
 def contract_rules(table: DerivedTable, registry: Registry) -> list[LibraryRule]:
-    t = f"library.{table.name}"
+    t = f"{registry.zone_of(table.name)}.{table.name}"
     key = _key(table)
     rules = [
         LibraryRule(
@@ -157,7 +157,8 @@ def domain_rules(table: DerivedTable, registry: Registry) -> list[LibraryRule]:
                     "plausibility",
                     "ERROR",
                     f"{col} 不晚于数据截止日",
-                    f"SELECT {_key(table)} FROM library.{table.name} WHERE {col} > {as_of}",
+                    f"SELECT {_key(table)} FROM {registry.zone_of(table.name)}.{table.name} "
+                    f"WHERE {col} > {as_of}",
                 )
             )
     if table.name == "elder_links":

@@ -1,0 +1,158 @@
+"""Dagster assets of the marts zone: elder portraits (服务画像) and KPI indicators (评价指标).
+
+Thin wrappers over :func:`assets.marts.portraits.build_portraits` (elder_portrait,
+elder_risk_tags, elder_scenarios in one step) and
+:func:`assets.marts.kpis.build_kpis` (kpi_values, monthly history). Marts carry
+pseudonymous keys only; a blocking ``mart_contract`` check per table applies the
+contract rules and proves no column holds a direct identifier.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from assets.library_assets import column_schema, library_asset_key, prepare_warehouse
+from assets.marts.kpis import build_kpis
+from assets.marts.portraits import build_portraits
+from assets.staged_assets import staged_asset_key
+from pipelines.resources import LakeResource
+from quality.library_checks import evaluate, library_rules
+from schemas import load_registry
+from schemas.contract import Dataset, DerivedTable
+from schemas.registry import Registry
+
+GROUP = "marts"
+PORTRAIT_TABLES = ("elder_portrait", "elder_risk_tags", "elder_scenarios")
+
+
+def mart_asset_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["marts", name])
+
+
+def dependency_key(registry: Registry, name: str) -> dg.AssetKey:
+    zone = registry.zone_of(name)
+    if zone == "staged":
+        return staged_asset_key(name)
+    return library_asset_key(name) if zone == "library" else mart_asset_key(name)
+
+
+def _spec(registry: Registry, dataset: Dataset, table: DerivedTable, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=mart_asset_key(table.name),
+        deps=deps,
+        group_name=GROUP,
+        kinds={"duckdb", "parquet", "python"},
+        owners=[f"team:{dataset.table_owner(table)}"],
+        tags={
+            "zone": "marts",
+            "dataset": dataset.name,
+            "pii": "yes" if any(c.pii != "none" for c in table.columns) else "no",
+            "open_data": table.open_data,
+            "sensitivity": table.sensitivity,
+            "table_kind": table.kind,
+        },
+        description=(
+            f"{table.zh}（专题集市·{dataset.zh}）：{table.description}\n\n"
+            f"{table.en} (marts / {dataset.en}). Grain: {table.grain}. Pseudonymous keys only."
+        ),
+        metadata={
+            "dagster/column_schema": column_schema(table),
+            "dagster/table_name": f"marts.{table.name}",
+            "owner_department": dataset.table_owner(table),
+            "open_data": table.open_data,
+            "primary_key": dg.MetadataValue.json(table.primary_key),
+        },
+    )
+
+
+def _json(stats: dict[str, Any]) -> dict[str, Any]:
+    plain = (int, float, str, bool, type(None))
+    return {k: (v if isinstance(v, plain) else str(v)) for k, v in stats.items()}
+
+
+def build_portrait_asset(registry: Registry) -> dg.AssetsDefinition:
+    portrait = registry.derived("elder_portrait")
+    deps = [dependency_key(registry, u) for u in portrait.upstream]
+    specs = [_spec(registry, registry.dataset_of(n), registry.derived(n), deps) for n in PORTRAIT_TABLES]
+
+    def _portraits(context: dg.AssetExecutionContext, lake: LakeResource) -> Any:
+        with lake.warehouse() as con:
+            prepare_warehouse(con, lake, registry)
+            stats = build_portraits(lake.lake, con)
+            counts = {
+                n: int(con.execute(f"SELECT count(*) FROM marts.{n}").fetchone()[0])  # type: ignore[index]
+                for n in PORTRAIT_TABLES
+            }
+        context.log.info(f"portraits: {stats}")
+        for name in PORTRAIT_TABLES:
+            yield dg.MaterializeResult(
+                asset_key=mart_asset_key(name),
+                metadata={"dagster/row_count": counts[name], "stats": dg.MetadataValue.json(_json(stats))},
+            )
+
+    return dg.multi_asset(specs=specs, name="elder_portraits", can_subset=False)(_portraits)
+
+
+def build_kpi_asset(registry: Registry) -> dg.AssetsDefinition:
+    table = registry.derived("kpi_values")
+    deps = [dependency_key(registry, u) for u in table.upstream]
+    spec = _spec(registry, registry.dataset_of(table.name), table, deps)
+
+    def _kpis(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        with lake.warehouse() as con:
+            prepare_warehouse(con, lake, registry)
+            stats = build_kpis(lake.lake, con, registry=registry)
+        if stats.get("errors"):
+            context.log.warning(f"KPIs without a value because their formula failed: {stats['errors']}")
+        return dg.MaterializeResult(
+            asset_key=spec.key,
+            metadata={
+                "dagster/row_count": int(stats.get("rows", 0)),
+                "stats": dg.MetadataValue.json(_json(stats)),
+            },
+        )
+
+    return dg.multi_asset(specs=[spec], name="kpi_values")(_kpis)
+
+
+def build_mart_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksDefinition:
+    rules = library_rules(table, registry)
+    direct = [c.name for c in table.columns if c.pii == "direct_identifier"]
+
+    @dg.asset_check(
+        asset=mart_asset_key(table.name),
+        name="mart_contract",
+        blocking=True,
+        description=(
+            "契约检查（主键、必填、代码表、取值范围），且集市不含直接标识符列。"
+            "Contract rules of the mart table; marts hold no direct identifiers."
+        ),
+    )
+    def _check(lake: LakeResource) -> dg.AssetCheckResult:
+        with lake.warehouse() as con:
+            prepare_warehouse(con, lake, registry)
+            outcomes = evaluate(con, rules)
+        failed = [o for o in outcomes if not o.passed]
+        errors = [o for o in failed if o.rule.severity == "ERROR"] or direct
+        return dg.AssetCheckResult(
+            passed=not failed and not direct,
+            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "rules": len(outcomes),
+                "failed_rules": len(failed),
+                "unexpected": dg.MetadataValue.json({o.rule.name: o.unexpected for o in failed}),
+                "direct_identifier_columns": dg.MetadataValue.json(direct),
+            },
+        )
+
+    return _check
+
+
+def build_mart_assets(
+    registry: Registry | None = None,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    reg = registry or load_registry()
+    assets = [build_portrait_asset(reg), build_kpi_asset(reg)]
+    names = [*PORTRAIT_TABLES, "kpi_values"]
+    checks = [build_mart_check(reg, reg.derived(n)) for n in names]
+    return assets, checks
