@@ -148,11 +148,53 @@ def build_mart_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksD
     return _check
 
 
+def build_catalog_asset(registry: Registry) -> dg.AssetsDefinition:
+    """``marts/catalog``: the data resource catalogue, written after every library and mart table."""
+    deps = [library_asset_key(t.name) for _, t in registry.derived_tables("library")]
+    deps += [mart_asset_key(n) for n in (*PORTRAIT_TABLES, "kpi_values")]
+    spec = dg.AssetSpec(
+        key=mart_asset_key("catalog"),
+        deps=deps,
+        group_name=GROUP,
+        kinds={"json", "html", "parquet"},
+        owners=["team:区民政局（彩虹桥数据管理组）"],
+        tags={"zone": "marts", "pii": "no", "open_data": "conditional", "sensitivity": "internal"},
+        description=(
+            "数据资源目录：各区域数据集（名称、说明、责任部门、更新频率、最近更新、行数、新鲜度、质量分、"
+            "个人信息字段、开放类别、可见角色）、字段级血缘、场景库；"
+            "输出 JSON、Parquet 与可检索静态网站。\n\n"
+            "The data resource catalogue of every zone with column lineage and the scenario catalogue "
+            "(catalog.json, Parquet tables, static searchable HTML site under marts/catalog/)."
+        ),
+    )
+
+    def _catalog(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        from catalog.build import build_catalog, write_catalog
+
+        catalog = build_catalog(lake.lake, registry)
+        target = write_catalog(lake.lake, registry=registry, catalog=catalog)
+        for problem in catalog.problems:
+            context.log.warning(f"lineage: {problem}")
+        return dg.MaterializeResult(
+            asset_key=spec.key,
+            metadata={
+                "datasets": len(catalog.datasets),
+                "datasets_present": sum(1 for d in catalog.datasets if d.exists),
+                "scenarios": len(catalog.scenarios),
+                "kpis": len(catalog.kpis),
+                "lineage_problems": len(catalog.problems),
+                "site": dg.MetadataValue.path(str(target / "index.html")),
+            },
+        )
+
+    return dg.multi_asset(specs=[spec], name="data_catalog")(_catalog)
+
+
 def build_mart_assets(
     registry: Registry | None = None,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     reg = registry or load_registry()
-    assets = [build_portrait_asset(reg), build_kpi_asset(reg)]
+    assets = [build_portrait_asset(reg), build_kpi_asset(reg), build_catalog_asset(reg)]
     names = [*PORTRAIT_TABLES, "kpi_values"]
     checks = [build_mart_check(reg, reg.derived(n)) for n in names]
     return assets, checks

@@ -198,6 +198,23 @@ def link(
 
 
 @app.command()
+def catalog(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default: <lake>/marts/catalog/).", show_default=False),
+    ] = None,
+    lake: Annotated[
+        Path | None,
+        typer.Option("--lake", help="Lake root (default: $RAINBOW_LAKE_ROOT or ./data).", show_default=False),
+    ] = None,
+) -> None:
+    """Write the data resource catalogue (数据资源目录): JSON, Parquet tables and a searchable site."""
+    from catalog.cli import catalog_command
+
+    catalog_command(out=out, lake=lake)
+
+
+@app.command()
 def ui(
     lake: LakeOption = None,
     dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
