@@ -7,6 +7,7 @@ pseudonymous keys only; a blocking ``mart_contract`` check per table applies the
 contract rules and proves no column holds a direct identifier.
 """
 
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -77,8 +78,8 @@ def build_portrait_asset(registry: Registry) -> dg.AssetsDefinition:
 
     def _portraits(context: dg.AssetExecutionContext, lake: LakeResource) -> Any:
         with lake.warehouse() as con:
-            prepare_warehouse(con, lake, registry)
-            stats = build_portraits(lake.lake, con)
+            as_of = date.fromisoformat(prepare_warehouse(con, lake, registry))
+            stats = build_portraits(lake.lake, con, as_of=as_of)
             counts = {
                 n: int(con.execute(f"SELECT count(*) FROM marts.{n}").fetchone()[0])  # type: ignore[index]
                 for n in PORTRAIT_TABLES
@@ -100,8 +101,8 @@ def build_kpi_asset(registry: Registry) -> dg.AssetsDefinition:
 
     def _kpis(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         with lake.warehouse() as con:
-            prepare_warehouse(con, lake, registry)
-            stats = build_kpis(lake.lake, con, registry=registry)
+            as_of = date.fromisoformat(prepare_warehouse(con, lake, registry))
+            stats = build_kpis(lake.lake, con, as_of=as_of, registry=registry)
         if stats.get("errors"):
             context.log.warning(f"KPIs without a value because their formula failed: {stats['errors']}")
         return dg.MaterializeResult(
@@ -175,8 +176,20 @@ def build_catalog_asset(registry: Registry) -> dg.AssetsDefinition:
         target = write_catalog(lake.lake, registry=registry, catalog=catalog)
         for problem in catalog.problems:
             context.log.warning(f"lineage: {problem}")
+        missing = [d.id for d in catalog.datasets if d.zone in ("library", "marts") and not d.exists]
         return dg.MaterializeResult(
             asset_key=spec.key,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="catalog_complete",
+                    passed=not catalog.problems and not missing,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "lineage_problems": dg.MetadataValue.json(list(catalog.problems)[:50]),
+                        "declared_but_not_built": dg.MetadataValue.json(missing),
+                    },
+                )
+            ],
             metadata={
                 "datasets": len(catalog.datasets),
                 "datasets_present": sum(1 for d in catalog.datasets if d.exists),
@@ -187,7 +200,15 @@ def build_catalog_asset(registry: Registry) -> dg.AssetsDefinition:
             },
         )
 
-    return dg.multi_asset(specs=[spec], name="data_catalog")(_catalog)
+    check = dg.AssetCheckSpec(
+        "catalog_complete",
+        asset=spec.key,
+        description=(
+            "目录完整：每个库表、集市表均已构建，字段血缘无缺失。"
+            "Every library and mart table is built and every column's lineage resolves (WARN otherwise)."
+        ),
+    )
+    return dg.multi_asset(specs=[spec], check_specs=[check], name="data_catalog")(_catalog)
 
 
 def build_mart_assets(

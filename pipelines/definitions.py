@@ -17,6 +17,7 @@ import dagster as dg
 
 from assets.library_assets import build_library_assets
 from assets.mart_assets import build_mart_assets
+from assets.marts.alert_assets import build_alert_assets, hourly_partitions
 from assets.partitions import daily_partitions
 from assets.raw_assets import build_raw_assets
 from assets.staged_assets import build_staged_assets
@@ -44,14 +45,19 @@ def build_definitions(lake_root: str | None = None, partition_start: str | None 
         *library_checks,
         *mart_checks,
     ]
+    # daily event assets and unpartitioned ones; the hourly safety alerts have their own job and schedule
     partitioned, unpartitioned = keys_by_partitioning(spec for a in assets for spec in a.specs)
     jobs = build_jobs(partitioned, unpartitioned)
+    alerts = build_alert_assets(hourly_partitions(partition_start), registry=registry)
     lake = LakeResource(root=lake_root) if lake_root is not None else LakeResource()
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *alerts.assets],
         asset_checks=checks,
-        jobs=jobs.all,
-        schedules=[build_nightly_schedule(jobs.nightly_build, daily, partitioned, unpartitioned)],
+        jobs=[*jobs.all, *alerts.jobs],
+        schedules=[
+            build_nightly_schedule(jobs.nightly_build, daily, partitioned, unpartitioned),
+            *alerts.schedules,
+        ],
         sensors=[build_landing_sensor(registry, assets, daily, jobs)],
         resources={"lake": lake},
         # project-wide: runs launched from the UI (asset materialisations, backfills) run in-process too

@@ -28,8 +28,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from assets.ingest.raw import PendingFile, pending_deliveries
+from assets.marts.alert_assets import SAFETY_ALERTS_JOB
 from assets.partitions import partition_date, partition_key
-from pipelines.jobs import EVENTS_RUN, NIGHTLY_BUILD, UNPARTITIONED_RUN, keys_by_partitioning
+from pipelines.jobs import ALERTS_RUN, EVENTS_RUN, NIGHTLY_BUILD, UNPARTITIONED_RUN, keys_by_partitioning
 from rainbow.io import write_bytes_atomic
 from rainbow.settings import Lake
 from schemas import Registry, load_registry
@@ -144,6 +145,16 @@ def plan_nightly(
     return NightlyPlan(tuple(pending), min(inside, default=None), max(inside, default=None), outside)
 
 
+def alert_hours(plan: NightlyPlan) -> dict[str, str]:
+    """Range tags of the hourly alert partitions covering the plan's delivery days (Shanghai hours)."""
+    if plan.first is None or plan.last is None:
+        return {}
+    return {
+        "dagster/asset_partition_range_start": f"{plan.first.isoformat()}T00",
+        "dagster/asset_partition_range_end": f"{plan.last.isoformat()}T23",
+    }
+
+
 def run_nightly(lake: Lake, console: Console | None = None) -> bool:
     """Run the nightly build in this process on the lake's persistent instance.
 
@@ -160,10 +171,15 @@ def run_nightly(lake: Lake, console: Console | None = None) -> bool:
     os.environ["DAGSTER_HOME"] = str(home)
     defs = build_definitions(lake_root=str(lake.root))
     job = defs.resolve_job_def(NIGHTLY_BUILD).with_hooks(_progress_hooks(console))
-    partitioned, unpartitioned = keys_by_partitioning(defs.resolve_all_asset_specs())
+    alerts_job = defs.resolve_job_def(SAFETY_ALERTS_JOB).with_hooks(_progress_hooks(console))
+    in_job = set(job.asset_layer.executable_asset_keys)
+    partitioned, unpartitioned = keys_by_partitioning(
+        s for s in defs.resolve_all_asset_specs() if s.key in in_job
+    )
     console.print(f"nightly_build on {lake.root} (DAGSTER_HOME={home})")
 
     runs: list[tuple[str, dict[str, Any]]] = []
+    alert_tags: dict[str, str] = {}
     daily = job.partitions_def
     if partitioned and isinstance(daily, dg.TimeWindowPartitionsDefinition):
         raw_tables = [k.path[-1] for k in partitioned if k.path[0] == "raw"]
@@ -178,16 +194,21 @@ def run_nightly(lake: Lake, console: Console | None = None) -> bool:
                 f"events: partitions {plan.first}..{plan.last} in one run ({len(plan.pending)} new file(s))"
             )
             runs.append((EVENTS_RUN, {"asset_selection": partitioned, "tags": plan.tags}))
+            alert_tags = alert_hours(plan)
         else:
             console.print("events: no new delivery")
     if unpartitioned:
         runs.append((UNPARTITIONED_RUN, {"asset_selection": unpartitioned, "tags": {}}))
+    if alert_tags:
+        # the safety alerts of every hour of the new delivery days, in one run (after the library:
+        # they read library/elder_devices)
+        runs.append((ALERTS_RUN, {"asset_selection": None, "tags": alert_tags}))
 
     results: list[dg.ExecuteInProcessResult] = []
     with dg.DagsterInstance.get() as instance:
         for kind, selection in runs:
             results.append(
-                job.execute_in_process(
+                (alerts_job if kind == ALERTS_RUN else job).execute_in_process(
                     instance=instance,
                     raise_on_error=False,
                     # step logs stay in the instance (UI); the console shows progress lines only

@@ -41,6 +41,8 @@ UNPARTITIONED_ASSETS = "unpartitioned_assets"
 
 # the nightly order: event days first, so unpartitioned assets downstream of them see the new days
 EVENTS_RUN, UNPARTITIONED_RUN = "events", "unpartitioned"
+# then the hourly safety alerts over the new delivery days (their own job)
+ALERTS_RUN = "alerts"
 
 
 def keys_by_partitioning(
@@ -73,7 +75,8 @@ def build_jobs(partitioned: Sequence[dg.AssetKey], unpartitioned: Sequence[dg.As
     """The three jobs over the given split of the asset keys."""
     nightly = dg.define_asset_job(
         name=NIGHTLY_BUILD,
-        selection=dg.AssetSelection.all(),
+        # every daily-partitioned and unpartitioned asset (the hourly alerts run on their own schedule)
+        selection=dg.AssetSelection.assets(*partitioned, *unpartitioned),
         executor_def=dg.in_process_executor,
         description=(
             "每晚构建：事件表按交付日分区运行一次（一天或一个日期区间），其余资产再运行一次。"

@@ -77,6 +77,8 @@ def test_event_tables_are_partitioned_by_delivery_day_and_backfill_in_one_run() 
         (z, t) for z in zones for t in PARTITIONED
     }
     library = {("library", t.name) for _, t in reg.derived_tables("library")}
+    library |= {("marts", n) for n in ("elder_portrait", "elder_risk_tags", "elder_scenarios", "kpi_values")}
+    library |= {("marts", "catalog")}
     assert {tuple(k.path) for k in others.asset_layer.executable_asset_keys} == {
         (z, t.name) for z in zones for _, t in reg.tables() if t.name not in PARTITIONED
     } | library
@@ -133,6 +135,8 @@ def test_nightly_schedule_runs_at_two_in_shanghai() -> None:
 
 
 ZONES = ("raw", "staged")
+# unpartitioned mart assets (the hourly safety alerts are not among them)
+MARTS = ("catalog", "elder_portrait", "elder_risk_tags", "elder_scenarios", "kpi_values")
 
 
 def partitioned_keys() -> list[dg.AssetKey]:
@@ -143,6 +147,7 @@ def unpartitioned_keys() -> list[dg.AssetKey]:
     reg = load_registry()
     keys = {dg.AssetKey([z, t.name]) for z in ZONES for _, t in reg.tables()} - set(partitioned_keys())
     keys |= {dg.AssetKey(["library", t.name]) for _, t in reg.derived_tables("library")}
+    keys |= {dg.AssetKey(["marts", n]) for n in MARTS}
     return sorted(keys, key=lambda k: k.path)
 
 
@@ -490,15 +495,14 @@ def test_landing_sensor_requests_only_what_new_files_touch(tmp_path: Path) -> No
 
 
 def library_downstream_of_elders() -> list[dg.AssetKey]:
-    """Library assets downstream of staged/muni_elders: all but those reading neither it nor the index."""
-    return sorted(
-        (
-            dg.AssetKey(["library", t.name])
-            for _, t in load_registry().derived_tables("library")
-            if t.name not in ("dim_facility", "dim_caregiver")
-        ),
-        key=lambda k: k.path,
-    )
+    """Library and mart assets downstream of staged/muni_elders: all but the library tables reading
+    neither it nor the index."""
+    library = [
+        dg.AssetKey(["library", t.name])
+        for _, t in load_registry().derived_tables("library")
+        if t.name not in ("dim_facility", "dim_caregiver")
+    ]
+    return sorted([*library, *(dg.AssetKey(["marts", n]) for n in MARTS)], key=lambda k: k.path)
 
 
 def sensor_context(

@@ -1,0 +1,998 @@
+"""Safety alerts (异常告警): detection rules over wristband and water-meter telemetry, per hour.
+
+Pure functions first (Polars frames in, frames out, no I/O), then the lake paths:
+
+* :func:`detect_hits` applies every rule of :class:`~assets.marts.alert_rules.AlertRules`
+  to the readings/events up to the end of one hour and returns *hits*: one row per
+  moment a rule's condition held (an SOS event, a heart-rate reading that completes
+  ten abnormal minutes, a water reading after twelve quiet hours, ...).
+* :func:`group_episodes` merges one elder's hits of one alert type into episodes:
+  a hit starting within the rule's ``dedup_minutes`` of the previous hit's end
+  belongs to the same episode.
+* :func:`alerts_for_hour` keeps the episodes with a hit inside the hour, chains each
+  to an alert of an earlier hour (same elder and type, ended within the de-dup
+  window: same ``alert_id``, earliest start) and writes the evidence in Chinese.
+
+An ongoing episode is therefore one alert: every hour it lasts adds one row (the
+alert's state in that hour) under the same ``alert_id``. The mart is
+``<lake>/marts/safety_alerts/hour=YYYY-MM-DDTHH/data.parquet``; an hour's file
+depends only on the data up to the end of that hour and on the files of earlier
+hours, so re-running an hour rewrites the same file. No names, ID numbers,
+phones or addresses: the elder appears only as a pseudonymous key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from assets.marts.alert_rules import (
+    FALL,
+    GEOFENCE_EXIT,
+    HEART_RATE_HIGH,
+    HEART_RATE_LOW,
+    LOW_SPO2,
+    SEVERITY_RANK,
+    SOS,
+    WATER_INACTIVITY,
+    AlertRules,
+)
+from rainbow.io import atomic_path
+from rainbow.settings import Lake
+from schemas import load_registry
+
+MART = "safety_alerts"
+HOUR_FORMAT = "%Y-%m-%dT%H"  # partition keys and folder names: hour=2026-11-05T13
+WRISTBAND = "WRISTBAND"
+WATER_METER = "WATER_METER"
+
+QUARANTINED_EVENT = "quarantined_event"
+# quarantine reasons that leave an event's device, time and type trustworthy (e.g. a GPS value
+# out of range): such SOS/FALL/GEOFENCE_EXIT events still raise their alert
+RESCUABLE_REASONS = frozenset({"OUT_OF_RANGE", "MISSING_REQUIRED", "BAD_NUMBER"})
+RESCUED_EVENT_TYPES = ("SOS", "FALL", "GEOFENCE_EXIT")
+EVENT_TIMESTAMP_FORMS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M")
+
+Pseudonymise = Callable[[str], str]
+
+DEVICES_SCHEMA: dict[str, pl.DataType] = {
+    "device_kind": pl.String(),
+    "device_id": pl.String(),
+    "elder_key": pl.String(),
+    "street": pl.String(),
+    "lives_alone": pl.Boolean(),
+    "fence_lat": pl.Float64(),
+    "fence_lon": pl.Float64(),
+    "fence_radius_m": pl.Int64(),
+}
+VITALS_SCHEMA: dict[str, pl.DataType] = {
+    "device_id": pl.String(),
+    "measured_at": pl.Datetime("us"),
+    "heart_rate": pl.Int64(),
+    "spo2": pl.Int64(),
+    "steps": pl.Int64(),
+    "lat": pl.Float64(),
+    "lon": pl.Float64(),
+}
+EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "device_id": pl.String(),
+    "occurred_at": pl.Datetime("us"),
+    "event_type": pl.String(),
+}
+WATER_SCHEMA: dict[str, pl.DataType] = {
+    "meter_id": pl.String(),
+    "read_at": pl.Datetime("us"),
+    "reading_m3": pl.Float64(),
+}
+HITS_SCHEMA: dict[str, pl.DataType] = {
+    "device_kind": pl.String(),
+    "device_id": pl.String(),
+    "alert_type": pl.String(),
+    "run_start": pl.Datetime("us"),  # when the condition began (the episode start this hit implies)
+    "hit_at": pl.Datetime("us"),  # when the condition held (the alert is due from then)
+    "value": pl.Float64(),  # the reading behind the hit (bpm, %, metres, m3; 1 for an event)
+    "aux": pl.Float64(),  # geofence radius; water window hours
+    "source": pl.String(),  # event / quarantined_event / vitals / immobile / reading
+    "severity": pl.String(),
+}
+# one row per alert and hour in which the alert had a hit (the mart; contract schemas/marts/alerts.yaml)
+ALERTS_SCHEMA: dict[str, pl.DataType] = {
+    "alert_id": pl.String(),
+    "hour": pl.String(),
+    "alert_type": pl.String(),
+    "severity": pl.String(),
+    "elder_pseudonym": pl.String(),
+    "street": pl.String(),
+    "device_kind": pl.String(),
+    "device_id": pl.String(),
+    "detected_at": pl.Datetime("us"),
+    "episode_start": pl.Datetime("us"),
+    "episode_end": pl.Datetime("us"),
+    "hits": pl.Int64(),
+    "new_alert": pl.Boolean(),
+    "evidence": pl.String(),
+    "rules_version": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class AlertInputs:
+    """What the rules read for one hour (times: Shanghai wall clock, naive)."""
+
+    vitals: pl.DataFrame
+    events: pl.DataFrame
+    water: pl.DataFrame
+    devices: pl.DataFrame
+
+    @classmethod
+    def empty(cls) -> AlertInputs:
+        return cls(
+            pl.DataFrame(schema=VITALS_SCHEMA),
+            pl.DataFrame(schema=EVENTS_SCHEMA),
+            pl.DataFrame(schema=WATER_SCHEMA),
+            pl.DataFrame(schema=DEVICES_SCHEMA),
+        )
+
+
+# ---------------------------------------------------------------- hours
+
+
+def hour_key(start: datetime) -> str:
+    return start.strftime(HOUR_FORMAT)
+
+
+def hour_start(key: str) -> datetime:
+    return datetime.strptime(key, HOUR_FORMAT)
+
+
+# ---------------------------------------------------------------- rules -> hits
+
+
+def _empty_hits() -> pl.DataFrame:
+    return pl.DataFrame(schema=HITS_SCHEMA)
+
+
+def _minutes(n: float) -> pl.Expr:
+    return pl.duration(microseconds=round(n * 60_000_000))
+
+
+def _sustained(
+    frame: pl.DataFrame,
+    key: str,
+    time: str,
+    flag: pl.Expr,
+    value: pl.Expr,
+    *,
+    min_duration_minutes: float,
+    min_readings: int,
+    max_gap_minutes: float,
+    extreme: Literal["min", "max"],
+) -> pl.DataFrame:
+    """Hits of a sustained condition: the flagged readings of a run of consecutive flagged
+    readings (no gap over ``max_gap_minutes``) once it counts ``min_readings`` readings
+    spanning ``min_duration_minutes``. Columns: key, run_start, hit_at, value (the run's
+    ``extreme`` value so far, e.g. its lowest SpO2)."""
+    empty = pl.DataFrame(
+        schema={
+            key: pl.String(),
+            "run_start": pl.Datetime("us"),
+            "hit_at": pl.Datetime("us"),
+            "value": pl.Float64(),
+        }
+    )
+    if frame.height == 0:
+        return empty
+    f = frame.select(
+        pl.col(key), pl.col(time).alias("hit_at"), flag.alias("_flag"), value.cast(pl.Float64).alias("value")
+    )
+    if not f["_flag"].any():  # the usual hour: nothing abnormal, skip the run bookkeeping
+        return empty
+    f = f.sort(key, "hit_at").with_columns(
+        _brk=(
+            (pl.col("_flag") != pl.col("_flag").shift(1).over(key))
+            | ((pl.col("hit_at") - pl.col("hit_at").shift(1).over(key)) > _minutes(max_gap_minutes))
+        ).fill_null(True)
+    )
+    f = f.with_columns(_run=pl.col("_brk").cum_sum()).filter(pl.col("_flag"))
+    f = f.with_columns(
+        run_start=pl.col("hit_at").min().over("_run"),
+        _n=pl.int_range(1, pl.len() + 1).over("_run"),
+        value=(pl.col("value").cum_min() if extreme == "min" else pl.col("value").cum_max()).over("_run"),
+    )
+    return f.filter(
+        (pl.col("_n") >= min_readings)
+        & (pl.col("hit_at") - pl.col("run_start") >= _minutes(min_duration_minutes))
+    ).select(key, "run_start", "hit_at", "value")
+
+
+def _as_hits(
+    frame: pl.DataFrame,
+    device_kind: str,
+    alert_type: str,
+    source: str,
+    severity: str,
+    aux: pl.Expr | None = None,
+) -> pl.DataFrame:
+    key = "meter_id" if "meter_id" in frame.columns else "device_id"
+    return frame.select(
+        pl.lit(device_kind).alias("device_kind"),
+        pl.col(key).alias("device_id"),
+        pl.lit(alert_type).alias("alert_type"),
+        pl.col("run_start").cast(pl.Datetime("us")),
+        pl.col("hit_at").cast(pl.Datetime("us")),
+        pl.col("value").cast(pl.Float64),
+        (aux if aux is not None else pl.lit(None)).cast(pl.Float64).alias("aux"),
+        pl.lit(source).alias("source"),
+        pl.lit(severity).alias("severity"),
+    )
+
+
+def heart_rate_hits(vitals: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    r = rules.heart_rate
+    if not r.enabled:
+        return _empty_hits()
+    v = vitals.filter(pl.col("heart_rate").is_not_null())
+    out = []
+    bounds: tuple[tuple[str, pl.Expr, Literal["min", "max"]], ...] = (
+        (HEART_RATE_HIGH, pl.col("heart_rate") > r.high_bpm, "max"),
+        (HEART_RATE_LOW, pl.col("heart_rate") < r.low_bpm, "min"),
+    )
+    for alert_type, flag, extreme in bounds:
+        runs = _sustained(
+            v,
+            "device_id",
+            "measured_at",
+            flag,
+            pl.col("heart_rate"),
+            min_duration_minutes=r.min_duration_minutes,
+            min_readings=r.min_readings,
+            max_gap_minutes=r.max_gap_minutes,
+            extreme=extreme,
+        )
+        out.append(_as_hits(runs, WRISTBAND, alert_type, "vitals", r.severity))
+    return pl.concat(out)
+
+
+def spo2_hits(vitals: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    r = rules.spo2
+    if not r.enabled:
+        return _empty_hits()
+    runs = _sustained(
+        vitals.filter(pl.col("spo2").is_not_null()),
+        "device_id",
+        "measured_at",
+        pl.col("spo2") < r.below_pct,
+        pl.col("spo2"),
+        min_duration_minutes=r.min_duration_minutes,
+        min_readings=r.min_readings,
+        max_gap_minutes=r.max_gap_minutes,
+        extreme="min",
+    )
+    hits = _as_hits(runs, WRISTBAND, LOW_SPO2, "vitals", r.severity)
+    if r.critical_below_pct is not None:
+        hits = hits.with_columns(
+            severity=pl.when(pl.col("value") < r.critical_below_pct)
+            .then(pl.lit("CRITICAL"))
+            .otherwise(pl.col("severity"))
+        )
+    return hits
+
+
+def _event_hits(events: pl.DataFrame, event_type: str, alert_type: str, severity: str) -> pl.DataFrame:
+    ev = events.filter(pl.col("event_type") == event_type)
+    hits = _as_hits(
+        ev.select(
+            "device_id",
+            pl.col("occurred_at").alias("run_start"),
+            pl.col("occurred_at").alias("hit_at"),
+            value=pl.lit(1.0),
+        ),
+        WRISTBAND,
+        alert_type,
+        "event",
+        severity,
+    )
+    return hits.with_columns(
+        source=pl.when(ev["from_quarantine"]).then(pl.lit(QUARANTINED_EVENT)).otherwise(pl.col("source"))
+    )
+
+
+def sos_hits(events: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    r = rules.sos
+    return _event_hits(events, "SOS", SOS, r.severity) if r.enabled else _empty_hits()
+
+
+def fall_hits(events: pl.DataFrame, vitals: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    """A hit per FALL event; when the band's step count then stays flat for
+    ``no_movement_minutes``, a second hit (at the reading that shows it) at the higher severity."""
+    r = rules.fall
+    if not r.enabled:
+        return _empty_hits()
+    hits = _event_hits(events, "FALL", FALL, r.severity)
+    if r.no_movement_minutes is None or hits.height == 0:
+        return hits
+    falls = hits.select("device_id", pl.col("hit_at").alias("fall_at"))
+    need = timedelta(minutes=r.no_movement_minutes)
+    v = vitals.filter(pl.col("steps").is_not_null()).select("device_id", "measured_at", "steps")
+    # readings from the last one before the fall (within half an hour) to the first one at or
+    # after fall + no_movement_minutes; flat steps over all of them = no movement
+    near = falls.join(v, on="device_id").filter(
+        (pl.col("measured_at") >= pl.col("fall_at") - timedelta(minutes=30))
+        & (pl.col("measured_at") <= pl.col("fall_at") + need + timedelta(minutes=30))
+    )
+    base = (
+        near.filter(pl.col("measured_at") <= pl.col("fall_at"))
+        .group_by("device_id", "fall_at")
+        .agg(pl.col("measured_at").max().alias("from_at"))
+    )
+    confirm = (
+        near.filter(pl.col("measured_at") >= pl.col("fall_at") + need)
+        .group_by("device_id", "fall_at")
+        .agg(pl.col("measured_at").min().alias("to_at"))
+    )
+    spans = confirm.join(base, on=["device_id", "fall_at"], how="left").with_columns(
+        from_at=pl.coalesce("from_at", "fall_at")
+    )
+    flat = (
+        spans.join(near, on=["device_id", "fall_at"])
+        .filter(pl.col("measured_at").is_between(pl.col("from_at"), pl.col("to_at")))
+        .group_by("device_id", "fall_at", "to_at")
+        .agg(moved=pl.col("steps").max() - pl.col("steps").min(), readings=pl.len())
+        .filter((pl.col("moved") == 0) & (pl.col("readings") >= 2))
+        .select(
+            "device_id",
+            pl.col("fall_at").alias("run_start"),
+            pl.col("to_at").alias("hit_at"),
+            value=pl.lit(0.0),
+        )
+    )
+    return pl.concat([hits, _as_hits(flat, WRISTBAND, FALL, "immobile", r.no_movement_severity)])
+
+
+def _distance_m(lat: pl.Expr, lon: pl.Expr, lat0: pl.Expr, lon0: pl.Expr) -> pl.Expr:
+    """Metres between two nearby points (equirectangular; < 0.1% off within a district)."""
+    dy = (lat - lat0) * 111_320.0
+    dx = (lon - lon0) * 111_320.0 * (lat0 * math.pi / 180.0).cos()
+    return (dx * dx + dy * dy).sqrt()
+
+
+def geofence_hits(
+    vitals: pl.DataFrame, events: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules
+) -> pl.DataFrame:
+    r = rules.geofence_exit
+    if not r.enabled:
+        return _empty_hits()
+    fences = devices.filter(
+        (pl.col("device_kind") == WRISTBAND)
+        & pl.col("fence_lat").is_not_null()
+        & pl.col("fence_lon").is_not_null()
+        & pl.col("fence_radius_m").is_not_null()
+    ).select("device_id", "fence_lat", "fence_lon", "fence_radius_m")
+    v = vitals.filter(pl.col("lat").is_not_null() & pl.col("lon").is_not_null()).join(fences, on="device_id")
+    v = v.with_columns(
+        dist=_distance_m(pl.col("lat"), pl.col("lon"), pl.col("fence_lat"), pl.col("fence_lon"))
+    )
+    runs = _sustained(
+        v,
+        "device_id",
+        "measured_at",
+        pl.col("dist") > pl.col("fence_radius_m") + r.margin_m,
+        pl.col("dist"),
+        min_duration_minutes=r.dwell_minutes,
+        min_readings=1,
+        max_gap_minutes=r.max_gap_minutes,
+        extreme="max",
+    ).join(fences.select("device_id", "fence_radius_m"), on="device_id", how="left")
+    out = [_as_hits(runs, WRISTBAND, GEOFENCE_EXIT, "vitals", r.severity, aux=pl.col("fence_radius_m"))]
+    if r.use_device_events:
+        ev = _event_hits(events, "GEOFENCE_EXIT", GEOFENCE_EXIT, r.severity).with_columns(
+            value=pl.lit(None, pl.Float64)
+        )
+        out.append(
+            ev.drop("aux")
+            .join(
+                fences.select("device_id", pl.col("fence_radius_m").cast(pl.Float64).alias("aux")),
+                on="device_id",
+                how="left",
+            )
+            .select(list(HITS_SCHEMA))
+        )
+    return pl.concat(out)
+
+
+def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    """A hit per reading after which the meter counted < ``min_use_m3`` over the previous
+    ``window_hours`` (measured from the last reading at or before the window's start, at most
+    ``max_gap_hours`` earlier), for meters of elders living alone."""
+    r = rules.water_inactivity
+    if not r.enabled or water.height == 0:
+        return _empty_hits()
+    w = water.filter(pl.col("reading_m3").is_not_null()).select("meter_id", "read_at", "reading_m3")
+    if r.lives_alone_only:
+        alone = devices.filter(pl.col("device_kind") == WATER_METER).select(
+            pl.col("device_id").alias("meter_id"), "lives_alone"
+        )
+        w = w.join(alone, on="meter_id", how="left")
+        keep = pl.col("lives_alone")
+        if r.unknown_lives_alone_alerts:
+            keep = keep.fill_null(True)
+        w = w.filter(keep.fill_null(False)).drop("lives_alone")
+    w = w.sort("meter_id", "read_at")
+    window = timedelta(hours=r.window_hours)
+    starts = w.select(
+        "meter_id",
+        pl.col("read_at").alias("from_at"),
+        pl.col("reading_m3").alias("from_m3"),
+        (pl.col("read_at") + window).alias("_due"),
+    ).sort("meter_id", "_due")
+    paired = w.with_columns(_due=pl.col("read_at")).join_asof(
+        starts, on="_due", by="meter_id", strategy="backward", check_sortedness=False
+    )
+    quiet = paired.filter(
+        pl.col("from_at").is_not_null()
+        & (pl.col("read_at") - pl.col("from_at") <= window + timedelta(hours=r.max_gap_hours))
+    ).with_columns(used=(pl.col("reading_m3") - pl.col("from_m3")).round(6))
+    # a negative difference is a meter reset or a bad reading, not quietness
+    quiet = quiet.filter((pl.col("used") >= 0) & (pl.col("used") < r.min_use_m3)).select(
+        "meter_id",
+        pl.col("from_at").alias("run_start"),
+        pl.col("read_at").alias("hit_at"),
+        pl.col("used").alias("value"),
+        ((pl.col("read_at") - pl.col("from_at")).dt.total_minutes() / 60.0).alias("_hours"),
+    )
+    return _as_hits(quiet, WATER_METER, WATER_INACTIVITY, "reading", r.severity, aux=pl.col("_hours"))
+
+
+def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = None) -> pl.DataFrame:
+    """Every rule's hits over the inputs (readings and events before ``end`` only)."""
+    vitals, events, water = inputs.vitals, inputs.events, inputs.water
+    if end is not None:
+        vitals = vitals.filter(pl.col("measured_at") < end)
+        events = events.filter(pl.col("occurred_at") < end)
+        water = water.filter(pl.col("read_at") < end)
+    vitals = vitals.unique(["device_id", "measured_at"], keep="first", maintain_order=True)
+    if "from_quarantine" not in events.columns:
+        events = events.with_columns(from_quarantine=pl.lit(False))
+    # a staged copy of an event wins over a rescued quarantined one
+    events = events.sort("from_quarantine", "event_id").unique(
+        ["event_id"], keep="first", maintain_order=True
+    )
+    water = water.unique(["meter_id", "read_at"], keep="first", maintain_order=True)
+    parts = [
+        heart_rate_hits(vitals, rules),
+        spo2_hits(vitals, rules),
+        sos_hits(events, rules),
+        fall_hits(events, vitals, rules),
+        geofence_hits(vitals, events, inputs.devices, rules),
+        water_hits(water, inputs.devices, rules),
+    ]
+    hits = pl.concat([p.select(list(HITS_SCHEMA)).cast(HITS_SCHEMA) for p in parts])  # type: ignore[arg-type]
+    return hits.sort("device_kind", "device_id", "alert_type", "hit_at", "run_start", "source")
+
+
+# ---------------------------------------------------------------- hits -> episodes -> alerts
+
+
+def _subjects(hits: pl.DataFrame, devices: pl.DataFrame, pseudonymise: Pseudonymise) -> pl.DataFrame:
+    """Hits with the elder's pseudonym, street and the de-dup subject (elder, else device)."""
+    dev = devices.select("device_kind", "device_id", "elder_key", "street").unique(
+        ["device_kind", "device_id"], keep="last", maintain_order=True
+    )
+    h = hits.join(dev, on=["device_kind", "device_id"], how="left")
+    keys = sorted({k for k in h["elder_key"].to_list() if k is not None})
+    mapping = pl.DataFrame(
+        {"elder_key": keys, "elder_pseudonym": [pseudonymise(k) for k in keys]},
+        schema={"elder_key": pl.String(), "elder_pseudonym": pl.String()},
+    )
+    h = h.join(mapping, on="elder_key", how="left").drop("elder_key")
+    return h.with_columns(
+        subject=pl.coalesce("elder_pseudonym", pl.concat_str("device_kind", pl.lit(":"), "device_id"))
+    )
+
+
+def group_episodes(hits: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    """Merge each subject's hits of one type: a hit starting more than the type's
+    ``dedup_minutes`` after every earlier hit ended opens a new episode. Adds ``episode``."""
+    if hits.height == 0:
+        return hits.with_columns(episode=pl.lit(None, pl.Int64))
+    dedup = pl.col("alert_type").replace_strict(
+        {t: rules.dedup_minutes(t) for t in hits["alert_type"].unique().to_list()}, return_dtype=pl.Int64
+    )
+    h = hits.sort("subject", "alert_type", "run_start", "hit_at").with_columns(
+        _prev_end=pl.col("hit_at").cum_max().shift(1).over("subject", "alert_type"),
+        _dedup=pl.duration(minutes=dedup),
+    )
+    new = pl.col("_prev_end").is_null() | (pl.col("run_start") > pl.col("_prev_end") + pl.col("_dedup"))
+    return h.with_columns(episode=new.cast(pl.Int64).cum_sum()).drop("_prev_end", "_dedup")
+
+
+def _severity_max(col: str) -> pl.Expr:
+    rank = pl.col(col).replace_strict(SEVERITY_RANK, return_dtype=pl.Int64)
+    inverse = {v: k for k, v in SEVERITY_RANK.items()}
+    return rank.max().replace_strict(inverse, return_dtype=pl.String)
+
+
+def alert_id(subject: str, alert_type: str, episode_start: datetime) -> str:
+    """Stable id of an alert: elder (or device), type, episode start."""
+    text = f"{subject}|{alert_type}|{episode_start:%Y-%m-%dT%H:%M:%S}"
+    return "AL" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16].upper()
+
+
+def _fmt(t: datetime) -> str:
+    return f"{t.month}月{t.day}日{t:%H:%M}"
+
+
+def _number(x: object) -> float | None:
+    return float(x) if isinstance(x, int | float) else None
+
+
+QUARANTINE_NOTE = "（事件记录因其他字段异常进入隔离区，仍据原始记录告警）"
+
+
+def evidence(row: dict[str, object], rules: AlertRules) -> str:
+    """The Chinese evidence line of one alert row (numbers and the threshold they broke)."""
+    t = str(row["alert_type"])
+    start, end = row["episode_start"], row["episode_end"]
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    minutes = round((end - start).total_seconds() / 60)
+    value, aux = _number(row["value"]), _number(row["aux"])
+    shown = f"{value:.0f}" if value is not None else "?"
+    sources = set(row["sources"]) if isinstance(row["sources"], list) else set()
+    note = QUARANTINE_NOTE if QUARANTINED_EVENT in sources else ""
+    since = f"，{_fmt(start)}起"
+    if t == WATER_INACTIVITY:
+        w = rules.water_inactivity
+        window = aux if aux is not None else float(w.window_hours)
+        quiet = (end - start).total_seconds() / 3600
+        return (
+            f"{window:.0f}小时用水量{value or 0:.3f}立方米（阈值{w.min_use_m3}立方米/{w.window_hours}小时）；"
+            f"自{_fmt(start)}起约{quiet:.0f}小时无明显用水（独居）"
+        )
+    if t == HEART_RATE_HIGH:
+        return f"心率持续{minutes}分钟高于{rules.heart_rate.high_bpm}次/分（最高{shown}次/分）{since}"
+    if t == HEART_RATE_LOW:
+        return f"心率持续{minutes}分钟低于{rules.heart_rate.low_bpm}次/分（最低{shown}次/分）{since}"
+    if t == LOW_SPO2:
+        return f"血氧饱和度持续{minutes}分钟低于{rules.spo2.below_pct:g}%（最低{shown}%）{since}"
+    if t == SOS:
+        return f"一键呼叫（SOS）{row['events']}次{since}{note}"
+    if t == FALL:
+        text = f"腕表检测到跌倒（{_fmt(start)}）"
+        if "immobile" in sources:
+            text += f"；跌倒后{rules.fall.no_movement_minutes}分钟以上步数无变化"
+        return text + note
+    if t == GEOFENCE_EXIT:
+        parts = []
+        if "vitals" in sources and value is not None:
+            radius = f"（围栏半径{aux:.0f}米）" if aux is not None else ""
+            parts.append(f"离开电子围栏：距围栏中心最远{shown}米{radius}，持续{minutes}分钟")
+        if sources & {"event", QUARANTINED_EVENT}:
+            parts.append("腕表上报离开电子围栏")
+        return "；".join(parts) + since + note
+    raise ValueError(f"unknown alert type {t!r}")
+
+
+def _value_agg() -> pl.Expr:
+    """Per episode: the most abnormal reading (water: the latest window's use)."""
+    t = pl.col("alert_type").first()
+    latest = pl.col("value").sort_by("hit_at").drop_nulls().last()
+    return (
+        pl.when(t.is_in([HEART_RATE_HIGH, GEOFENCE_EXIT]))
+        .then(pl.col("value").max())
+        .when(t.is_in([HEART_RATE_LOW, LOW_SPO2]))
+        .then(pl.col("value").min())
+        .otherwise(latest)
+    )
+
+
+def alerts_for_hour(
+    start: datetime,
+    inputs: AlertInputs,
+    rules: AlertRules,
+    pseudonymise: Pseudonymise,
+    prior: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The alert rows of the hour ``[start, start + 1 h)`` (schema :data:`ALERTS_SCHEMA`).
+
+    ``inputs`` hold the readings of the hour and its look-back (later ones are ignored);
+    ``prior`` the mart rows of earlier hours (:func:`read_prior`) to chain ongoing alerts to.
+    """
+    end = start + timedelta(hours=1)
+    hits = detect_hits(inputs, rules, end)
+    if hits.height == 0:
+        return pl.DataFrame(schema=ALERTS_SCHEMA)
+    hits = group_episodes(_subjects(hits, inputs.devices, pseudonymise), rules)
+    eps = (
+        hits.group_by("episode")
+        .agg(
+            pl.col("subject").first(),
+            pl.col("alert_type").first(),
+            _severity_max("severity").alias("severity"),
+            pl.col("elder_pseudonym").first(),
+            pl.col("street").first(),
+            pl.col("device_kind").sort_by("hit_at").last(),
+            pl.col("device_id").sort_by("hit_at").last(),
+            pl.col("hit_at").min().alias("detected_at"),
+            pl.col("run_start").min().alias("episode_start"),
+            pl.col("hit_at").max().alias("episode_end"),
+            pl.col("hit_at").is_between(start, end, closed="left").sum().cast(pl.Int64).alias("hits"),
+            _value_agg().alias("value"),
+            pl.col("aux").drop_nulls().last().alias("aux"),
+            pl.col("source").unique().sort().alias("sources"),
+            pl.col("source").is_in(["event", QUARANTINED_EVENT]).sum().cast(pl.Int64).alias("events"),
+        )
+        .filter(pl.col("hits") > 0)
+    )
+    eps = _chain(eps, prior, rules)
+    eps = _escalate(eps, rules)
+    rows = []
+    for row in eps.sort("alert_type", "subject", "episode_start").iter_rows(named=True):
+        rows.append(
+            {
+                "alert_id": row["alert_id"],
+                "hour": hour_key(start),
+                "alert_type": row["alert_type"],
+                "severity": row["severity"],
+                "elder_pseudonym": row["elder_pseudonym"],
+                "street": row["street"],
+                "device_kind": row["device_kind"],
+                "device_id": row["device_id"],
+                "detected_at": row["detected_at"],
+                "episode_start": row["episode_start"],
+                "episode_end": row["episode_end"],
+                "hits": row["hits"],
+                "new_alert": row["new_alert"],
+                "evidence": evidence(row, rules),
+                "rules_version": rules.version_hash,
+            }
+        )
+    return pl.DataFrame(rows, schema=ALERTS_SCHEMA)
+
+
+def _chain(eps: pl.DataFrame, prior: pl.DataFrame | None, rules: AlertRules) -> pl.DataFrame:
+    """Give each episode the id of the earlier alert it continues (same subject and type, that
+    alert ended within the de-dup window before this episode began), else a new id."""
+    eps = eps.with_columns(
+        alert_id=pl.struct("subject", "alert_type", "episode_start").map_elements(
+            lambda s: alert_id(s["subject"], s["alert_type"], s["episode_start"]), return_dtype=pl.String
+        ),
+        new_alert=pl.lit(True),
+    )
+    if prior is None or prior.height == 0:
+        return eps
+    p = (
+        prior.with_columns(
+            subject=pl.coalesce("elder_pseudonym", pl.concat_str("device_kind", pl.lit(":"), "device_id"))
+        )
+        .group_by("alert_id")
+        .agg(
+            pl.col("subject").last(),
+            pl.col("alert_type").first(),
+            pl.col("episode_start").min().alias("p_start"),
+            pl.col("episode_end").max().alias("p_end"),
+            pl.col("detected_at").min().alias("p_detected"),
+            pl.col("severity").sort_by("hour").last().alias("p_severity"),
+        )
+        .rename({"alert_id": "p_alert_id"})
+    )
+    dedup = pl.col("alert_type").replace_strict(
+        {t: rules.dedup_minutes(t) for t in eps["alert_type"].unique().to_list()}, return_dtype=pl.Int64
+    )
+    match = (
+        eps.select(
+            "episode",
+            "subject",
+            "alert_type",
+            "episode_start",
+            "episode_end",
+            _dedup=pl.duration(minutes=dedup),
+        )
+        .join(p, on=["subject", "alert_type"])
+        .filter(
+            (pl.col("p_end") >= pl.col("episode_start") - pl.col("_dedup"))
+            & (pl.col("p_start") <= pl.col("episode_end"))
+        )
+        .sort("episode", "p_start", "p_alert_id")
+        .unique("episode", keep="first", maintain_order=True)
+        .select("episode", "p_alert_id", "p_start", "p_detected", "p_severity")
+    )
+    eps = eps.join(match, on="episode", how="left")
+    chained = pl.col("p_alert_id").is_not_null()
+    rank = SEVERITY_RANK
+    worst = pl.max_horizontal(
+        pl.col("severity").replace_strict(rank, return_dtype=pl.Int64),
+        pl.col("p_severity").replace_strict(rank, default=0, return_dtype=pl.Int64),
+    )
+    return eps.with_columns(
+        alert_id=pl.when(chained).then(pl.col("p_alert_id")).otherwise(pl.col("alert_id")),
+        new_alert=~chained,
+        episode_start=pl.min_horizontal("episode_start", "p_start"),
+        detected_at=pl.min_horizontal("detected_at", "p_detected"),
+        # an alert never drops its severity while it lasts
+        severity=worst.replace_strict({v: k for k, v in rank.items()}, return_dtype=pl.String),
+    ).drop("p_alert_id", "p_start", "p_detected", "p_severity")
+
+
+def _escalate(eps: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    """Water: still quiet ``critical_after_hours`` after the quiet began -> CRITICAL."""
+    w = rules.water_inactivity
+    if w.critical_after_hours is None:
+        return eps
+    long_quiet = (pl.col("alert_type") == WATER_INACTIVITY) & (
+        pl.col("episode_end") - pl.col("episode_start") >= timedelta(hours=w.critical_after_hours)
+    )
+    return eps.with_columns(
+        severity=pl.when(long_quiet).then(pl.lit("CRITICAL")).otherwise(pl.col("severity"))
+    )
+
+
+# ---------------------------------------------------------------- the lake
+
+
+def mart_dir(lake: Lake) -> Path:
+    return lake.marts / MART
+
+
+def hour_path(lake: Lake, key: str) -> Path:
+    return mart_dir(lake) / f"hour={key}" / "data.parquet"
+
+
+def _days(start: datetime, end: datetime) -> list[date]:
+    first, last = start.date(), (end - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+DayCache = dict[tuple[str, date], pl.DataFrame]
+
+
+def read_staged_window(
+    lake: Lake,
+    table: str,
+    time_col: str,
+    schema: dict[str, pl.DataType],
+    start: datetime,
+    end: datetime,
+    cache: DayCache | None = None,
+) -> pl.DataFrame:
+    """Rows of a daily-partitioned staged table with ``start <= time_col < end``: reads the
+    delivery days the window overlaps (``staged/<table>/date=YYYY-MM-DD/data.parquet``).
+    ``cache`` keeps whole days (the columns of ``schema``) for the next hours of a run."""
+    window = (pl.col(time_col) >= start) & (pl.col(time_col) < end)
+    frames = []
+    for d in _days(start, end):
+        path = lake.staged / table / f"date={d.isoformat()}" / "data.parquet"
+        if cache is not None and (table, d) in cache:
+            frames.append(cache[(table, d)].filter(window))
+        elif path.exists():
+            if cache is not None:
+                cache[(table, d)] = pl.read_parquet(path, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
+                frames.append(cache[(table, d)].filter(window))
+            else:
+                scan = pl.scan_parquet(path, hive_partitioning=False).select(list(schema)).filter(window)
+                frames.append(scan.collect().cast(schema))  # type: ignore[arg-type]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def rescue_events(quarantined: pl.DataFrame, event_codes: dict[str, str]) -> pl.DataFrame:
+    """Quarantined wristband events that still mean an SOS, a fall or a geofence exit: device,
+    time and type readable, quarantined only for another column (:data:`RESCUABLE_REASONS`)
+    and not later than their delivery day. ``event_codes``: every spelling -> code
+    (``registry.codelist("wristband_event").lookup()``). Returns :data:`EVENTS_SCHEMA` +
+    ``from_quarantine``."""
+    schema = {**EVENTS_SCHEMA, "from_quarantine": pl.Boolean()}
+    if quarantined.height == 0:
+        return pl.DataFrame(schema=schema)
+    text = pl.col("occurred_at").str.strip_chars()
+    with_offset = (
+        text.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%z", strict=False)
+        .dt.convert_time_zone("Asia/Shanghai")
+        .dt.replace_time_zone(None)
+    )
+    parsed = pl.coalesce(
+        with_offset, *[text.str.strptime(pl.Datetime("us"), f, strict=False) for f in EVENT_TIMESTAMP_FORMS]
+    )
+    q = quarantined.with_columns(
+        occurred=parsed,
+        code=pl.col("event_type")
+        .str.strip_chars()
+        .replace_strict(event_codes, default=None, return_dtype=pl.String),
+        device=pl.col("device_id").str.strip_chars(),
+        ok=pl.col("_reasons").list.eval(pl.element().is_in(list(RESCUABLE_REASONS))).list.all(),
+    )
+    q = q.filter(
+        pl.col("ok")
+        & pl.col("code").is_in(list(RESCUED_EVENT_TYPES))
+        & pl.col("occurred").is_not_null()
+        & (pl.col("device").str.len_chars() > 0)
+        & (pl.col("occurred") < pl.col("_delivery_date").cast(pl.Datetime("us")) + timedelta(days=1))
+    )
+    return q.select(
+        pl.coalesce(
+            pl.col("event_id"), pl.concat_str(pl.lit("Q:"), "_source_file", pl.lit(":"), "_row_number")
+        ).alias("event_id"),
+        pl.col("device").alias("device_id"),
+        pl.col("occurred").alias("occurred_at"),
+        pl.col("code").alias("event_type"),
+        from_quarantine=pl.lit(True),
+    ).cast(schema)  # type: ignore[arg-type]
+
+
+def read_quarantined_events(
+    lake: Lake, start: datetime, end: datetime, event_codes: dict[str, str], cache: DayCache | None = None
+) -> pl.DataFrame:
+    """:func:`rescue_events` over the quarantined wristband events of the days of ``[start, end)``."""
+    folder = lake.staged / "_quarantine" / "wristband_events"
+    need = [
+        "event_id",
+        "device_id",
+        "occurred_at",
+        "event_type",
+        "_reasons",
+        "_delivery_date",
+        "_source_file",
+        "_row_number",
+    ]
+    frames = []
+    for d in _days(start, end):
+        key = ("_quarantine/wristband_events", d)
+        if cache is not None and key in cache:
+            frames.append(cache[key])
+            continue
+        path = folder / f"date={d.isoformat()}" / "data.parquet"
+        if not path.exists():
+            continue
+        q = pl.read_parquet(path)
+        rescued = rescue_events(
+            q.select(need) if all(c in q.columns for c in need) else pl.DataFrame(), event_codes
+        )
+        if cache is not None:
+            cache[key] = rescued
+        frames.append(rescued)
+    if not frames:
+        return rescue_events(pl.DataFrame(), event_codes)
+    return pl.concat(frames).filter((pl.col("occurred_at") >= start) & (pl.col("occurred_at") < end))
+
+
+def read_inputs(
+    lake: Lake,
+    start: datetime,
+    rules: AlertRules,
+    devices: pl.DataFrame,
+    event_codes: dict[str, str] | None = None,
+    cache: DayCache | None = None,
+) -> AlertInputs:
+    """The staged telemetry one hour's rules need: each source from its longest look-back."""
+    end = start + timedelta(hours=1)
+    vitals_from = start - timedelta(hours=max(rules.vitals_lookback_hours, rules.fall.lookback_hours))
+    events_from = start - timedelta(
+        hours=max(rules.sos.lookback_hours, rules.fall.lookback_hours, rules.geofence_exit.lookback_hours)
+    )
+    water_from = start - timedelta(hours=rules.water_inactivity.lookback_hours)
+    events = read_staged_window(
+        lake, "wristband_events", "occurred_at", EVENTS_SCHEMA, events_from, end, cache
+    )
+    events = events.with_columns(from_quarantine=pl.lit(False))
+    if rules.rescue_quarantined_events and event_codes is not None:
+        events = pl.concat([events, read_quarantined_events(lake, events_from, end, event_codes, cache)])
+    return AlertInputs(
+        vitals=read_staged_window(
+            lake, "wristband_vitals", "measured_at", VITALS_SCHEMA, vitals_from, end, cache
+        ),
+        events=events,
+        water=read_staged_window(lake, "water_readings", "read_at", WATER_SCHEMA, water_from, end, cache),
+        devices=devices,
+    )
+
+
+def load_devices(lake: Lake) -> pl.DataFrame:
+    """Monitoring devices and their elders from the library (``library/elder_devices``); an
+    elder lives alone when the device list says so or ``library/dim_elder`` has ``ALONE``."""
+    path = lake.library / "elder_devices" / "data.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: build library/elder_devices before the safety alerts")
+    dev = pl.read_parquet(path)
+    for col, dtype in DEVICES_SCHEMA.items():
+        if col not in dev.columns:
+            dev = dev.with_columns(pl.lit(None, dtype).alias(col))
+    dev = dev.select(list(DEVICES_SCHEMA)).cast(DEVICES_SCHEMA)  # type: ignore[arg-type]
+    dim = lake.library / "dim_elder" / "data.parquet"
+    if dim.exists():
+        alone = pl.read_parquet(dim, columns=["elder_key", "living_arrangement"]).select(
+            "elder_key", _alone=pl.col("living_arrangement") == "ALONE"
+        )
+        dev = (
+            dev.join(alone, on="elder_key", how="left")
+            .with_columns(
+                lives_alone=pl.when(pl.col("lives_alone") | pl.col("_alone"))
+                .then(True)
+                .otherwise(pl.coalesce("lives_alone", "_alone"))
+            )
+            .drop("_alone")
+        )
+    return dev
+
+
+def prior_hours(start: datetime, rules: AlertRules) -> list[str]:
+    """Earlier hours whose alerts an episode in hour ``start`` may continue."""
+    back = math.ceil(rules.max_dedup_minutes / 60) + rules.max_lookback_hours + 1
+    return [hour_key(start - timedelta(hours=k)) for k in range(back, 0, -1)]
+
+
+def read_prior(
+    lake: Lake, start: datetime, rules: AlertRules, cache: dict[str, pl.DataFrame] | None = None
+) -> pl.DataFrame:
+    """The mart rows of :func:`prior_hours` (from ``cache`` when it holds an hour, else from disk)."""
+    cache = cache or {}
+    keys = prior_hours(start, rules)
+    frames = [cache[k] for k in keys if k in cache and cache[k].height]
+    files = [p for k in keys if k not in cache and (p := hour_path(lake, k)).exists()]
+    if files:
+        frames.append(pl.scan_parquet(files, hive_partitioning=False).collect().cast(ALERTS_SCHEMA))  # type: ignore[arg-type]
+    if not frames:
+        return pl.DataFrame(schema=ALERTS_SCHEMA)
+    return pl.concat(frames)
+
+
+def write_hour(lake: Lake, key: str, rows: pl.DataFrame) -> Path:
+    """Replace the hour's file atomically (an hour without alerts gets an empty file)."""
+    out = hour_path(lake, key)
+    with atomic_path(out) as tmp:
+        rows.select(list(ALERTS_SCHEMA)).write_parquet(tmp, compression="zstd", statistics=True)
+    return out
+
+
+def run_hour(
+    lake: Lake,
+    key: str,
+    rules: AlertRules,
+    devices: pl.DataFrame,
+    pseudonymise: Pseudonymise,
+    cache: dict[str, pl.DataFrame] | None = None,
+    days: DayCache | None = None,
+) -> pl.DataFrame:
+    """Detect, chain and write one hour partition; returns its rows. ``cache``: rows of hours
+    already run (by hour), ``days``: staged days already read (both filled by :func:`run_hours`)."""
+    start = hour_start(key)
+    codes = load_registry().codelist("wristband_event").lookup()
+    rows = alerts_for_hour(
+        start,
+        read_inputs(lake, start, rules, devices, codes, days),
+        rules,
+        pseudonymise,
+        read_prior(lake, start, rules, cache),
+    )
+    write_hour(lake, key, rows)
+    return rows
+
+
+def run_hours(
+    lake: Lake, keys: Iterable[str], rules: AlertRules, devices: pl.DataFrame, pseudonymise: Pseudonymise
+) -> pl.DataFrame:
+    """Several hours in time order, each chained to the ones before it (also those of this run).
+
+    Staged days are read once per run and dropped when the hours have moved past them."""
+    cache: dict[str, pl.DataFrame] = {}
+    days: DayCache = {}
+    back = timedelta(hours=rules.max_lookback_hours + 1)
+    for key in sorted(keys):
+        oldest = (hour_start(key) - back).date()
+        for stale in [k for k in days if k[1] < oldest]:
+            del days[stale]
+        cache[key] = run_hour(lake, key, rules, devices, pseudonymise, cache, days)
+    return pl.concat(list(cache.values())) if cache else pl.DataFrame(schema=ALERTS_SCHEMA)
+
+
+def read_alerts(lake: Lake) -> pl.DataFrame:
+    """Every hour's rows of the mart."""
+    files = sorted(mart_dir(lake).glob("hour=*/data.parquet"))
+    if not files:
+        return pl.DataFrame(schema=ALERTS_SCHEMA)
+    return pl.scan_parquet(files, hive_partitioning=False).collect().cast(ALERTS_SCHEMA)  # type: ignore[arg-type]
