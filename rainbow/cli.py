@@ -215,6 +215,20 @@ def catalog(
 
 
 @app.command()
+def bench(
+    elders: Annotated[int, typer.Option(help="Elders in the data set (district scale: 400000).")] = 10_000,
+    days: Annotated[int, typer.Option(help="Days of deliveries (a year: 365).")] = 30,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 20261101,
+    cache: Annotated[Path, typer.Option(help="Where generated data sets are cached.")] = Path(".bench"),
+) -> None:
+    """Benchmark the nightly build (性能基准): per asset time/rows/peak memory, floors, incremental day."""
+    from benchmarks.nightly import bench as run_bench
+
+    record = run_bench(elders, days, seed, cache)
+    raise typer.Exit(0 if record["full_ok"] else 1)
+
+
+@app.command()
 def ui(
     lake: LakeOption = None,
     dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,

@@ -1,0 +1,284 @@
+"""The nightly-build benchmark (``rainbow bench``): the whole build at a scale, per asset, with floors.
+
+    python -m benchmarks.nightly --elders 10000 --days 30
+    rainbow bench --elders 400000 --days 365        # the district scale (generated once, cached)
+
+Steps, all on one generated data set (cached under ``.bench/``):
+
+1. **full build**: every delivery except the last day's, through ``rainbow build``
+   (:func:`pipelines.instance.run_nightly`, the real Dagster instance) in a fresh
+   process, RSS sampled every 50 ms. Per asset (Dagster step): seconds, rows
+   (``dagster/row_count``), rows/s and the peak RSS while it ran; then the run.
+2. **incremental**: the last day's deliveries land; ``rainbow build`` again. The
+   issue's target: within 2% of the full build... of its *time*, read as the
+   incremental run costing at most a small share of the full one; both printed.
+3. **floors**, same run: (a) DuckDB alone reading every landing file it can read
+   natively (UTF-8 CSV, JSON, JSON lines) into Parquet once, extrapolated by rows
+   to all files; (b) a plain regex pass over every free-text note vs our
+   scrubbing (:func:`masking.scrub.scrub_texts`).
+
+Results are appended as one JSON line to ``benchmarks/results.jsonl`` so runs can be
+compared over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from benchmarks.common import cached_landing, console, measure, print_table
+from rainbow.settings import Lake
+from sample_data.config import GeneratorConfig
+from sample_data.truth import read_truth
+
+RESULTS = Path(__file__).with_name("results.jsonl")
+
+
+# ------------------------------------------------------------------ the work lake
+
+
+def last_day_files(landing: Lake) -> tuple[str, set[str]]:
+    files = read_truth(landing.truth, "files")
+    last = files["delivery_date"].max()
+    names = set(files.filter(pl.col("delivery_date") == last)["source_file"].to_list())
+    return str(last), names
+
+
+def work_lake(cache: Path, cfg: GeneratorConfig) -> tuple[Lake, Lake, set[str]]:
+    """(work lake with every landing file but the last day's linked in, the cached lake, held-back files)."""
+    landing = cached_landing(cache, cfg)
+    work = Lake((cache / f"nightly-{cfg.elders}x{cfg.days}-s{cfg.seed}").resolve())
+    shutil.rmtree(work.root, ignore_errors=True)
+    work.root.mkdir(parents=True)
+    work.truth.symlink_to(landing.truth.resolve())
+    _, held = last_day_files(landing)
+    for path in sorted(landing.landing.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(landing.landing).as_posix()
+            if rel not in held:
+                link(landing, work, rel)
+    return work, landing, held
+
+
+def link(source: Lake, work: Lake, rel: str) -> None:
+    target = work.landing / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to((source.landing / rel).resolve())
+
+
+# ------------------------------------------------------------------ measured children
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    step: str
+    start: float
+    end: float
+    rows: int
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_build(root: str) -> dict[str, Any]:
+    """``rainbow build`` in this (fresh) process, RSS sampled; per-step timings from the instance."""
+    import dagster as dg
+
+    from pipelines.instance import run_nightly
+
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append((time.time(), _rss_mb()))
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.time()
+    lake = Lake(Path(root))
+    ok = run_nightly(lake, console=_quiet_console())
+    t1 = time.time()
+    stop.set()
+    thread.join()
+    steps: list[StepTiming] = []
+    with dg.DagsterInstance.from_config(str(lake.dagster_home)) as instance:
+        for record_ in instance.get_run_records():
+            run = record_.dagster_run
+            started = record_.start_time or 0.0
+            if run.tags.get("rainbow/trigger") != "rainbow build" or started < t0 - 1:
+                continue
+            starts: dict[str, float] = {}
+            rows: dict[str, int] = {}
+            for record in instance.all_logs(run.run_id):
+                ev = record.dagster_event
+                if ev is None or record.step_key is None:
+                    continue
+                if ev.event_type_value == "STEP_START":
+                    starts[record.step_key] = record.timestamp
+                elif ev.event_type_value == "ASSET_MATERIALIZATION":
+                    meta = ev.step_materialization_data.materialization.metadata
+                    count = meta.get("dagster/row_count")
+                    if count is not None:
+                        rows[record.step_key] = rows.get(record.step_key, 0) + int(count.value)  # type: ignore[arg-type]
+                elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and record.step_key in starts:
+                    key = record.step_key
+                    steps.append(StepTiming(key, starts[key], record.timestamp, rows.get(key, 0)))
+    per_step = []
+    for s in steps:
+        peak = max((mb for t, mb in samples if s.start - 0.05 <= t <= s.end + 0.05), default=0.0)
+        per_step.append({"step": s.step, "seconds": s.end - s.start, "rows": s.rows, "peak_mb": peak})
+    peak_mb = max((mb for _, mb in samples), default=0.0)
+    return {"ok": ok, "seconds": t1 - t0, "peak_mb": peak_mb, "steps": per_step}
+
+
+def _quiet_console() -> Any:
+    from rich.console import Console
+
+    return Console(file=open(os.devnull, "w"))
+
+
+def run_floor(landing_root: str, out_dir: str) -> dict[str, Any]:
+    from benchmarks.ingest import floor_tables
+    from benchmarks.ingest import run_floor as duck_floor
+
+    lake = Lake(Path(landing_root))
+    tables = sorted(floor_tables(lake))
+    rows = duck_floor(landing_root, out_dir, tables)
+    return {"tables": tables, "rows": sum(rows.values())}
+
+
+def run_scrub(landing_root: str) -> dict[str, float]:
+    from benchmarks.pii import candidate_re_scrub
+    from masking.evaluation import labelled_notes
+    from masking.scrub import scrub_texts
+
+    notes, _ = labelled_notes(Lake(Path(landing_root)))
+    texts = notes["text"].to_list()
+    t0 = time.perf_counter()
+    candidate_re_scrub(texts)
+    t1 = time.perf_counter()
+    scrub_texts(pl.Series(texts))
+    t2 = time.perf_counter()
+    return {"notes": float(len(texts)), "regex_s": t1 - t0, "scrub_s": t2 - t1}
+
+
+# ------------------------------------------------------------------ main
+
+
+def _git_commit() -> str:
+    try:
+        cmd = ["git", "rev-parse", "--short", "HEAD"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULTS) -> dict[str, Any]:
+    cfg = GeneratorConfig(elders=elders, days=days, seed=seed)
+    work, landing, held = work_lake(cache, cfg)
+    files = read_truth(landing.truth, "files")
+    landing_rows = int(files["rows"].sum())
+    held_rows = int(files.filter(pl.col("source_file").is_in(list(held)))["rows"].sum())
+
+    console.print(f"full build: {landing_rows - held_rows:,} delivered rows ({len(held)} files held back)")
+    full = measure(run_build, str(work.root))
+    for rel in sorted(held):
+        link(landing, work, rel)
+    console.print(f"incremental: the last day's {len(held)} files ({held_rows:,} rows)")
+    incremental = measure(run_build, str(work.root))
+    floor_dir = work.root / "_floor"
+    floor_dir.mkdir()
+    floor = measure(run_floor, str(landing.root), str(floor_dir))
+    shutil.rmtree(floor_dir)
+    scrub = measure(run_scrub, str(landing.root))
+
+    steps = sorted(full.result["steps"], key=lambda s: -s["seconds"])
+    print_table(
+        f"full build per asset ({elders:,} elders x {days} days; slowest first)",
+        ["step", "seconds", "rows", "rows/s", "peak MB"],
+        [
+            [s["step"], f"{s['seconds']:.2f}", f"{s['rows']:,}",
+             f"{s['rows'] / s['seconds']:,.0f}" if s["seconds"] and s["rows"] else "", f"{s['peak_mb']:,.0f}"]
+            for s in steps
+        ],
+    )  # fmt: skip
+    floor_rows = int(floor.result["rows"])
+    floor_rate = floor_rows / floor.seconds if floor.seconds else 0.0
+    floor_all = landing_rows / floor_rate if floor_rate else float("nan")
+    full_s, inc_s = full.result["seconds"], incremental.result["seconds"]
+    regex_s, scrub_s = scrub.result["regex_s"], scrub.result["scrub_s"]
+    notes = scrub.result["notes"]
+    print_table(
+        "whole runs and floors (same run)",
+        ["measure", "seconds", "peak MB", "rows/s", "ratio"],
+        [
+            ["floor (a): DuckDB reads landing -> Parquet (readable tables)", f"{floor.seconds:.1f}",
+             f"{floor.peak_mb:,.0f}", f"{floor_rate:,.0f}", ""],
+            ["floor (a) extrapolated to every landing row", f"{floor_all:.1f}", "", f"{floor_rate:,.0f}",
+             "1.00"],
+            ["full build (rainbow build)", f"{full_s:.1f}", f"{full.result['peak_mb']:,.0f}",
+             f"{(landing_rows - held_rows) / full_s:,.0f}", f"{full_s / floor_all:.2f} x floor"],
+            ["incremental: one new day", f"{inc_s:.1f}", f"{incremental.result['peak_mb']:,.0f}",
+             f"{held_rows / inc_s:,.0f}", f"{inc_s / full_s:.1%} of full"],
+            ["floor (b): plain regex over every note", f"{regex_s:.3f}", "", f"{notes / regex_s:,.0f}",
+             "1.00"],
+            ["scrub_texts over every note", f"{scrub_s:.3f}", "", f"{notes / scrub_s:,.0f}",
+             f"{scrub_s / regex_s:.2f} x regex"],
+        ],
+    )  # fmt: skip
+    record = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _git_commit(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+        "elders": elders,
+        "days": days,
+        "seed": seed,
+        "landing_rows": landing_rows,
+        "full_s": round(full_s, 2),
+        "full_peak_mb": round(full.result["peak_mb"]),
+        "full_ok": full.result["ok"],
+        "incremental_s": round(inc_s, 2),
+        "incremental_share": round(inc_s / full_s, 4),
+        "floor_rows_per_s": round(floor_rate),
+        "full_vs_floor": round(full_s / floor_all, 2),
+        "scrub_vs_regex": round(scrub_s / regex_s, 2),
+        "steps": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in steps],
+    }
+    with results.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    console.print(f"appended to {results}")
+    return record
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--elders", type=int, default=10_000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=20261101)
+    ap.add_argument("--cache", type=Path, default=Path(".bench"))
+    args = ap.parse_args()
+    bench(args.elders, args.days, args.seed, args.cache)
+
+
+if __name__ == "__main__":
+    main()
