@@ -12,6 +12,7 @@ import duckdb
 from pydantic import Field
 
 from rainbow.settings import Lake, lake_root
+from rainbow.warehouse import publish_views
 
 
 def _default_root() -> str:
@@ -57,5 +58,7 @@ class LakeResource(dg.ConfigurableResource):
                 delay = min(delay * 2, 2.0)
         try:
             yield con
+            if not read_only:
+                publish_views(con, self.lake)  # readers (dashboards) open these, not the locked file
         finally:
             con.close()

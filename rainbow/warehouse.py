@@ -1,0 +1,75 @@
+"""Reading the warehouse while a build writes it.
+
+DuckDB takes a file lock per process: while the pipeline holds
+``warehouse.duckdb`` open for writing, no other process can open it, not even
+read-only. The warehouse holds only *views* over Parquet files that are written
+atomically (temp name, then rename), so readers do not need the file itself:
+
+- after every writing connection, :func:`publish_views` writes the DDL of every
+  view (``CREATE SCHEMA`` + ``CREATE VIEW`` statements) to
+  ``<lake>/warehouse_views.sql`` (atomically);
+- :func:`open_reader` opens an in-memory DuckDB and runs that DDL: the same
+  ``staged.*``, ``library.*``, ``marts.*`` views, over the same Parquet files,
+  with no lock on the warehouse. A build that runs meanwhile replaces files by
+  rename; a reader sees the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from rainbow.io import write_bytes_atomic
+from rainbow.settings import Lake
+
+VIEWS_FILE = "warehouse_views.sql"
+SEPARATOR = "\n-- rainbow:view\n"
+
+
+def views_path(lake: Lake) -> Path:
+    return lake.root / VIEWS_FILE
+
+
+def view_ddl(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every user view's CREATE statement (schemas first), in dependency-safe order (by schema, name)."""
+    schemas = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT schema_name FROM duckdb_views() WHERE NOT internal "
+            "AND database_name = current_database() ORDER BY 1"
+        ).fetchall()
+    ]
+    views = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE NOT internal AND database_name = current_database() "
+        "ORDER BY schema_name, view_name"
+    ).fetchall()
+    return [f'CREATE SCHEMA IF NOT EXISTS "{s}";' for s in schemas] + [str(v[0]) for v in views]
+
+
+def publish_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Write the views' DDL next to the warehouse, only when it changed."""
+    text = SEPARATOR.join(view_ddl(con))
+    path = views_path(lake)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def open_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the warehouse's views (no lock on ``warehouse.duckdb``).
+
+    Views whose files are missing (a zone not built yet) are skipped.
+    """
+    con = duckdb.connect()
+    path = views_path(lake)
+    if not path.exists():
+        return con
+    for statement in path.read_text(encoding="utf-8").split(SEPARATOR):
+        if not statement.strip():
+            continue
+        try:
+            con.execute(statement)
+        except duckdb.Error:
+            continue  # e.g. a view over files a reader cannot see yet
+    return con
