@@ -173,6 +173,7 @@ def run_scrub(landing_root: str) -> dict[str, float]:
 
     notes, _ = labelled_notes(Lake(Path(landing_root)))
     texts = notes["text"].to_list()
+    scrub_texts(pl.Series(texts[:50]))  # build the analyzer once, outside the timing
     t0 = time.perf_counter()
     candidate_re_scrub(texts)
     t1 = time.perf_counter()
