@@ -31,6 +31,18 @@ setup() {
   fi
 }
 
+# The browser tests drive Debian's chromium (no browser download); CJK text needs a font.
+ensure_browser() {
+  if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wqy"; then
+    echo "==> installing chromium and fonts-wqy-microhei (apt)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      chromium fonts-wqy-microhei fontconfig >/dev/null
+  fi
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -46,6 +58,7 @@ case "$cmd" in
     echo "==> pytest"; "$VENV/bin/python" -m pytest "$@" ;;
   test-slow)
     setup dev
+    ensure_browser
     "$VENV/bin/python" -m pytest -m slow "$@" ;;
   *)
     sed -n '2,7p' "$0"; exit 2 ;;
