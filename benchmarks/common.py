@@ -50,8 +50,20 @@ def _child(fn: Callable[..., Any], args: tuple[Any, ...], queue: Any) -> None:
         queue.put(traceback.format_exc())
         raise
     seconds = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put(Measured(seconds, peak_kb / 1024, result))
+    queue.put(Measured(seconds, _peak_kb() / 1024, result))
+
+
+def _peak_kb() -> int:
+    """This process's peak RSS. ``ru_maxrss`` survives ``execve``, so a child spawned by a big
+    parent would report the parent's peak; the kernel's ``VmHWM`` belongs to this image only."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(fn: Callable[..., Any], *args: Any) -> Measured:
