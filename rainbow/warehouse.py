@@ -56,15 +56,15 @@ def publish_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def open_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the warehouse's views (no lock on ``warehouse.duckdb``).
+def load_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:
+    """Run the published view DDL on ``con`` (in its current database); returns views created.
 
     Views whose files are missing (a zone not built yet) are skipped.
     """
-    con = duckdb.connect()
     path = views_path(lake)
     if not path.exists():
-        return con
+        return 0
+    created = 0
     for statement in path.read_text(encoding="utf-8").split(SEPARATOR):
         if not statement.strip():
             continue
@@ -72,4 +72,12 @@ def open_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
             con.execute(statement)
         except duckdb.Error:
             continue  # e.g. a view over files a reader cannot see yet
+        created += statement.lstrip().upper().startswith("CREATE VIEW")
+    return created
+
+
+def open_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the warehouse's views (no lock on ``warehouse.duckdb``)."""
+    con = duckdb.connect()
+    load_views(con, lake)
     return con
