@@ -215,6 +215,62 @@ def catalog(
 
 
 @app.command()
+def export(
+    agreement: Annotated[
+        Path, typer.Option("--agreement", exists=True, dir_okay=False, help="Agreement YAML (数据共享协议).")
+    ],
+    lake: LakeOption = None,
+    today: Annotated[str | None, typer.Option("--today", help="YYYY-MM-DD (default: today).")] = None,
+) -> None:
+    """Build an open-data export package (开放数据包) for an agreement's recipient."""
+    from masking.export_cli import export_command
+
+    export_command(agreement=agreement, lake=lake, today=today)
+
+
+@app.command("rotate-key")
+def rotate_key(
+    zone: Annotated[str, typer.Option(help="Restricted zone to re-encrypt (staged, library, ...).")],
+    lake: LakeOption = None,
+    encrypt_plain: Annotated[
+        bool, typer.Option(help="Also encrypt files still in plain text (switching a zone on).")
+    ] = False,
+) -> None:
+    """Re-encrypt a zone from $RAINBOW_ENCRYPTION_KEY_OLD to $RAINBOW_ENCRYPTION_KEY (密钥轮换)."""
+    import os
+
+    from masking.encryption import rotate_zone_key
+    from masking.secrets import parse_secret
+
+    old_text = os.environ.get("RAINBOW_ENCRYPTION_KEY_OLD")
+    new_text = os.environ.get("RAINBOW_ENCRYPTION_KEY")
+    if not old_text or not new_text:
+        console.print("[red]set RAINBOW_ENCRYPTION_KEY_OLD (current) and RAINBOW_ENCRYPTION_KEY (new)[/red]")
+        raise typer.Exit(2)
+    old = parse_secret(old_text, "RAINBOW_ENCRYPTION_KEY_OLD")
+    new = parse_secret(new_text, "RAINBOW_ENCRYPTION_KEY")
+    result = rotate_zone_key(_lake(lake), zone, old, new, encrypt_plain=encrypt_plain)
+    console.print(
+        f"{zone}: {len(result.rotated)} re-encrypted, {len(result.already_new)} already under the new key, "
+        f"{len(result.encrypted_now)} encrypted now, {len(result.plain)} plain left alone"
+    )
+
+
+@app.command()
+def audit(
+    lake: LakeOption = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's rows.")] = None,
+    last: Annotated[int, typer.Option(help="How many of the latest rows to show.")] = 50,
+) -> None:
+    """Show the audit log (审计日志): who read or exported which dataset, when, how many rows."""
+    from masking.audit import AuditLog
+
+    log = AuditLog(_lake(lake)).read(user)
+    with pl.Config(tbl_rows=last, tbl_cols=12, fmt_str_lengths=40):
+        console.print(log.tail(last).drop("statement", strict=False))
+
+
+@app.command()
 def bench(
     elders: Annotated[int, typer.Option(help="Elders in the data set (district scale: 400000).")] = 10_000,
     days: Annotated[int, typer.Option(help="Days of deliveries (a year: 365).")] = 30,
