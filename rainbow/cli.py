@@ -263,6 +263,8 @@ def audit(
     last: Annotated[int, typer.Option(help="How many of the latest rows to show.")] = 50,
 ) -> None:
     """Show the audit log (审计日志): who read or exported which dataset, when, how many rows."""
+    import polars as pl
+
     from masking.audit import AuditLog
 
     log = AuditLog(_lake(lake)).read(user)
