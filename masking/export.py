@@ -111,8 +111,6 @@ from schemas.registry import Registry, load_registry
 
 PSEUDONYM_PURPOSE = "export"
 PSEUDONYM_COLUMN = "elder_pseudonym"
-# Export pseudonyms: the HMAC's hex digits spelt in letters (no digit, so no phone/ID look-alike).
-_LETTERS = str.maketrans("0123456789abcdef", "bcdfghjkmnpqrstv")
 MAX_DETAIL = 2000
 
 
@@ -176,7 +174,7 @@ def recipient_key(master: bytes, recipient_id: str) -> bytes:
 def export_pseudonyms(values: Iterable[Any], key: bytes) -> list[str | None]:
     """Per-recipient pseudonyms (20 letters) of ``values``; None stays None."""
     texts = [None if v is None else str(v) for v in values]
-    return [None if p is None else p.translate(_LETTERS) for p in pseudonyms(texts, key, PSEUDONYM_PURPOSE)]
+    return pseudonyms(texts, key, PSEUDONYM_PURPOSE)  # letters only (masking.pseudonym)
 
 
 # ---------------------------------------------------------------- reading
