@@ -12,7 +12,7 @@ not null, required columns filled; ``library_reconciles`` (blocking) on
 """
 
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,10 +30,19 @@ from assets.library.identity import elder_tables
 from assets.library.mei import MEI_TABLES, build_mei, table_path
 from assets.staged_assets import staged_asset_key
 from assets.staging.stage import create_staged_views
+from catalog import dagster_meta as meta
 from pipelines.resources import LakeResource
-from quality.library_checks import evaluate, library_rules
+from quality.checks import derived_check_result
+from quality.library_checks import (
+    cross_table_rules,
+    evaluate,
+    load_batches,
+    rule_reads,
+    validate_batches,
+)
+from quality.scorecard import load_thresholds
 from schemas import load_registry
-from schemas.contract import Column, Dataset, DerivedTable
+from schemas.contract import Dataset, DerivedTable
 from schemas.registry import Registry
 
 GROUP = "library"
@@ -56,61 +65,23 @@ def upstream_key(registry: Registry, name: str) -> dg.AssetKey:
     return staged_asset_key(name) if registry.zone_of(name) == "staged" else library_asset_key(name)
 
 
-def _owner(dataset: Dataset, table: DerivedTable) -> str:
-    return f"team:{dataset.table_owner(table)}"
-
-
-def _tags(dataset: Dataset, table: DerivedTable) -> dict[str, str]:
-    return {
-        "zone": "library",
-        "dataset": dataset.name,
-        "pii": "yes" if any(c.pii != "none" for c in table.columns) else "no",
-        "open_data": table.open_data,
-        "sensitivity": table.sensitivity,
-        "table_kind": table.kind,
-    }
-
-
-def _column_text(c: Column) -> str:
-    parts = (c.zh, f"个人信息分类 {c.pii}", f"代码表 {c.codelist}" if c.codelist else "", c.description)
-    return "；".join(p for p in parts if p)
-
-
-def column_schema(table: DerivedTable) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=c.name,
-                type=c.type,
-                description=_column_text(c),
-                constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=c.unique),
-                tags={"pii": c.pii},
-            )
-            for c in table.columns
-        ]
-    )
+def column_schema(table: DerivedTable, registry: Registry | None = None) -> dg.TableSchema:
+    """The contract's columns (Chinese label, type, PII class, code list, constraints)."""
+    return meta.column_schema(table.name, registry=registry)
 
 
 def _spec(registry: Registry, dataset: Dataset, table: DerivedTable, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    """Owners, kinds, tags and metadata (column schema and column lineage from the lineage
+    graph) from :func:`catalog.dagster_meta.spec_fields`."""
     return dg.AssetSpec(
         key=library_asset_key(table.name),
         deps=deps,
         group_name=GROUP,
-        kinds={"duckdb", "parquet", "sql" if table.build == "sql" else "python"},
-        owners=[_owner(dataset, table)],
-        tags=_tags(dataset, table),
         description=(
             f"{table.zh}（养老主题库·{dataset.zh}）：{table.description}\n\n"
             f"{table.en} (library / {dataset.en}). Grain: {table.grain}."
         ),
-        metadata={
-            "dagster/column_schema": column_schema(table),
-            "dagster/table_name": f"library.{table.name}",
-            "owner_department": dataset.table_owner(table),
-            "dataset": f"{dataset.zh}（{dataset.name}）",
-            "open_data": table.open_data,
-            "primary_key": dg.MetadataValue.json(table.primary_key),
-        },
+        **meta.spec_fields(table.name, GROUP, registry),
     )
 
 
@@ -201,49 +172,35 @@ def build_table_asset(registry: Registry, dataset: Dataset, table: DerivedTable)
 
 
 def build_library_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksDefinition:
-    rules = library_rules(table, registry)
+    """``library_contract``: the table's GX suite from its contract and the single-table domain
+    rules (:func:`quality.library_checks.load_batches`: whole, or the newest month of a big fact),
+    plus the cross-table SQL rules; history, report and masked examples as the staged checks."""
+    batched = table.name in load_thresholds().checks.derived_batches
 
     @dg.asset_check(
         asset=library_asset_key(table.name),
         name="library_contract",
         blocking=True,
+        # the cross-table rules' other tables (dim_elder, dim_facility) are built before the check
+        additional_deps=[upstream_key(registry, t) for t in rule_reads(table, registry)],
         description=(
-            "契约检查：主键唯一且完整、必填字段、代码表、取值范围，以及领域规则（年满60周岁、在世服务、"
-            "无未来日期、与标准化层行数对账）。ERROR 规则失败即阻断下游。"
-            "Contract and domain rules of the library table; failing ERROR rules block downstream assets."
+            "契约与领域规则（Great Expectations 套件，由契约生成）：字段、类型、必填、代码表、"
+            "证件与电话格式、取值范围、主键唯一、事实日期不晚于数据截止日；领域规则（身份证推导出生日期、"
+            "年满60周岁、量表得分、体征合理、日期先后）；跨表规则（DuckDB）：服务日期老人在世、助餐点未停业、"
+            "老人主键见于黄金记录、与标准化层行数对账。ERROR 规则失败即阻断下游，其余为 WARN。"
+            + ("校验最新一个月的数据（跨表规则为全表）。" if batched else "校验整表。")
+            + "\n\nContract suite (GX) and domain rules of the library table, plus cross-table SQL rules; "
+            "failing ERROR rules block downstream assets, the others warn. "
+            + ("Validates the newest month (cross-table rules: whole table)." if batched else "Whole table.")
         ),
     )
-    def _check(lake: LakeResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         with lake.warehouse() as con:
-            prepare_warehouse(con, lake, registry)
-            outcomes = evaluate(con, rules)
-        failed = [o for o in outcomes if not o.passed]
-        errors = [o for o in failed if o.rule.severity == "ERROR"]
-        return dg.AssetCheckResult(
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            metadata={
-                "rules": len(outcomes),
-                "failed_rules": len(failed),
-                "unexpected": dg.MetadataValue.json({o.rule.name: o.unexpected for o in failed}),
-                "examples": dg.MetadataValue.json({o.rule.name: o.examples for o in failed}),
-                "failures": dg.MetadataValue.md(
-                    "\n".join(
-                        [
-                            "| 规则 rule | 维度 | 级别 | 异常行数 | 说明 |",
-                            "|---|---|---|---:|---|",
-                            *[
-                                f"| {o.rule.name} | {o.rule.family} | {o.rule.severity} | {o.unexpected} "
-                                f"| {o.rule.description} |"
-                                for o in failed
-                            ],
-                        ]
-                    )
-                    if failed
-                    else f"全部 {len(outcomes)} 条规则通过 (all rules pass)"
-                ),
-            },
-        )
+            as_of = prepare_warehouse(con, lake, registry)
+            batches = load_batches(con, table, registry, date.fromisoformat(as_of))
+            sql = evaluate(con, table, cross_table_rules(table, registry))
+        results = validate_batches(batches, sql, table, registry)
+        return derived_check_result(lake.lake, registry, results, run_id=context.run.run_id, as_of=as_of)
 
     return _check
 

@@ -12,12 +12,14 @@ from typing import Any
 
 import dagster as dg
 
-from assets.library_assets import column_schema, library_asset_key, prepare_warehouse
+from assets.library_assets import library_asset_key, prepare_warehouse
 from assets.marts.kpis import build_kpis
 from assets.marts.portraits import build_portraits
 from assets.staged_assets import staged_asset_key
+from catalog import dagster_meta as meta
 from pipelines.resources import LakeResource
-from quality.library_checks import evaluate, library_rules
+from quality.checks import derived_check_result
+from quality.library_checks import cross_table_rules, evaluate, load_batches, validate_batches
 from schemas import load_registry
 from schemas.contract import Dataset, DerivedTable
 from schemas.registry import Registry
@@ -38,31 +40,17 @@ def dependency_key(registry: Registry, name: str) -> dg.AssetKey:
 
 
 def _spec(registry: Registry, dataset: Dataset, table: DerivedTable, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    """Owners, kinds, tags and metadata (column schema and column lineage from the lineage
+    graph) from :func:`catalog.dagster_meta.spec_fields`."""
     return dg.AssetSpec(
         key=mart_asset_key(table.name),
         deps=deps,
         group_name=GROUP,
-        kinds={"duckdb", "parquet", "python"},
-        owners=[f"team:{dataset.table_owner(table)}"],
-        tags={
-            "zone": "marts",
-            "dataset": dataset.name,
-            "pii": "yes" if any(c.pii != "none" for c in table.columns) else "no",
-            "open_data": table.open_data,
-            "sensitivity": table.sensitivity,
-            "table_kind": table.kind,
-        },
         description=(
             f"{table.zh}（专题集市·{dataset.zh}）：{table.description}\n\n"
             f"{table.en} (marts / {dataset.en}). Grain: {table.grain}. Pseudonymous keys only."
         ),
-        metadata={
-            "dagster/column_schema": column_schema(table),
-            "dagster/table_name": f"marts.{table.name}",
-            "owner_department": dataset.table_owner(table),
-            "open_data": table.open_data,
-            "primary_key": dg.MetadataValue.json(table.primary_key),
-        },
+        **meta.spec_fields(table.name, GROUP, registry),
     )
 
 
@@ -117,7 +105,8 @@ def build_kpi_asset(registry: Registry) -> dg.AssetsDefinition:
 
 
 def build_mart_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksDefinition:
-    rules = library_rules(table, registry)
+    """``mart_contract``: the table's GX suite from its contract (as the library's), and no column
+    declared a direct identifier; history, report and masked examples as the staged checks."""
     direct = [c.name for c in table.columns if c.pii == "direct_identifier"]
 
     @dg.asset_check(
@@ -125,25 +114,24 @@ def build_mart_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksD
         name="mart_contract",
         blocking=True,
         description=(
-            "契约检查（主键、必填、代码表、取值范围），且集市不含直接标识符列。"
-            "Contract rules of the mart table; marts hold no direct identifiers."
+            "契约检查（Great Expectations 套件，由契约生成：字段、类型、必填、代码表、取值范围、主键唯一），"
+            "且集市不含直接标识符列。ERROR 规则失败即阻断下游。"
+            "Contract suite (GX) of the mart table; marts hold no direct identifiers."
         ),
     )
-    def _check(lake: LakeResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
         with lake.warehouse() as con:
-            prepare_warehouse(con, lake, registry)
-            outcomes = evaluate(con, rules)
-        failed = [o for o in outcomes if not o.passed]
-        errors = [o for o in failed if o.rule.severity == "ERROR"] or direct
-        return dg.AssetCheckResult(
-            passed=not failed and not direct,
-            severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            metadata={
-                "rules": len(outcomes),
-                "failed_rules": len(failed),
-                "unexpected": dg.MetadataValue.json({o.rule.name: o.unexpected for o in failed}),
-                "direct_identifier_columns": dg.MetadataValue.json(direct),
-            },
+            as_of = prepare_warehouse(con, lake, registry)
+            batches = load_batches(con, table, registry, date.fromisoformat(as_of))
+            sql = evaluate(con, table, cross_table_rules(table, registry))
+        results = validate_batches(batches, sql, table, registry)
+        return derived_check_result(
+            lake.lake,
+            registry,
+            results,
+            run_id=context.run.run_id,
+            as_of=as_of,
+            blocking_problems={"direct_identifier_columns": direct},
         )
 
     return _check

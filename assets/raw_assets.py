@@ -1,10 +1,12 @@
 """Raw zone assets: one per contract table, landing -> raw (thin over :mod:`assets.ingest`).
 
 Every asset is generated from the table's contract: key ``raw/<table>``, group
-``raw``, owner ``team:<owner department>`` (Dagster accepts any text after
-``team:``, Chinese included; asset *tags* only take ``[A-Za-z0-9_.-]`` values,
-so the Chinese department also goes to metadata), a Chinese + English
-description, the column schema, and a blocking ``reconciles`` check.
+``raw``, owners, kinds, tags and metadata (column schema, owner department, source
+system, delivery) from :func:`catalog.dagster_meta.spec_fields` (owner
+``team:<owner department>``: Dagster accepts any text after ``team:``, Chinese
+included; asset *tags* only take ``[A-Za-z0-9_.-]`` values, so the Chinese department
+also goes to metadata), a Chinese + English description, and a blocking
+``reconciles`` check.
 
 Tables whose contract says ``delivery.partitioned`` are partitioned by delivery
 date (:mod:`assets.partitions`): a run ingests only the files of its partition
@@ -29,10 +31,10 @@ from assets.ingest.raw import (
     reconcile_table,
     summarise,
     table_dir,
-    template_glob,
 )
 from assets.ingest.views import create_raw_views
 from assets.partitions import daily_partitions, partition_date, partitions_for
+from catalog.dagster_meta import spec_fields
 from pipelines.resources import LakeResource
 from schemas import Registry, load_registry
 from schemas.contract import SourceSystem, Table
@@ -40,49 +42,9 @@ from schemas.contract import SourceSystem, Table
 GROUP = "raw"
 RECONCILES = "reconciles"
 
-_LINEAGE_COLUMNS: list[tuple[str, str, str]] = [
-    (
-        "_extra",
-        "string",
-        "合同未声明的字段，JSON 文本 {源表头: 值}；无则为空。Fields the contract does not declare.",
-    ),
-    ("_source_file", "string", "来源文件（相对 landing/ 的路径）。Delivered file, relative to landing/."),
-    (
-        "_row_number",
-        "integer",
-        "文件内数据行号（从 1 开始：CSV/XLSX 为表头后的行序号，JSON 为记录序号，JSONL 为物理行号）。"
-        "1-based row number within the file.",
-    ),
-    ("_file_sha256", "string", "来源文件的 SHA-256 校验和。Checksum of the delivered file."),
-    ("_ingested_at", "timestamp", "首次入湖时间（UTC）。When the file was first ingested (UTC)."),
-]
-
 
 def raw_asset_key(table: Table | str) -> dg.AssetKey:
     return dg.AssetKey([GROUP, table if isinstance(table, str) else table.name])
-
-
-def asset_owner(system: SourceSystem, table: Table) -> str:
-    return f"team:{system.table_owner(table)}"
-
-
-def column_schema(table: Table) -> dg.TableSchema:
-    """The raw table's columns: every contract column as text, then the lineage columns."""
-    columns = []
-    for c in table.columns:
-        parts = [f"{c.zh}（源字段「{c.source}」，规范类型 {c.type}，原始层保存为文本）"]
-        if not c.nullable:
-            parts.append("必填")
-        if c.codelist:
-            parts.append(f"代码表 {c.codelist}")
-        parts.append(f"个人信息分类 {c.pii}")
-        if c.description:
-            parts.append(c.description)
-        columns.append(
-            dg.TableColumn(name=c.name, type="string", description="；".join(parts), tags={"pii": c.pii})
-        )
-    columns.extend(dg.TableColumn(name=n, type=t, description=d) for n, t, d in _LINEAGE_COLUMNS)
-    return dg.TableSchema(columns=columns)
 
 
 def asset_description(system: SourceSystem, table: Table) -> str:
@@ -102,35 +64,6 @@ def asset_description(system: SourceSystem, table: Table) -> str:
         f"{partitioning}"
         f"- DuckDB: `raw.{table.name}`, broken rows in `raw.{table.name}__broken`"
     )
-
-
-def asset_tags(system: SourceSystem, table: Table) -> dict[str, str]:
-    """Tag values must match ``[A-Za-z0-9_.-]{0,63}``: only ASCII codes here."""
-    return {
-        "zone": "raw",
-        "pii": "yes" if any(c.pii != "none" for c in table.columns) else "no",
-        "open_data": table.open_data,
-        "sensitivity": table.sensitivity,
-        "source_system": system.name,
-        "table_kind": table.kind,
-    }
-
-
-def definition_metadata(system: SourceSystem, table: Table) -> dict[str, Any]:
-    d = table.delivery
-    return {
-        "dagster/column_schema": column_schema(table),
-        "dagster/table_name": f"raw.{table.name}",
-        "owner_department": system.table_owner(table),
-        "source_system": f"{system.zh}（{system.name}）",
-        "table_zh": table.zh,
-        "delivery_format": d.format,
-        "delivery_encoding": d.encoding,
-        "delivery_frequency": d.frequency,
-        "landing_template": f"landing/{d.path}",
-        "landing_glob": f"landing/{template_glob(d.path)}",
-        "primary_key": ", ".join(table.primary_key),
-    }
 
 
 def per_date_markdown(rows: Sequence[dict[str, object]]) -> str:
@@ -187,7 +120,10 @@ def materialization_metadata(report: IngestReport, table_path: str) -> dict[str,
 
 
 def build_raw_asset(
-    system: SourceSystem, table: Table, daily: dg.PartitionsDefinition | None = None
+    system: SourceSystem,
+    table: Table,
+    daily: dg.PartitionsDefinition | None = None,
+    registry: Registry | None = None,
 ) -> dg.AssetsDefinition:
     """The ``raw/<table>`` asset: ingest new landing files, refresh the DuckDB views.
 
@@ -232,11 +168,8 @@ def build_raw_asset(
         return dg.asset(
             key=raw_asset_key(table),
             group_name=GROUP,
-            kinds={"polars", "parquet"},
-            owners=[asset_owner(system, table)],
-            tags=asset_tags(system, table),
             description=asset_description(system, table),
-            metadata=definition_metadata(system, table),
+            **spec_fields(table.name, GROUP, registry),
             partitions_def=partitions_def,
             backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
         )(_raw)
@@ -283,6 +216,6 @@ def build_raw_assets(
     """One raw asset and one ``reconciles`` check per contract table (event tables partitioned)."""
     reg = registry or load_registry()
     daily = daily or daily_partitions()
-    assets = [build_raw_asset(s, t, daily) for s, t in reg.tables()]
+    assets = [build_raw_asset(s, t, daily, reg) for s, t in reg.tables()]
     checks = [build_reconciles_check(s, t) for s, t in reg.tables()]
     return assets, checks

@@ -3,6 +3,8 @@
 Thin wrappers over :mod:`assets.staging.stage`; partitioned exactly like the raw
 asset they read (event tables by delivery date), with a blocking
 ``staged_reconciles`` check: raw rows + broken rows = staged + quarantined, per file.
+Owners, kinds, tags and metadata (the staged column schema, column lineage from the
+raw columns) come from :func:`catalog.dagster_meta.spec_fields`.
 """
 
 import warnings
@@ -11,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import daily_partitions, partition_date, partitions_for
-from assets.raw_assets import asset_owner, asset_tags, raw_asset_key
+from assets.raw_assets import raw_asset_key
 from assets.staging.stage import (
     StageReport,
     create_staged_views,
@@ -19,8 +21,8 @@ from assets.staging.stage import (
     stage_partitions,
     stage_table,
     staged_dir,
-    staged_schema,
 )
+from catalog.dagster_meta import spec_fields
 from pipelines.resources import LakeResource
 from schemas import load_registry
 from schemas.contract import SourceSystem, Table
@@ -43,25 +45,6 @@ DERIVED_ZH = {
 
 def staged_asset_key(table: Table | str) -> dg.AssetKey:
     return dg.AssetKey(["staged", table if isinstance(table, str) else table.name])
-
-
-def staged_column_schema(table: Table) -> dg.TableSchema:
-    contract = {c.name: c for c in table.columns}
-    cols = []
-    for name, dtype in staged_schema(table).items():
-        c = contract.get(name)
-        if c is not None:
-            cols.append(
-                dg.TableColumn(
-                    name=name,
-                    type=str(dtype),
-                    description=f"{c.zh}（源字段：{c.source}；PII：{c.pii}）",
-                    constraints=dg.TableColumnConstraints(nullable=c.nullable, unique=c.unique),
-                )
-            )
-        else:
-            cols.append(dg.TableColumn(name=name, type=str(dtype), description=DERIVED_ZH[name]))
-    return dg.TableSchema(columns=cols)
 
 
 def _metadata(report: StageReport, path: str) -> dict[str, Any]:
@@ -119,17 +102,8 @@ def build_staged_asset(
             key=staged_asset_key(table),
             deps=[raw_asset_key(table)],
             group_name=GROUP,
-            kinds={"polars", "parquet", "duckdb"},
-            owners=[asset_owner(system, table)],
-            tags={**asset_tags(system, table), "zone": "staged"},
             description=description,
-            metadata={
-                "dagster/column_schema": staged_column_schema(table),
-                "owner_department": system.table_owner(table),
-                "source_system": system.name,
-                "open_data": table.open_data,
-                "primary_key": dg.MetadataValue.json(table.primary_key),
-            },
+            **spec_fields(table.name, GROUP, registry),
             partitions_def=partitions_def,
             backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
         )(_staged)

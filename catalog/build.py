@@ -33,7 +33,13 @@ from pydantic import BaseModel, Field
 from catalog.graph import KpiFormula, build_lineage_graph, load_kpi_formulas, type_name
 from catalog.lineage import ColumnRef, LineageGraph
 from catalog.roles import RoleGrant, RolesConfig, department_slug, load_roles
-from catalog.scenarios import ScenarioCatalogue, expand_age_bands, expanded_streets, load_scenarios
+from catalog.scenarios import (
+    ScenarioCatalogue,
+    expand_age_bands,
+    expanded_streets,
+    load_scenarios,
+    segment_names,
+)
 from rainbow.io import atomic_path
 from rainbow.settings import Lake
 from schemas.contract import Column, Dataset, DerivedTable, SourceSystem, Table
@@ -196,7 +202,8 @@ class ScenarioEntry(BaseModel):
     description: str
     age_bands: list[str]  # 5-year band codes
     age_label: str  # as declared, e.g. 80+
-    vitality: list[str]
+    vitality: list[str]  # segment codes of assets/marts/portrait_rules.yaml (VITAL, ASSISTED, CARE)
+    vitality_zh: list[str]  # 活力 / 介助 / 介护
     datasets: list[str]  # zone.table
     kpis: list[str]
     lead_department: str
@@ -774,6 +781,7 @@ def _kpi_entries(
 def _scenario_entries(scenarios: ScenarioCatalogue, registry: Registry) -> list[ScenarioEntry]:
     bands = [v.code for v in registry.codelist("age_band").values]
     street_zh = {v.code: v.zh for v in registry.codelist("street").values}
+    segment_zh = segment_names()
     out = []
     for s in scenarios.scenarios:
         streets = expanded_streets(s, registry)
@@ -789,6 +797,7 @@ def _scenario_entries(scenarios: ScenarioCatalogue, registry: Registry) -> list[
                     "age_bands": expand_age_bands(s.segment.age_bands, bands),
                     "age_label": "、".join(s.segment.age_bands),
                     "vitality": list(s.segment.vitality),
+                    "vitality_zh": [segment_zh.get(v, v) for v in s.segment.vitality],
                     "datasets": [f"{registry.zone_of(d)}.{d}" for d in s.datasets],
                     "kpis": list(s.kpis),
                     "lead_department": s.lead_department,

@@ -11,12 +11,16 @@ table name:
 * :func:`tags` - ``zone``, ``pii`` (yes/no), ``pii_class`` (the strongest class),
   ``open_data``, ``sensitivity``, ``table_kind`` and the source system or data set,
   every value valid as a Dagster tag value (``[A-Za-z0-9_.-]{0,63}``);
-* :func:`owners` - ``team:<ascii slug>`` of the owner department (``roles.yaml``);
+* :func:`owners` - ``team:<owner department>``, the department's Chinese name as the
+  contracts give it (Dagster takes any non-empty text after ``team:``; the users are
+  Chinese civil servants, so the UI shows 区民政局（养老服务科）, not a slug);
 * :func:`kinds` - storage and engine: ``parquet`` plus ``polars`` / ``duckdb`` /
-  ``sql`` / ``python`` by how the zone builds the table.
+  ``sql`` / ``python`` by how the zone builds the table;
+* :func:`spec_fields` - all four, for ``dg.AssetSpec(..., **spec_fields(...))``.
 
-The lineage graph is built once per process (:func:`lineage_graph`), from the SQL
-files on disk when the definitions load.
+The lineage graph is built once per process and registry (:func:`lineage_graph`),
+from the SQL files on disk when the definitions load. Nothing here imports Great
+Expectations (the definitions load without it).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import dagster as dg
 
 from catalog.graph import build_lineage_graph, type_name
-from catalog.lineage import LineageGraph
+from catalog.lineage import ColumnRef, LineageGraph
 from catalog.roles import department_slug
 from schemas.contract import Column, DerivedTable, Table
 from schemas.registry import Registry, load_registry
@@ -113,8 +117,15 @@ def owner_department(table: str, zone: str | None = None, registry: Registry | N
 
 
 def owners(table: str, zone: str | None = None, registry: Registry | None = None) -> list[str]:
-    """``["team:yp-mca-elder-services"]``: Dagster owners are e-mails or ``team:<name>``."""
-    return [f"team:{department_slug(owner_department(table, zone, registry))}"]
+    """``["team:区民政局（养老服务科）"]``: Dagster owners are e-mails or ``team:<name>``, any
+    non-empty name (``dagster._core.definitions.utils.is_valid_owner``). The ASCII team name
+    (``roles.yaml`` ``departments``) is :func:`owner_team`."""
+    return [f"team:{owner_department(table, zone, registry)}"]
+
+
+def owner_team(table: str, zone: str | None = None, registry: Registry | None = None) -> str:
+    """The owner department's ASCII team name (``roles.yaml``), e.g. ``yp-mca-elder-services``."""
+    return department_slug(owner_department(table, zone, registry))
 
 
 def kinds(table: str, zone: str | None = None, registry: Registry | None = None) -> set[str]:
@@ -194,6 +205,7 @@ def column_lineage(
     None for raw tables (landing files are not assets) and for tables without lineage.
     The per-key lineage of a key-value table (``value[name]``, catalogue only) is
     given to Dagster as its real column (``value``), which is what the asset stores.
+    A KPI formula (``kpi.<id>``, not an asset) stands for the columns it reads.
     """
     registry = registry or load_registry()
     zone, contract = _resolve(table, zone, registry)
@@ -207,7 +219,7 @@ def column_lineage(
     for column in lineage.columns:
         if "[" in column:
             continue
-        refs = sorted(lineage.deps(column, ("value", "key")))
+        refs = sorted(_through_kpis(graph, lineage.deps(column, ("value", "key"))))
         found = []
         for ref in refs:
             if ref.zone not in ZONES:  # operational store, KPI engine: not assets
@@ -219,6 +231,13 @@ def column_lineage(
         if found:
             deps[column] = found
     return dg.TableColumnLineage(deps_by_column=deps) if deps else None
+
+
+def _through_kpis(graph: LineageGraph, refs: frozenset[ColumnRef]) -> set[ColumnRef]:
+    out: set[ColumnRef] = set()
+    for ref in refs:
+        out |= set(graph.upstream(ref, ("value", "key"))) if ref.zone == "kpi" else {ref}
+    return out
 
 
 def asset_metadata(
@@ -274,3 +293,16 @@ def asset_metadata(
         if problems:
             meta["lineage_problems"] = dg.MetadataValue.json(list(problems))
     return meta
+
+
+def spec_fields(
+    table: str, zone: str | None = None, registry: Registry | None = None, graph: LineageGraph | None = None
+) -> dict[str, Any]:
+    """``owners``, ``kinds``, ``tags`` and ``metadata`` of the asset of ``table`` in ``zone``."""
+    registry = registry or load_registry()
+    return {
+        "owners": owners(table, zone, registry),
+        "kinds": kinds(table, zone, registry),
+        "tags": tags(table, zone, registry),
+        "metadata": asset_metadata(table, zone, registry, graph),
+    }

@@ -11,6 +11,9 @@
   (``sql_generators`` in ``python_lineage.yaml``), else the declared mapping in
   ``python_lineage.yaml``;
 * KPI formulas (``schemas.kpi.load_kpis()`` once that module exists) as ``kpi.<id>``.
+
+SQL files in subfolders of a zone's ``sql/`` (``sql/fragments/``) are fragments that
+code composes into statements, not tables: they are not read as tables here.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from schemas.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON_LINEAGE_PATH = Path(__file__).with_name("python_lineage.yaml")
+ROWS_KEY = "_rows"  # in a table's mapping: the columns deciding which rows exist
 SQL_TYPES = {
     "string": "VARCHAR",
     "integer": "BIGINT",
@@ -48,7 +52,8 @@ SQL_TYPES = {
     "timestamp": "TIMESTAMP",
     "boolean": "BOOLEAN",
 }
-# Relations the KPI engine gives every formula (schemas/kpi.py): build parameters, not data.
+# Relations the KPI engine gives every formula (schemas/kpi.py) and the portrait builder its
+# SELECT (assets/marts/common.py register_parameters): build parameters, not data.
 ENGINE_ZONE = "engine"
 ENGINE_SCHEMA: dict[str, dict[str, str]] = {
     "kpi_months": {
@@ -61,7 +66,10 @@ ENGINE_SCHEMA: dict[str, dict[str, str]] = {
     },
     "kpi_areas": {"area": "VARCHAR", "street": "VARCHAR"},
     "mart_ltci_entitlement": {"care_level": "VARCHAR", "visits_per_week": "BIGINT"},
+    "mart_params": {"as_of": "DATE"},
 }
+# The columns every KPI formula returns (schemas/kpi.py FORMULA_COLUMNS).
+KPI_COLUMNS = ("area", "month", "value")
 # The standard person-record attributes identity resolution compares (``person_record.*``).
 IDENTITY_ATTRIBUTES = ("name", "sex", "birth_date", "id_number", "other_id", "phone", "address", "street")
 
@@ -193,9 +201,16 @@ def load_kpi_formulas() -> list[KpiFormula] | None:
 class PythonLineage:
     """``python_lineage.yaml``, with its references resolved against the contracts and the code."""
 
-    def __init__(self, registry: Registry, schema: SchemaDict, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        schema: SchemaDict,
+        path: Path | None = None,
+        kpi_ids: Iterable[str] = (),
+    ) -> None:
         self.registry = registry
         self.schema = schema
+        self.kpi_ids = list(kpi_ids)
         self.path = path or PYTHON_LINEAGE_PATH
         data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
         self.generators: dict[str, str] = dict(data.get("sql_generators") or {})
@@ -226,6 +241,14 @@ class PythonLineage:
                         return set(), [f"{token}: identity resolution has no attribute {attr!r}"]
                     out |= {ColumnRef("staged", table, c) for c in columns.get(attr, [])}
             return out, []
+        if head == "kpi":  # kpi.<id>.<column> or kpi.*.<column>: the KPI formulas' outputs
+            kpi, _, column = rest.partition(".")
+            if column not in KPI_COLUMNS:
+                return set(), [f"{token}: a KPI formula returns {', '.join(KPI_COLUMNS)}, not {column!r}"]
+            ids = self.kpi_ids if kpi == "*" else [kpi]
+            if kpi != "*" and kpi not in self.kpi_ids:
+                return set(), [f"{token}: no KPI {kpi!r} in schemas/kpis.yaml"]
+            return {ColumnRef("kpi", k, column) for k in ids}, []
         if head == "elder_tables":
             tables = self.person_record_columns()
             refs = {ColumnRef("staged", t, rest) for t in tables if rest in self.schema["staged"][t]}
@@ -246,7 +269,13 @@ class PythonLineage:
     def declared(self, zone: str, name: str, declared_columns: list[str]) -> TableLineage:
         """A table's lineage from the ``tables:`` mapping."""
         lineage = TableLineage(table=f"{zone}.{name}", origin="python", source=str(self.path.name))
-        mapping = self.tables[name] or {}
+        mapping = dict(self.tables[name] or {})
+        rows: set[ColumnRef] = set()
+        for token in mapping.pop(ROWS_KEY, None) or []:
+            found, problems = self.resolve(str(token))
+            rows |= found
+            lineage.problems += [f"{ROWS_KEY}: {p}" for p in problems]
+        lineage.conditions = frozenset(rows)
         for column, spec in mapping.items():
             kinds: dict[str, Any] = spec if isinstance(spec, dict) else {"value": spec}
             entry: dict[EdgeKind, frozenset[ColumnRef]] = {}
@@ -276,6 +305,8 @@ class PythonLineage:
     def pivot_columns(self, name: str) -> dict[str, frozenset[ColumnRef]]:
         """``value[key]`` -> its sources, for a key-value table."""
         spec = self.pivots[name]
+        if spec.get("keys_from") == "kpis":  # one row per KPI: value[<kpi id>] <- that formula's value
+            return {f"{spec['value']}[{k}]": frozenset({ColumnRef("kpi", k, "value")}) for k in self.kpi_ids}
         if spec.get("keys_from") != "survivorship":
             return {}
         from assets.library.golden import ID_DERIVED, load_rules, source_column
@@ -349,7 +380,8 @@ def build_lineage_graph(
     for lineage in staging_lineage(registry, schema):
         graph.add(lineage)
     dirs = dict(sql_dirs) if sql_dirs is not None else default_sql_dirs()
-    py = PythonLineage(registry, schema, python_lineage)
+    formulas = load_kpi_formulas() if kpis is None else list(kpis)
+    py = PythonLineage(registry, schema, python_lineage, kpi_ids=[k.id for k in formulas or []])
     pivots = py.pivot_map(zones)
     for dataset, table in registry.derived_tables():
         qualified = f"{dataset.zone}.{table.name}"
@@ -400,7 +432,6 @@ def build_lineage_graph(
                 orphan = TableLineage(table=f"{zone}.{stem}", origin="none", source=_display(path))
                 orphan.problems.append("SQL file for a table no contract declares")
                 graph.add(orphan)
-    formulas = load_kpi_formulas() if kpis is None else list(kpis)
     for kpi in formulas or []:
         graph.add(kpi_lineage(kpi, schema, zones, pivots))
     return graph

@@ -134,8 +134,10 @@ def query_lineage(
     """
     expression = parse_select(sql, dialect) if isinstance(sql, str) else sql.copy()
     if default_zone:
+        # a CTE may share a table's name (``WITH screenings AS (...)``): its references stay bare
+        ctes = {cte.alias_or_name for cte in expression.find_all(exp.CTE)}
         for table in expression.find_all(exp.Table):
-            if not table.args.get("db") and table.name in default_zone:
+            if not table.args.get("db") and table.name in default_zone and table.name not in ctes:
                 table.set("db", exp.to_identifier(default_zone[table.name]))
     try:
         qualified = qualify(
@@ -655,7 +657,10 @@ def _lookup(schema: SchemaDict, qualified: str) -> Mapping[str, str] | None:
 
 
 def iter_sql_files(directory: Path) -> Iterator[tuple[str, Path]]:
-    """``(table, path)`` of every ``<table>.sql`` in ``directory`` (none when it does not exist)."""
+    """``(table, path)`` of every ``<table>.sql`` in ``directory`` (none when it does not exist).
+
+    Only the directory itself: SQL in its subfolders (``fragments/``) is composed into
+    statements by code and is not a table."""
     if directory.is_dir():
         for path in sorted(directory.glob("*.sql")):
             yield path.stem, path

@@ -3,7 +3,9 @@
 :func:`load_scenarios` parses the file and checks every reference: a dataset
 that is not a declared table (staged, library or marts zone), a KPI id that
 ``schemas/kpis.yaml`` does not define, a street that is not a current code of
-the ``street`` code list, an age band or a department nobody knows - each is a
+the ``street`` code list, an age band, a vitality segment that is not a segment
+code of the portrait rules (``assets/marts/portrait_rules.yaml``, the one
+definition of 活力/介助/介护) or a department nobody knows - each is a
 :class:`ScenarioError` naming the scenario and the bad value, and the catalogue
 build fails on it.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +26,6 @@ from schemas.registry import Registry
 
 SCENARIOS_PATH = Path(__file__).with_name("scenarios.yaml")
 ScenarioClass = Literal["基础类", "提质类"]
-Vitality = Literal["活力", "介助", "介护"]
 ALL_STREETS = "all"
 _RANGE = re.compile(r"^(\d{2,3})(?:\+|-(\d{2,3}))$")
 
@@ -38,13 +39,18 @@ class _Strict(BaseModel):
 
 
 class Segment(_Strict):
+    """Who a scenario serves: age bands x vitality segments (codes of the portrait rules)."""
+
     age_bands: list[str] = Field(min_length=1)
-    vitality: list[Vitality] = Field(min_length=1)
+    vitality: list[str] = Field(min_length=1)
 
-
-class VitalityLevel(_Strict):
-    en: str
-    care_levels: list[str]
+    @field_validator("vitality")
+    @classmethod
+    def _no_duplicates(cls, values: list[str]) -> list[str]:
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {dup}")
+        return values
 
 
 class Scenario(_Strict):
@@ -72,7 +78,6 @@ class Scenario(_Strict):
 
 
 class ScenarioCatalogue(_Strict):
-    vitality: dict[Vitality, VitalityLevel]
     scenarios: list[Scenario]
 
     def by_id(self) -> dict[str, Scenario]:
@@ -113,6 +118,14 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
+def segment_names() -> dict[str, str]:
+    """Vitality segment code -> Chinese name (活力/介助/介护), from the portrait rules: the one
+    place that defines the segments and the rule assigning elders to them."""
+    from assets.marts.rules import load_rules
+
+    return load_rules().segment_zh()
+
+
 def known_kpi_ids() -> set[str] | None:
     """KPI ids of ``schemas/kpis.yaml``, or None while the KPI registry does not exist yet."""
     from catalog.graph import load_kpi_formulas
@@ -122,9 +135,14 @@ def known_kpi_ids() -> set[str] | None:
 
 
 def validate_scenarios(
-    catalogue: ScenarioCatalogue, registry: Registry, kpi_ids: set[str] | None
+    catalogue: ScenarioCatalogue,
+    registry: Registry,
+    kpi_ids: set[str] | None,
+    segments: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Every reference problem of ``catalogue`` (empty when it is sound)."""
+    """Every reference problem of ``catalogue`` (empty when it is sound). ``segments``: the
+    vitality segment codes (default: :func:`segment_names`)."""
+    segments = segments if segments is not None else segment_names()
     tables = {t.name for _, t in registry.tables()} | {t.name for _, t in registry.derived_tables()}
     streets = registry.codelist("street")
     current = {v.code for v in streets.values if v.valid_until is None}
@@ -156,6 +174,13 @@ def validate_scenarios(
             expand_age_bands(s.segment.age_bands, band_codes)
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
+        for code in s.segment.vitality:
+            if code not in segments:
+                known = ", ".join(f"{c} {zh}" for c, zh in segments.items())
+                problems.append(
+                    f"{where}: vitality segment {code!r} is not a segment code of "
+                    f"assets/marts/portrait_rules.yaml ({known})"
+                )
         for dept in (s.lead_department, *s.partner_departments):
             if dept not in departments:
                 hint = _suggest(dept, departments)

@@ -408,7 +408,8 @@ def render_scenarios(catalog: Catalog) -> str:
             f'<tr id="{_e(s.id)}"><td>{_e(s.id)}</td><td>{_e(s.annex or "")}</td>'
             f"<td><strong>{_e(s.name)}</strong>"
             f'<br><span class="muted">{_e(s.en)}</span><br>{_e(s.description)}</td><td>{_e(s.class_)}</td>'
-            f"<td>{_e(s.age_label)} 岁<br>{_e('、'.join(s.vitality))}</td><td>{datasets}</td><td>{kpis}</td>"
+            f"<td>{_e(s.age_label)} 岁<br>{_e('、'.join(s.vitality_zh))}</td>"
+            f"<td>{datasets}</td><td>{kpis}</td>"
             f"<td>{_e(s.lead_department)}<br>"
             f'<span class="muted">{_e("、".join(s.partner_departments))}</span></td>'
             f"<td>{_e(streets)}</td><td>{_e('；'.join(s.legal_basis))}</td></tr>"

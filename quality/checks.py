@@ -1,6 +1,10 @@
 """Dagster asset checks: one ``expectations`` check per staged asset.
 
-:func:`build_quality_checks` is the one factory the definitions call.
+:func:`build_quality_checks` is the one factory the definitions call. The
+library and mart checks (``library_contract``, ``mart_contract``, built in
+``assets/library_assets.py`` and ``assets/mart_assets.py`` over
+:mod:`quality.library_checks`) end with :func:`derived_check_result`: the same
+history, report and metadata as the staged checks.
 
 Which data a check validates (:func:`choose_batches`):
 
@@ -302,4 +306,36 @@ def build_quality_checks(
         return [build_expectations_check(t, reg, daily, limits) for _, t in reg.tables()]
 
 
-__all__ = ["CHECK_NAME", "build_quality_checks", "choose_batches", "validate_staged"]
+def derived_check_result(
+    lake: Lake,
+    registry: Registry,
+    results: list[QualityResult],
+    *,
+    run_id: str | None,
+    as_of: str,
+    thresholds: Thresholds | None = None,
+    blocking_problems: dict[str, Any] | None = None,
+) -> dg.AssetCheckResult:
+    """Record a library / mart table's results in the history, rewrite the report, and give the
+    check's result: ERROR when a guarding rule failed (or ``blocking_problems`` holds one), WARN
+    when only other rules failed; metadata as the staged checks', masked."""
+    limits = thresholds or load_thresholds()
+    run_at = datetime.now(UTC)
+    run_date = run_at.astimezone(ZoneInfo(PARTITION_TIMEZONE)).date()
+    record_results(lake, registry, results, run_date=run_date, run_at=run_at, run_id=run_id)
+    report = write_report(lake, registry, limits, run_id=run_id)
+    problems = {k: v for k, v in (blocking_problems or {}).items() if v}
+    errors = sum(len(r.failed("ERROR")) for r in results) + len(problems)
+    warns = sum(len(r.failed("WARN")) for r in results)
+    metadata = check_metadata(results, [], None, str(report))
+    metadata["as_of"] = as_of
+    for name, value in (blocking_problems or {}).items():
+        metadata[name] = dg.MetadataValue.json(value)
+    return dg.AssetCheckResult(
+        passed=errors == 0 and warns == 0,
+        severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+        metadata=scrub_metadata(metadata),
+    )
+
+
+__all__ = ["CHECK_NAME", "build_quality_checks", "choose_batches", "derived_check_result", "validate_staged"]

@@ -1,26 +1,55 @@
-"""Contract expectations for library tables, evaluated in DuckDB over ``library.*``.
+"""Quality of the library and mart tables: GX suites from their contracts, plus cross-table SQL.
 
-Generated from each table's contract (schemas/library/*.yaml): primary key
-unique and complete, required columns filled, code-list membership, numeric
-ranges - plus domain rules that need the master elder index:
+Two engines, no rule evaluated twice:
 
-- elders are 60+ (age on the as-of date, living elders with a known birth date);
-- service events only for elders alive on the service date;
-- no future service, assessment or screening dates (after the as-of date);
-- every person-bearing staged row is linked (elder_links reconciles with staged);
-- every staged row of a programme is one service event (fact_service_event reconciles).
+* **Great Expectations** (:func:`quality.runner.validate`, the pandas path the
+  staged checks use) runs each table's suite generated from its contract
+  (:func:`quality.suites.derived_contract_rules`: columns, types, required and
+  key columns, code lists, normalised IDs and phones, ranges, key uniqueness,
+  fact dates not after the as-of date - all ERROR) and the single-table domain
+  rules (:func:`quality.rules.library_domain_rules`: ID-derived birth date,
+  living elders 60+, screening scores per instrument, vital-sign summaries,
+  date order, death dates - WARN unless they guard downstream).
+* **DuckDB SQL** (:func:`cross_table_rules`) runs what needs other tables, over
+  the whole table: service events only for elders alive on the service date
+  (joins ``library.dim_elder``, WARN), meals only at meal points open that day
+  (joins ``library.dim_facility``, WARN: a closure reaches us with the next
+  monthly facility list, after the staged check of that meal day has run),
+  every ``elder_key`` known to the golden record (ERROR; tables built from
+  ``dim_elder`` or beside it), and row counts that reconcile with staged
+  (``elder_links`` and ``fact_service_event``, ERROR). A check reading a table
+  outside its own upstream depends on it (:func:`rule_reads`), so it never
+  reads a table the same run has yet to build.
+  Their outcomes are recorded with the table's (last) batch, so scorecards,
+  history and the report show them too.
 
-Each rule is one SQL count of offending rows plus up to three example keys
-(never a name, ID or phone: keys and codes only).
+Batches (:func:`load_batches`): a table is validated whole, except the big facts
+named in ``checks.derived_batches`` (``quality/thresholds.yaml``:
+``fact_service_event`` by ``service_date``, ``fact_vitals_daily`` by
+``measure_date``), which are validated by their newest month - the rows dated
+from the first day of the as-of date's month on, plus any row with no date or a
+date after the as-of (so completeness and timeliness still see them); the batch
+is labelled ``YYYY-MM``. Older months were validated on the nights they were
+newest; the cross-table SQL rules still read the whole table every night.
+
+Every example is masked (:mod:`quality.redact`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Literal
 
 import duckdb
+import polars as pl
 
 from assets.library.identity import elder_tables
+from quality.redact import mask_row
+from quality.rules import AS_OF, Family
+from quality.runner import EXAMPLES, Outcome, QualityResult, validate
+from quality.scorecard import Thresholds, load_thresholds
 from schemas.contract import DerivedTable
 from schemas.registry import Registry
 
@@ -32,164 +61,267 @@ SERVICE_SOURCES = {
     "muni_ltci_services": "LTCI_HOME_CARE",
     "timebank_transactions": "TIME_BANK",
 }
+SQL_RULE = "duckdb_sql"
+MEAL_AID = SERVICE_SOURCES["meal_transactions"]
 
 
 @dataclass(frozen=True)
 class LibraryRule:
-    name: str
-    family: str  # conformance | completeness | uniqueness | plausibility | consistency
-    severity: str  # ERROR blocks downstream, WARN does not
-    description: str
-    # SELECT returning the offending rows' example key (first column); counted in full
+    """A rule that reads more than its own table, as DuckDB SQL over the ``staged.*`` /
+    ``library.*`` / ``marts.*`` views."""
+
+    id: str
+    family: Family
+    severity: Literal["ERROR", "WARN"]  # ERROR blocks downstream, WARN does not
+    zh: str
+    # SELECT of the offending rows (or groups): their key columns, named as the table's columns
     offending_sql: str
+    # SELECT count(*) of what the rule looks at (the score's denominator)
+    population_sql: str
+    columns: tuple[str, ...] = ()
+    # other tables it reads (the check must run after them: Dagster ``additional_deps``)
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class LibraryOutcome:
     rule: LibraryRule
     unexpected: int
-    examples: list[str]
+    population: int
+    examples: tuple[dict[str, str | None], ...]  # masked key values
 
     @property
     def passed(self) -> bool:
         return self.unexpected == 0
 
 
-def _key(table: DerivedTable) -> str:
-    return " || '|' || ".join(f"CAST({k} AS VARCHAR)" for k in table.primary_key)
+def _view(registry: Registry, table: DerivedTable) -> str:
+    return f"{registry.zone_of(table.name)}.{table.name}"
 
 
-def contract_rules(table: DerivedTable, registry: Registry) -> list[LibraryRule]:
-    t = f"{registry.zone_of(table.name)}.{table.name}"
-    key = _key(table)
-    rules = [
-        LibraryRule(
-            "primary_key_unique",
-            "uniqueness",
-            "ERROR",
-            f"主键 {table.primary_key} 唯一",
-            f"SELECT k FROM (SELECT {key} AS k, count(*) AS n FROM {t} GROUP BY 1) WHERE n > 1",
-        )
-    ]
-    for c in table.columns:
-        if not c.nullable or c.name in table.primary_key:
-            rules.append(
-                LibraryRule(
-                    f"{c.name}_not_null",
-                    "completeness",
-                    "ERROR",
-                    f"{c.zh}（{c.name}）必填",
-                    f"SELECT {key} FROM {t} WHERE {c.name} IS NULL",
-                )
-            )
-        if c.codelist:
-            values = sorted(registry.codelist(c.codelist).codes())
-            codes = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-            rules.append(
-                LibraryRule(
-                    f"{c.name}_in_codelist",
-                    "conformance",
-                    "ERROR",
-                    f"{c.zh}（{c.name}）取值属于代码表 {c.codelist}",
-                    f"SELECT {key} FROM {t} WHERE {c.name} IS NOT NULL AND {c.name} NOT IN ({codes})",
-                )
-            )
-        if c.range:
-            lo, hi = c.range
-            rules.append(
-                LibraryRule(
-                    f"{c.name}_in_range",
-                    "plausibility",
-                    "WARN",
-                    f"{c.zh}（{c.name}）在 [{lo:g}, {hi:g}] 之内",
-                    f"SELECT {key} FROM {t} WHERE {c.name} IS NOT NULL "
-                    f"AND ({c.name} < {lo} OR {c.name} > {hi})",
-                )
-            )
-    return rules
+def upstream_closure(registry: Registry, name: str) -> set[str]:
+    """Every table ``name`` is built from, directly or not (its contracts' ``upstream``)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        try:
+            ups = registry.derived(current).upstream
+        except KeyError:  # a staged table
+            continue
+        for up in ups:
+            if up not in seen:
+                seen.add(up)
+                todo.append(up)
+    return seen
 
 
-def domain_rules(table: DerivedTable, registry: Registry) -> list[LibraryRule]:
-    as_of = "CAST(getvariable('as_of') AS DATE)"
+def _reconciles(target: str, tables: list[str], zh: str) -> LibraryRule:
+    counts = " UNION ALL ".join(
+        f"SELECT '{t}' AS source_table, count(*) AS n FROM staged.{t}" for t in tables
+    )
+    return LibraryRule(
+        id="consistency.reconciles_with_staged",
+        family="consistency",
+        severity="ERROR",
+        zh=zh,
+        offending_sql=f"SELECT s.source_table FROM ({counts}) AS s LEFT JOIN "
+        f"(SELECT source_table, count(*) AS n FROM {target} GROUP BY 1) AS l USING (source_table) "
+        "WHERE s.n <> coalesce(l.n, 0)",
+        population_sql=f"SELECT {len(tables)}",
+        columns=("source_table",),
+    )
+
+
+def cross_table_rules(table: DerivedTable, registry: Registry) -> list[LibraryRule]:
+    """The rules of a library or mart table that GX's pandas path cannot express (they join)."""
+    view = _view(registry, table)
+    key = ", ".join(f"t.{k}" for k in table.primary_key)
     rules: list[LibraryRule] = []
-    if table.name == "dim_elder":
-        rules.append(
-            LibraryRule(
-                "elders_are_60_plus",
-                "plausibility",
-                "WARN",
-                "在世老人年满60周岁",
-                "SELECT elder_key FROM library.dim_elder "
-                "WHERE status = 'ACTIVE' AND age IS NOT NULL AND age < 60",
-            )
-        )
     if table.name == "fact_service_event":
         rules.append(
             LibraryRule(
-                "served_while_alive",
-                "consistency",
-                "WARN",
-                "服务日期老人在世（未死亡）",
-                "SELECT s.service_event_id FROM library.fact_service_event AS s "
-                "JOIN library.dim_elder AS e ON e.elder_key = s.elder_key "
-                "WHERE e.death_date IS NOT NULL AND s.service_date > e.death_date",
+                id="consistency.served_while_alive",
+                family="consistency",
+                severity="WARN",
+                zh="服务日期老人在世（服务日期不晚于黄金记录的死亡日期；全表）",
+                offending_sql="SELECT t.service_event_id, t.elder_key, t.service_date FROM "
+                "library.fact_service_event AS t JOIN library.dim_elder AS e ON e.elder_key = t.elder_key "
+                "WHERE e.death_date IS NOT NULL AND t.service_date > e.death_date",
+                population_sql="SELECT count(*) FROM library.fact_service_event",
+                columns=("service_event_id", "elder_key", "service_date"),
+                reads=("dim_elder",),
             )
-        )
-        counts = " UNION ALL ".join(
-            f"SELECT '{src}' AS source_table, count(*) AS n FROM staged.{src}" for src in SERVICE_SOURCES
         )
         rules.append(
             LibraryRule(
-                "reconciles_with_staged",
-                "consistency",
-                "ERROR",
-                "每个项目：标准化层行数 = 服务事件数",
-                f"SELECT s.source_table FROM ({counts}) AS s LEFT JOIN (SELECT source_table, count(*) AS n "
-                "FROM library.fact_service_event GROUP BY 1) AS f USING (source_table) "
-                "WHERE s.n <> coalesce(f.n, 0)",
+                id="consistency.meal_point_open",
+                family="consistency",
+                severity="WARN",
+                zh="助餐服务日期早于助餐点停业日期（关联 dim_facility；全表：停业信息随月度名单才到）",
+                offending_sql="SELECT t.service_event_id, t.provider_id, t.service_date "
+                "FROM library.fact_service_event AS t "
+                "JOIN library.dim_facility AS f ON f.facility_id = t.provider_id "
+                f"WHERE t.programme = '{MEAL_AID}' AND f.closed_on IS NOT NULL "
+                "AND t.service_date >= f.closed_on",
+                population_sql="SELECT count(*) FROM library.fact_service_event "
+                f"WHERE programme = '{MEAL_AID}'",
+                columns=("service_event_id", "provider_id", "service_date"),
+                reads=("dim_facility",),
             )
         )
-    for col in ("service_date", "assessment_date", "screening_date"):
-        if col in table.column_names:
-            rules.append(
-                LibraryRule(
-                    f"{col}_not_future",
-                    "plausibility",
-                    "ERROR",
-                    f"{col} 不晚于数据截止日",
-                    f"SELECT {_key(table)} FROM {registry.zone_of(table.name)}.{table.name} "
-                    f"WHERE {col} > {as_of}",
-                )
+        rules.append(
+            _reconciles(
+                "library.fact_service_event",
+                list(SERVICE_SOURCES),
+                "每个服务项目：标准化层行数 = 服务事件数（全表）",
             )
+        )
     if table.name == "elder_links":
-        counts = " UNION ALL ".join(
-            f"SELECT '{t.name}' AS source_table, count(*) AS n FROM staged.{t.name}"
-            for t in elder_tables(registry)
+        rules.append(
+            _reconciles(
+                "library.elder_links",
+                [t.name for t in elder_tables(registry)],
+                "每张含老人记录的标准化表：行数 = 关联记录数（全表）",
+            )
         )
+    # Keys known to the golden record: for tables built after it or beside it (not for those it is
+    # built from - elder_links, the provenance - whose check would then wait for dim_elder, a cycle).
+    zone = registry.zone_of(table.name)
+    if (
+        zone == "library"
+        and "elder_key" in table.column_names
+        and table.name != "dim_elder"
+        and table.name not in upstream_closure(registry, "dim_elder")
+    ):
         rules.append(
             LibraryRule(
-                "reconciles_with_staged",
-                "consistency",
-                "ERROR",
-                "每张含老人记录的标准化表：行数 = 关联记录数",
-                f"SELECT s.source_table FROM ({counts}) AS s LEFT JOIN (SELECT source_table, count(*) AS n "
-                "FROM library.elder_links GROUP BY 1) AS l USING (source_table) "
-                "WHERE s.n <> coalesce(l.n, 0)",
+                id="conformance.elder_key_known",
+                family="conformance",
+                severity="ERROR",
+                zh="老人主键均见于黄金记录（dim_elder；全表）",
+                offending_sql=f"SELECT {key}, t.elder_key FROM {view} AS t WHERE t.elder_key IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM library.dim_elder AS e WHERE e.elder_key = t.elder_key)",
+                population_sql=f"SELECT count(*) FROM {view} WHERE elder_key IS NOT NULL",
+                columns=(*table.primary_key, "elder_key"),
+                reads=("dim_elder",),
             )
         )
     return rules
 
 
-def library_rules(table: DerivedTable, registry: Registry) -> list[LibraryRule]:
-    return contract_rules(table, registry) + domain_rules(table, registry)
+def rule_reads(table: DerivedTable, registry: Registry) -> list[str]:
+    """The tables a table's cross-table rules read beyond its own upstream (check dependencies)."""
+    rules = cross_table_rules(table, registry)
+    return sorted({t for r in rules for t in r.reads} - set(table.upstream) - {table.name})
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, rules: list[LibraryRule]) -> list[LibraryOutcome]:
+def fetch(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame:
+    """A query's result as a Polars frame. DuckDB 2's ``con.sql(...)`` refuses to run while an
+    earlier ``execute`` result on the connection is unfinished (a caller's ``fetchone()``, e.g.
+    :func:`assets.library.build.as_of_date`): that leftover is aborted first."""
+    con.abort()
+    return con.sql(query).pl()
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection, table: DerivedTable, rules: list[LibraryRule]
+) -> list[LibraryOutcome]:
+    """Count each rule's offending rows and keep a few, masked by the table's contract."""
     out = []
     for rule in rules:
-        row = con.execute(f"SELECT count(*) FROM ({rule.offending_sql})").fetchone()
-        n = int(row[0]) if row else 0
-        sample = con.execute(f"SELECT * FROM ({rule.offending_sql}) LIMIT 3").fetchall() if n else []
-        examples = [str(r[0]) for r in sample]
-        out.append(LibraryOutcome(rule, n, examples))
+        n = int(con.execute(f"SELECT count(*) FROM ({rule.offending_sql})").fetchall()[0][0])
+        population = int(con.execute(rule.population_sql).fetchall()[0][0])
+        examples: tuple[dict[str, str | None], ...] = ()
+        if n:
+            sample = fetch(con, f"SELECT * FROM ({rule.offending_sql}) ORDER BY ALL LIMIT {EXAMPLES}")
+            examples = tuple(mask_row(table, r) for r in sample.iter_rows(named=True))
+        out.append(LibraryOutcome(rule, n, population, examples))
     return out
+
+
+def as_outcome(o: LibraryOutcome) -> Outcome:
+    """A SQL rule's result in the form GX results take (history, scorecards, report, metadata)."""
+    return Outcome(
+        rule_id=o.rule.id,
+        family=o.rule.family,
+        severity=o.rule.severity,
+        zh=o.rule.zh,
+        expectation_type=SQL_RULE,
+        columns=o.rule.columns,
+        evaluated=True,
+        success=o.passed,
+        element_count=o.population,
+        unexpected_count=o.unexpected,
+        unexpected_percent=100.0 * min(o.unexpected, o.population) / o.population if o.population else 0.0,
+        examples=o.examples,
+    )
+
+
+# ------------------------------------------------------------------ batches
+
+
+@dataclass(frozen=True)
+class DerivedBatch:
+    label: str  # "all", or the month "YYYY-MM" of a big fact
+    frame: pl.DataFrame
+
+
+def batch_filter(column: str, as_of: date) -> str:
+    """SQL condition of the newest-month batch: from the as-of month's first day on, or undated."""
+    start = as_of.replace(day=1).isoformat()
+    return f"({column} >= DATE '{start}' OR {column} IS NULL)"
+
+
+def load_batches(
+    con: duckdb.DuckDBPyConnection,
+    table: DerivedTable,
+    registry: Registry,
+    as_of: date,
+    thresholds: Thresholds | None = None,
+) -> list[DerivedBatch]:
+    """What a check of ``table`` validates with GX (see the module doc), with ``_as_of`` added."""
+    settings = (thresholds or load_thresholds()).checks
+    column = settings.derived_batches.get(table.name)
+    where = f" WHERE {batch_filter(column, as_of)}" if column else ""
+    frame = fetch(con, f"SELECT * FROM {_view(registry, table)}{where}")
+    frame = frame.with_columns(pl.lit(as_of, dtype=pl.Date).alias(AS_OF))
+    return [DerivedBatch(as_of.strftime("%Y-%m") if column else "all", frame)]
+
+
+def validate_batches(
+    batches: list[DerivedBatch],
+    sql_outcomes: list[LibraryOutcome],
+    table: DerivedTable,
+    registry: Registry,
+) -> list[QualityResult]:
+    """GX on every batch; the cross-table SQL outcomes recorded with the last batch."""
+    results = [validate(b.frame, table, registry, partition=b.label) for b in batches]
+    if results and sql_outcomes:
+        last = results[-1]
+        results[-1] = replace(last, outcomes=last.outcomes + tuple(as_outcome(o) for o in sql_outcomes))
+    return results
+
+
+def validate_derived(
+    con: duckdb.DuckDBPyConnection,
+    table: DerivedTable,
+    registry: Registry,
+    as_of: date,
+    thresholds: Thresholds | None = None,
+) -> list[QualityResult]:
+    """Everything a ``library_contract`` / ``mart_contract`` check validates (no Dagster needed).
+
+    ``con`` has the ``staged.*`` / ``library.*`` (/ ``marts.*``) views.
+    """
+    batches = load_batches(con, table, registry, as_of, thresholds)
+    t0 = time.perf_counter()
+    sql = evaluate(con, table, cross_table_rules(table, registry))
+    sql_seconds = time.perf_counter() - t0
+    results = validate_batches(batches, sql, table, registry)
+    if results and sql:  # the SQL rules' time counts in the table's validation time
+        last = results[-1]
+        results[-1] = replace(
+            last, seconds=last.seconds + sql_seconds, timings={**last.timings, "sql": sql_seconds}
+        )
+    return results

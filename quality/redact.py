@@ -14,7 +14,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from schemas.contract import Column, Table
+from schemas.contract import Column, DerivedTable, Table
 
 _ID18 = re.compile(r"(?<!\d)(\d{17}[\dXx])(?!\d)")
 # A 15-digit (pre-1999) ID: area, YYMMDD, sequence; not a run of digits inside a record number.
@@ -109,7 +109,7 @@ def mask_value(column: Column | None, name: str, value: Any) -> str | None:
     return scrub(text)
 
 
-def mask_row(table: Table, row: dict[str, Any]) -> dict[str, str | None]:
+def mask_row(table: Table | DerivedTable, row: dict[str, Any]) -> dict[str, str | None]:
     """A whole example row, every value masked by its column."""
     columns = {c.name: c for c in table.columns}
     out: dict[str, str | None] = {}

@@ -20,13 +20,16 @@ from quality.redact import scrub
 from quality.rules import FAMILIES, FAMILY_ZH
 from quality.scorecard import (
     Thresholds,
+    is_daily_expr,
     latest_batches,
     latest_partition_per_table,
     load_thresholds,
+    owner_zh,
     read_history,
     scorecard,
     source_health,
     system_scorecard,
+    table_zh,
 )
 from rainbow.io import write_bytes_atomic
 from rainbow.settings import Lake
@@ -94,7 +97,7 @@ def _system_section(card: pl.DataFrame, registry: Registry) -> str:
         cells = "".join(
             _cell(sub[f]["score"], sub[f]["status"]) if f in sub else _cell(None, None) for f in FAMILIES
         )
-        rows.append(f"<tr><td>{_e(registry.system(system).zh)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{_e(owner_zh(registry, system))}</td>{cells}</tr>")
     return _table(head, rows)
 
 
@@ -111,8 +114,8 @@ def _table_section(card: pl.DataFrame, registry: Registry) -> str:
         failed = int(sub["failed"].sum())
         errors = int(sub["failed_error"].sum())
         rows.append(
-            f'<tr><td><a href="#t-{_e(table)}">{_e(registry.table(table).zh)}</a>（{_e(table)}）</td>'
-            f"<td>{_e(registry.system(first['system']).zh)}</td><td>{_e(first['partition'])}</td>"
+            f'<tr><td><a href="#t-{_e(table)}">{_e(table_zh(registry, table))}</a>（{_e(table)}）</td>'
+            f"<td>{_e(owner_zh(registry, first['system']))}</td><td>{_e(first['partition'])}</td>"
             f'<td class="n">{first["rows"]}</td>{cells}<td class="n">{failed}（{errors}）</td></tr>'
         )
     return _table(head, rows)
@@ -124,15 +127,23 @@ def _short(partition: str) -> str:
 
 
 def _trend_section(history: pl.DataFrame, thresholds: Thresholds, registry: Registry) -> str:
-    """Per table: the mean score of each recent batch (newest run of each partition), oldest first."""
-    latest = latest_batches(history)
-    if latest.is_empty():
+    """Per table, oldest first: the lowest dimension score of each recent batch - per delivery day
+    (newest run of each day) for tables validated by day, per run (night) for tables validated
+    whole or by month (library and mart tables, master and reference tables)."""
+    if history.is_empty():
         return _table(["表", "趋势"], [])
-    card = scorecard(latest, thresholds)
+    daily = latest_batches(history.filter(is_daily_expr()))
+    nightly = history.filter(~is_daily_expr())
+    card = pl.concat([scorecard(daily, thresholds), scorecard(nightly, thresholds)], how="vertical_relaxed")
     per_batch = (
-        card.group_by("table", "partition")
+        card.with_columns(
+            label=pl.when(is_daily_expr())
+            .then(pl.col("partition"))
+            .otherwise(pl.col("run_date").cast(pl.String))
+        )
+        .group_by("table", "label", "partition")
         .agg(score=pl.col("score").min(), worst=pl.col("status").sort_by("score").first())
-        .sort("table", "partition")
+        .sort("table", "label")
     )
     rows = []
     keep = thresholds.report.history_partitions
@@ -140,14 +151,13 @@ def _trend_section(history: pl.DataFrame, thresholds: Thresholds, registry: Regi
         sub = per_batch.filter(pl.col("table") == table).tail(keep)
         cells = "".join(
             f'<td class="n {r["worst"] or ""}" title="{_e(r["partition"])}">'
-            f"{_e(_short(r['partition']))}<br>{_pct(r['score'])}</td>"
+            f"{_e(_short(r['label']))}<br>{_pct(r['score'])}</td>"
             for r in sub.iter_rows(named=True)
         )
-        rows.append(f"<tr><td>{_e(registry.table(table).zh)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{_e(table_zh(registry, table))}</td>{cells}</tr>")
     return (
-        "<table><tr><th>表</th><th colspan='99'>各分区最低维度得分（旧→新）</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        "<table><tr><th>表</th><th colspan='99'>各批次最低维度得分（旧→新；按日分区的表为交付日，"
+        "整表或按月校验的表为校验日）</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -173,7 +183,7 @@ def _failures_section(latest: pl.DataFrame, registry: Registry) -> str:
             )
         head = ["分区", "规则", "维度", "级别", "不符合行数", "比例", "示例（已脱敏）"]
         parts.append(
-            f'<h3 id="t-{_e(table)}">{_e(registry.table(table).zh)}（{_e(table)}）</h3>' + _table(head, rows)
+            f'<h3 id="t-{_e(table)}">{_e(table_zh(registry, table))}（{_e(table)}）</h3>' + _table(head, rows)
         )
     skipped = latest.filter(~pl.col("evaluated"))
     if skipped.height:
@@ -214,7 +224,7 @@ def render_report(
     ]
     card_html = "".join(f'<div class="card"><b>{v}</b>{_e(k)}</div>' for k, v in cards)
     body = (
-        f"<h1>彩虹桥数据质量报告（标准化层）</h1>"
+        f"<h1>彩虹桥数据质量报告（标准化层、主题库、专题集市）</h1>"
         f'<p class="muted">生成时间 {_e(generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))}'
         f"；运行 {_e(run_id or '—')}；来源健康截至 {_e(as_of or '—')}</p>"
         '<nav><a href="#health">来源系统健康</a><a href="#systems">系统评分卡</a>'
@@ -222,7 +232,7 @@ def render_report(
         f'<div class="cards">{card_html}</div>'
         '<h2 id="health">来源系统健康（交付及时性、数据量、僵尸系统）</h2>'
         f"{_health_section(health)}"
-        '<h2 id="systems">质量评分卡：按来源系统（各表最新批次）</h2>'
+        '<h2 id="systems">质量评分卡：按来源系统与主题库数据集（各表最新批次）</h2>'
         f"{_system_section(system_card, registry)}"
         '<h2 id="tables">质量评分卡：按表（最新分区）</h2>'
         f"{_table_section(table_card, registry)}"

@@ -10,8 +10,11 @@ before validation; GX then checks them like any column).
 
 Contract rules (columns, types, nulls, code lists, keys, ranges, future dates)
 are generated in :mod:`quality.suites`; this module holds the rules a contract
-cannot say. Their numbers are the typed constants below (DOMAIN.md: screening
-ranges, 60+, two-year assessments; configurable defaults, not law).
+cannot say, for staged tables (:func:`domain_rules`) and for library and mart
+tables (:func:`library_domain_rules`; rules that join other library tables are
+DuckDB SQL in :mod:`quality.library_checks`). Their numbers are the typed
+constants below (DOMAIN.md: screening ranges, 60+, two-year assessments;
+configurable defaults, not law).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import Any, Literal
 import polars as pl
 
 from quality._gx import E, RowColumn
-from schemas.contract import Table
+from schemas.contract import DerivedTable, Table
 from schemas.registry import Registry
+
+AnyTable = Table | DerivedTable
+"""A staged (source) table or a library / mart table: both declare their columns alike."""
 
 Family = Literal["conformance", "completeness", "plausibility", "uniqueness", "consistency", "timeliness"]
 FAMILIES: tuple[Family, ...] = (
@@ -65,7 +71,21 @@ ORDERED_PAIRS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("care_bed_contracts", "ends_on", "signed_on", True, "床位合同到期日不早于签约日"),
     ("muni_assessments", "valid_until", "assessment_date", True, "评估有效期不早于评估日期"),
     ("facilities", "closed_on", "opened_on", True, "停业日期不早于开业日期"),
+    # library tables
+    ("fact_service_event", "ended_at", "started_at", True, "服务结束时间不早于开始时间"),
+    ("fact_assessment", "valid_until", "assessment_date", True, "评估有效期不早于评估日期"),
+    ("dim_facility", "closed_on", "opened_on", True, "停业日期不早于开业日期"),
 )
+# Blood pressure pairs (systolic, diastolic): staged readings and the library's daily means.
+BLOOD_PRESSURE_PAIRS: tuple[tuple[str, str], ...] = (
+    ("systolic", "diastolic"),
+    ("systolic_mean", "diastolic_mean"),
+)
+# Daily vital-sign summaries: min <= mean <= max per measure (library fact_vitals_daily).
+SUMMARY_MEASURES: tuple[str, ...] = ("heart_rate",)
+# The elder status that carries a death date (code of the elder_status list), and the living one.
+DECEASED = "DECEASED"
+ACTIVE = "ACTIVE"
 
 Related = Mapping[str, pl.DataFrame]
 """Other staged tables a cross-table rule reads, by table name (e.g. ``facilities``)."""
@@ -108,6 +128,15 @@ class QualityRule:
 def delivery_end() -> pl.Expr:
     """The first instant after the delivery day: no event time may reach it."""
     return (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
+
+
+AS_OF = "_as_of"
+"""Library and mart frames carry the build's as-of date in this column (added by the loader)."""
+
+
+def as_of_end() -> pl.Expr:
+    """The first instant after the library's as-of date: no event date may reach it."""
+    return (pl.col(AS_OF) + pl.duration(days=1)).cast(pl.Datetime("us"))
 
 
 def _as_date(col: str, table: Table) -> pl.Expr:
@@ -190,7 +219,7 @@ def age_rules(table: Table) -> list[QualityRule]:
     ]
 
 
-def screening_rules(table: Table) -> list[QualityRule]:
+def screening_rules(table: AnyTable) -> list[QualityRule]:
     """Screening scores inside their instrument's range (the contract's 0-30 covers all three)."""
     names = set(table.column_names)
     if not {"instrument", "score"} <= names or table.column("instrument").codelist != "screening_instrument":
@@ -211,24 +240,43 @@ def screening_rules(table: Table) -> list[QualityRule]:
     ]
 
 
-def vital_sign_rules(table: Table) -> list[QualityRule]:
-    """Blood pressure: systolic above diastolic (each column's range comes from the contract)."""
-    if not {"systolic", "diastolic"} <= set(table.column_names):
-        return []
-    return [
+def vital_sign_rules(table: AnyTable) -> list[QualityRule]:
+    """Vital signs physiologically plausible beyond each column's contract range: systolic above
+    diastolic; in daily summaries min <= mean <= max."""
+    names = set(table.column_names)
+    out = [
         QualityRule(
             id="plausibility.systolic_above_diastolic",
             family="plausibility",
             expectation=E.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="systolic", column_B="diastolic", ignore_row_if="either_value_is_missing"
+                column_A=systolic, column_B=diastolic, ignore_row_if="either_value_is_missing"
             ),
-            zh="收缩压高于舒张压",
-            columns=("systolic", "diastolic"),
+            zh="收缩压高于舒张压" if systolic == "systolic" else "平均收缩压高于平均舒张压",
+            columns=(systolic, diastolic),
         )
+        for systolic, diastolic in BLOOD_PRESSURE_PAIRS
+        if {systolic, diastolic} <= names
     ]
+    for measure in SUMMARY_MEASURES:
+        low, mean, high = f"{measure}_min", f"{measure}_mean", f"{measure}_max"
+        if not {low, mean, high} <= names:
+            continue
+        for upper, lower, zh in ((mean, low, "平均值不低于最低值"), (high, mean, "最高值不低于平均值")):
+            out.append(
+                QualityRule(
+                    id=f"consistency.summary_order.{upper}_ge_{lower}",
+                    family="consistency",
+                    expectation=E.ExpectColumnPairValuesAToBeGreaterThanB(
+                        column_A=upper, column_B=lower, or_equal=True, ignore_row_if="either_value_is_missing"
+                    ),
+                    zh=f"{table.column(upper).zh}：{zh}",
+                    columns=(low, mean, high),
+                )
+            )
+    return out
 
 
-def ordered_pair_rules(table: Table) -> list[QualityRule]:
+def ordered_pair_rules(table: AnyTable) -> list[QualityRule]:
     out = []
     for name, later, earlier, or_equal, zh in ORDERED_PAIRS:
         if name != table.name:
@@ -283,7 +331,7 @@ def ltci_rules(table: Table) -> list[QualityRule]:
     ]
 
 
-def assessment_rules(table: Table) -> list[QualityRule]:
+def assessment_rules(table: AnyTable) -> list[QualityRule]:
     if not {"assessment_date", "valid_until"} <= set(table.column_names):
         return []
     return [
@@ -318,19 +366,28 @@ def meal_money_rules(table: Table) -> list[QualityRule]:
     ]
 
 
-def elder_status_rules(table: Table, registry: Registry) -> list[QualityRule]:
-    """A death date exactly when the status says deceased, and never after the delivery."""
+def elder_status_rules(
+    table: AnyTable,
+    registry: Registry,
+    *,
+    end: pl.Expr | None = None,
+    end_column: str = "_delivery_date",
+) -> list[QualityRule]:
+    """A death date exactly when the status says deceased, and never after the delivery
+    (library: the as-of date, ``end=as_of_end(), end_column=AS_OF``)."""
     names = set(table.column_names)
     if not {"status", "death_date"} <= names or table.column("status").codelist != "elder_status":
         return []
-    deceased = "DECEASED"
-    assert deceased in registry.codelist("elder_status").codes()
+    assert DECEASED in registry.codelist("elder_status").codes()
+    staged = end is None
+    when = "交付日期" if staged else "数据截止日"
+    end_name = "_dq_delivery_end" if staged else "_dq_as_of_end"
     return [
         QualityRule(
             id="consistency.deceased_has_death_date",
             family="consistency",
             expectation=E.ExpectColumnValuesToNotBeNull(
-                column="death_date", row_condition=RowColumn("status") == deceased
+                column="death_date", row_condition=RowColumn("status") == DECEASED
             ),
             zh="状态为死亡的记录有死亡日期",
             columns=("status", "death_date"),
@@ -339,7 +396,7 @@ def elder_status_rules(table: Table, registry: Registry) -> list[QualityRule]:
             id="consistency.living_has_no_death_date",
             family="consistency",
             expectation=E.ExpectColumnValuesToBeNull(
-                column="death_date", row_condition=RowColumn("status") != deceased
+                column="death_date", row_condition=RowColumn("status") != DECEASED
             ),
             zh="状态不是死亡的记录没有死亡日期",
             columns=("status", "death_date"),
@@ -348,11 +405,11 @@ def elder_status_rules(table: Table, registry: Registry) -> list[QualityRule]:
             id="timeliness.not_future.death_date",
             family="timeliness",
             expectation=E.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="_dq_delivery_end", column_B="death_date", ignore_row_if="either_value_is_missing"
+                column_A=end_name, column_B="death_date", ignore_row_if="either_value_is_missing"
             ),
-            zh="死亡日期不晚于交付日期",
-            columns=("death_date", "_delivery_date"),
-            derived={"_dq_delivery_end": delivery_end()},
+            zh=f"死亡日期不晚于{when}",
+            columns=("death_date", end_column),
+            derived={end_name: delivery_end() if end is None else end},
         ),
     ]
 
@@ -432,4 +489,70 @@ def domain_rules(table: Table, registry: Registry) -> list[QualityRule]:
         *meal_money_rules(table),
         *elder_status_rules(table, registry),
         *meal_point_rules(table),
+    ]
+
+
+# ------------------------------------------------------------------ library and mart tables
+
+
+def resident_id_birth_date() -> pl.Expr:
+    """The birth date written in an 18-digit resident ID (digits 7-14)."""
+    return pl.col("id_number").str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
+
+
+def library_identity_rules(table: AnyTable) -> list[QualityRule]:
+    """The golden record's birth date is the one its resident ID says (survivorship derives it)."""
+    names = set(table.column_names)
+    if not {"id_number", "birth_date"} <= names or table.column("id_number").semantic != "resident_id":
+        return []
+    return [
+        QualityRule(
+            id="consistency.id_birth_date",
+            family="consistency",
+            expectation=E.ExpectColumnValuesToBeBetween(
+                column="_dq_birth_gap_days", min_value=0, max_value=0
+            ),
+            zh="身份证号码推导的出生日期与出生日期一致",
+            columns=("id_number", "birth_date"),
+            derived={"_dq_birth_gap_days": (pl.col("birth_date") - resident_id_birth_date()).dt.total_days()},
+        )
+    ]
+
+
+def library_age_rules(table: AnyTable) -> list[QualityRule]:
+    """Living elders of the golden record are 60+ (and at most 120) on the as-of date."""
+    names = set(table.column_names)
+    if not {"age", "status"} <= names or table.column("status").codelist != "elder_status":
+        return []
+    return [
+        QualityRule(
+            id="plausibility.age_60_plus",
+            family="plausibility",
+            expectation=E.ExpectColumnValuesToBeBetween(
+                column="age",
+                min_value=ELDER_MIN_AGE,
+                max_value=MAX_PLAUSIBLE_AGE,
+                row_condition=RowColumn("status") == ACTIVE,
+            ),
+            zh=f"在世在册老人年满 {ELDER_MIN_AGE} 周岁（且不超过 {MAX_PLAUSIBLE_AGE} 岁）",
+            columns=("status", "age", "birth_date"),
+        )
+    ]
+
+
+def library_domain_rules(table: DerivedTable, registry: Registry) -> list[QualityRule]:
+    """The hand-written rules GX checks on one library or mart table alone.
+
+    Rules that need another table (served while alive: the golden record's death
+    date; reconciliation with staged counts; keys known to the golden record) are
+    SQL in :mod:`quality.library_checks`.
+    """
+    return [
+        *library_identity_rules(table),
+        *library_age_rules(table),
+        *screening_rules(table),
+        *vital_sign_rules(table),
+        *ordered_pair_rules(table),
+        *assessment_rules(table),
+        *elder_status_rules(table, registry, end=as_of_end(), end_column=AS_OF),
     ]

@@ -9,7 +9,8 @@
 * :func:`scorecard` scores each batch per dimension (the six rule families) and
   rates it green/amber/red against ``quality/thresholds.yaml``;
   :func:`system_scorecard` rolls the latest batch of every table up to its
-  source system.
+  source system - or, for library and mart tables, to their data set
+  (``library.health``, ``marts.portraits``: :func:`owner_of`).
 * :func:`source_health` reads the ingest ledger: delivery freshness against
   each table's declared frequency, volume against the trailing median, and
   systems gone silent (僵尸系统: every table silent for several intervals).
@@ -66,6 +67,8 @@ class VolumeSettings(_Model):
 class CheckSettings(_Model):
     per_day_partitions: int = Field(default=1, ge=0)
     latest_partitions: int = Field(default=1, ge=1)
+    # library / mart tables validated by their newest month of this date column (else whole)
+    derived_batches: dict[str, str] = Field(default_factory=dict)
 
 
 class ReportSettings(_Model):
@@ -134,6 +137,32 @@ HISTORY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def owner_of(registry: Registry, table: str) -> str:
+    """What a table's scores roll up to: its source system, or ``library.<data set>`` /
+    ``marts.<data set>`` for a library or mart table."""
+    try:
+        return registry.system_of(table).name
+    except KeyError:
+        dataset = registry.dataset_of(table)
+        return f"{dataset.zone}.{dataset.name}"
+
+
+def owner_zh(registry: Registry, owner: str) -> str:
+    """Chinese name of a source system or of a library / mart data set (``主题库·健康档案``)."""
+    zone, _, name = owner.partition(".")
+    if name and zone in ("library", "marts"):
+        prefix = "主题库" if zone == "library" else "专题集市"
+        return next(f"{prefix}·{d.zh}" for d in registry.datasets if d.zone == zone and d.name == name)
+    return registry.system(owner).zh
+
+
+def table_zh(registry: Registry, table: str) -> str:
+    try:
+        return registry.table(table).zh
+    except KeyError:
+        return registry.derived(table).zh
+
+
 def history_dir(lake: Lake) -> Path:
     return lake.marts / HISTORY_DIR
 
@@ -152,7 +181,7 @@ def results_frame(
 ) -> pl.DataFrame:
     rows = []
     for res in results:
-        system = registry.system_of(res.table).name
+        system = owner_of(registry, res.table)
         for o in res.outcomes:
             rows.append(
                 {
@@ -203,17 +232,35 @@ def record_results(
     return written
 
 
+def is_daily(partition: str) -> bool:
+    """A delivery day (``YYYY-MM-DD``) or a backfill's range of days (``first..last``); not ``all``
+    (a whole table) nor a month (``YYYY-MM``, the batches of big library facts)."""
+    return len(partition) == 10 or ".." in partition
+
+
+def is_daily_expr(column: str = "partition") -> pl.Expr:
+    """:func:`is_daily` as a Polars expression."""
+    return (pl.col(column).str.len_chars() == 10) | pl.col(column).str.contains("..", literal=True)
+
+
 def read_history(lake: Lake, newest_partitions: int | None = None) -> pl.DataFrame:
-    """Recorded outcomes: all of them, or per table the latest run of its newest partitions only."""
+    """Recorded outcomes: all of them, or per table only the newest ``newest_partitions`` batches.
+
+    A table validated by day keeps the latest run of each of its newest days; a
+    table validated whole (or by month) keeps its newest runs, one per run date,
+    so its trend is night by night.
+    """
     root = history_dir(lake) / "results"
     if newest_partitions is None:
         files = sorted(root.glob("*/*/*.parquet"))
     else:
         files = []
         for table in sorted(p for p in root.glob("*") if p.is_dir()):
-            for part in sorted(p for p in table.iterdir() if p.is_dir())[-newest_partitions:]:
-                runs = sorted(part.glob("*.parquet"))
-                files += runs[-1:]
+            parts = sorted(p for p in table.iterdir() if p.is_dir())
+            for part in [p for p in parts if is_daily(p.name)][-newest_partitions:]:
+                files += sorted(part.glob("*.parquet"))[-1:]
+            runs = [f for p in parts if not is_daily(p.name) for f in p.glob("*.parquet")]
+            files += sorted(runs, key=lambda f: (f.stem, f.parent.name))[-newest_partitions:]
     if not files:
         return pl.DataFrame(schema=HISTORY_SCHEMA)
     return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed").cast(

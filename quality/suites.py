@@ -1,8 +1,11 @@
-"""Expectation suites of the staged zone, generated from the contracts plus the domain rules.
+"""Expectation suites generated from the contracts plus the domain rules: staged, library and marts.
 
 :func:`rules_for` lists a table's :class:`~quality.rules.QualityRule` objects;
 :func:`suite_for` turns them into a ``gx.ExpectationSuite`` whose every
-expectation carries its rule id, family and severity in ``meta``.
+expectation carries its rule id, family and severity in ``meta``. A staged
+(source) table's rules come from :func:`contract_rules` and
+:func:`quality.rules.domain_rules`; a library or mart table's from
+:func:`derived_contract_rules` and :func:`quality.rules.library_domain_rules`.
 
 From the contract (every one guards the library: staging promises it, so a
 failure means staging or a contract is broken):
@@ -15,14 +18,29 @@ failure means staging or a contract is broken):
   for event tables within a delivery day, as staging de-duplicates them;
 * plausibility: numbers inside the contract ``range``;
 * timeliness: event-time columns are not after their delivery day.
+
+Library and mart tables (:class:`~schemas.contract.DerivedTable`: no delivery,
+no lineage columns) get the same families from their contract: columns, types,
+required and key columns not null, code lists, normalised IDs and phones,
+ranges, the key unique over the batch, and the required dates of fact tables
+not after the build's as-of date (the ``_as_of`` column the loader adds). All
+guard downstream assets (ERROR).
 """
 
 from __future__ import annotations
 
 from assets.staging.stage import derived_identity as carries_derived_identity
 from quality._gx import E, gx
-from quality.rules import QualityRule, delivery_end, domain_rules
-from schemas.contract import Column, Table
+from quality.rules import (
+    AS_OF,
+    AnyTable,
+    QualityRule,
+    as_of_end,
+    delivery_end,
+    domain_rules,
+    library_domain_rules,
+)
+from schemas.contract import Column, DerivedTable, Table
 from schemas.registry import Registry
 
 # The pandas dtype (its scalar type, as GX compares it) a staged Polars column arrives as
@@ -44,11 +62,27 @@ FORMATS: dict[str, tuple[str, str]] = {
 LINEAGE = ("_source_file", "_row_number", "_delivery_date")
 
 
-def derived_identity(table: Table) -> list[str]:
-    return ["id_birth_date", "id_sex"] if carries_derived_identity(table) else []
+def derived_identity(table: AnyTable) -> list[str]:
+    """``id_birth_date`` / ``id_sex``: staged tables with a resident ID carry them (library tables not)."""
+    return ["id_birth_date", "id_sex"] if isinstance(table, Table) and carries_derived_identity(table) else []
 
 
-def _column_rules(table: Table, col: Column, registry: Registry) -> list[QualityRule]:
+def resolve_table(registry: Registry, table: AnyTable | str) -> AnyTable:
+    """A table by name: a source (staged) table, else a library or mart table."""
+    if not isinstance(table, str):
+        return table
+    try:
+        return registry.table(table)
+    except KeyError:
+        return registry.derived(table)
+
+
+def zone_of(table: AnyTable) -> str:
+    """``staged`` for a source table, ``derived`` for a library or mart table (suite names)."""
+    return "staged" if isinstance(table, Table) else "derived"
+
+
+def _column_rules(table: AnyTable, col: Column, registry: Registry) -> list[QualityRule]:
     out = [
         QualityRule(
             id=f"conformance.type.{col.name}",
@@ -59,7 +93,7 @@ def _column_rules(table: Table, col: Column, registry: Registry) -> list[Quality
             guards_library=True,
         )
     ]
-    if not col.nullable:
+    if not col.nullable or (isinstance(table, DerivedTable) and col.name in table.primary_key):
         out.append(
             QualityRule(
                 id=f"completeness.not_null.{col.name}",
@@ -172,9 +206,77 @@ def contract_rules(table: Table, registry: Registry) -> list[QualityRule]:
     return out
 
 
-def rules_for(table: Table, registry: Registry) -> list[QualityRule]:
-    """Every rule of a staged table: generated from its contract, then the domain rules."""
-    rules = [*contract_rules(table, registry), *domain_rules(table, registry)]
+def not_future_columns(table: DerivedTable) -> list[str]:
+    """The dates a library fact records (required date / timestamp columns of a ``fact`` table):
+    none may lie after the build's as-of date."""
+    if table.kind != "fact":
+        return []
+    return [c.name for c in table.columns if not c.nullable and c.type in ("date", "timestamp")]
+
+
+def derived_contract_rules(table: DerivedTable, registry: Registry) -> list[QualityRule]:
+    """Rules generated from a library or mart table's contract (every one guards downstream: ERROR)."""
+    out = [
+        QualityRule(
+            id="conformance.columns",
+            family="conformance",
+            expectation=E.ExpectTableColumnsToMatchSet(column_set=table.column_names, exact_match=False),
+            zh="契约字段齐全",
+            guards_library=True,
+        )
+    ]
+    for col in table.columns:
+        out.extend(_column_rules(table, col, registry))
+    for name in not_future_columns(table):
+        col = table.column(name)
+        out.append(
+            QualityRule(
+                id=f"timeliness.not_future.{name}",
+                family="timeliness",
+                expectation=E.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A="_dq_as_of_end", column_B=name, ignore_row_if="either_value_is_missing"
+                ),
+                zh=f"{col.zh}（{name}）不晚于数据截止日（无未来日期）",
+                columns=(name, AS_OF),
+                guards_library=True,
+                derived={"_dq_as_of_end": as_of_end()},
+            )
+        )
+    key = list(table.primary_key)
+    if key:
+        out.append(
+            QualityRule(
+                id="uniqueness.primary_key",
+                family="uniqueness",
+                expectation=E.ExpectColumnValuesToBeUnique(column=key[0])
+                if len(key) == 1
+                else E.ExpectCompoundColumnsToBeUnique(column_list=key),
+                zh=f"主键（{', '.join(key)}）唯一",
+                columns=tuple(key),
+                guards_library=True,
+            )
+        )
+    for col in table.columns:
+        if col.unique and [col.name] != key:
+            out.append(
+                QualityRule(
+                    id=f"uniqueness.unique.{col.name}",
+                    family="uniqueness",
+                    expectation=E.ExpectColumnValuesToBeUnique(column=col.name),
+                    zh=f"{col.zh}（{col.name}）唯一",
+                    columns=(col.name,),
+                    guards_library=True,
+                )
+            )
+    return out
+
+
+def rules_for(table: AnyTable, registry: Registry) -> list[QualityRule]:
+    """Every rule of a table: generated from its contract, then the domain rules."""
+    if isinstance(table, DerivedTable):
+        rules = [*derived_contract_rules(table, registry), *library_domain_rules(table, registry)]
+    else:
+        rules = [*contract_rules(table, registry), *domain_rules(table, registry)]
     ids = [r.id for r in rules]
     duplicated = {i for i in ids if ids.count(i) > 1}
     if duplicated:
@@ -182,12 +284,14 @@ def rules_for(table: Table, registry: Registry) -> list[QualityRule]:
     return rules
 
 
-def suite_for(table: Table | str, registry: Registry) -> gx.ExpectationSuite:
-    """The staged table's expectation suite; each expectation's ``meta`` names its rule and family."""
-    t = registry.table(table) if isinstance(table, str) else table
+def suite_for(table: AnyTable | str, registry: Registry) -> gx.ExpectationSuite:
+    """The table's expectation suite; each expectation's ``meta`` names its rule and family."""
+    t = resolve_table(registry, table)
     expectations = []
     for rule in rules_for(t, registry):
         expectation = rule.expectation.copy(deep=True)
         expectation.meta = rule.meta()
         expectations.append(expectation)
-    return gx.ExpectationSuite(name=f"staged.{t.name}", expectations=expectations, meta={"table": t.name})
+    return gx.ExpectationSuite(
+        name=f"{zone_of(t)}.{t.name}", expectations=expectations, meta={"table": t.name}
+    )

@@ -339,9 +339,13 @@ def test_run_nightly_makes_one_ranged_event_run_and_a_second_build_changes_nothi
         assert [(r.job_name, r.tags.get("rainbow/nightly")) for r in runs] == [
             ("nightly_build", "events"),
             ("nightly_build", "unpartitioned"),
+            ("safety_alerts_hourly", "alerts"),  # every hour of the new delivery days
             ("nightly_build", "unpartitioned"),  # the second build: no new event file, no event run
         ]
         assert all(r.is_success for r in runs)
+        alerts = runs[2]
+        assert alerts.tags["dagster/asset_partition_range_start"] == "2024-11-03T00"
+        assert alerts.tags["dagster/asset_partition_range_end"] == "2024-11-07T23"
         events = runs[0]
         assert events.tags["dagster/asset_partition_range_start"] == "2024-11-03"
         assert events.tags["dagster/asset_partition_range_end"] == "2024-11-07"
@@ -350,7 +354,7 @@ def test_run_nightly_makes_one_ranged_event_run_and_a_second_build_changes_nothi
         partitions = instance.get_materialized_partitions(meal)
         assert partitions == {f"2024-11-0{d}" for d in range(3, 8)}
         latest = instance.get_latest_materialization_event(dg.AssetKey(["raw", "muni_elders"]))
-        assert latest is not None and latest.run_id == runs[2].run_id
+        assert latest is not None and latest.run_id == runs[3].run_id
 
 
 def write_meal(lake: Lake, day: str, n: int) -> Path:

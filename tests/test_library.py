@@ -23,7 +23,7 @@ from assets.library.build import (
 from assets.library.golden import load_rules, provenance_sql, validate_rules
 from assets.library.identity import elder_tables
 from assets.library.mei import read_decisions, read_key_changes, record_decision
-from quality.library_checks import SERVICE_SOURCES, evaluate, library_rules
+from quality.library_checks import SERVICE_SOURCES, validate_derived
 from rainbow.settings import Lake
 from sample_data.scoring import score_golden
 from sample_data.truth import read_truth
@@ -187,14 +187,14 @@ def test_counts_reconcile_from_staged_to_library(library_lake: Lake) -> None:
 
 
 def test_every_library_rule_passes_on_the_built_library(library_lake: Lake) -> None:
-    day = as_of(library_lake).isoformat()
+    day = as_of(library_lake)
     with duckdb.connect(str(library_lake.warehouse), read_only=True) as con:
-        bind_as_of(con, day)
+        bind_as_of(con, day.isoformat())
         failed = {
-            (t.name, o.rule.name): o.unexpected
+            (t.name, o.rule_id): o.unexpected_count
             for _, t in REG.derived_tables("library")
-            for o in evaluate(con, library_rules(t, REG))
-            if not o.passed and o.rule.severity == "ERROR"
+            for r in validate_derived(con, t, REG, day)
+            for o in r.failed("ERROR")
         }
     assert failed == {}
 
@@ -206,15 +206,17 @@ def test_library_rules_catch_a_broken_golden_record(lake_copy: Lake) -> None:
         sex=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("9")).otherwise(pl.col("sex"))
     )
     broken.write_parquet(path)
-    day = as_of(lake_copy).isoformat()
+    day = as_of(lake_copy)
     with duckdb.connect(str(lake_copy.warehouse)) as con:
         create_library_views(con, lake_copy, REG)  # the copied views still point at the original lake
-        bind_as_of(con, day)
-        outcomes = {o.rule.name: o for o in evaluate(con, library_rules(REG.derived("dim_elder"), REG))}
-    assert outcomes["primary_key_unique"].unexpected == 1
-    assert outcomes["sex_in_codelist"].unexpected == 1
-    assert outcomes["sex_in_codelist"].examples == [broken["elder_key"][1]]
-    assert outcomes["elder_key_not_null"].passed and outcomes["status_not_null"].passed
+        bind_as_of(con, day.isoformat())
+        (result,) = validate_derived(con, REG.derived("dim_elder"), REG, day)
+    assert {o.rule_id for o in result.failed()} == {"uniqueness.primary_key", "conformance.codelist.sex"}
+    assert result.outcome("uniqueness.primary_key").unexpected_count == 2  # both copies of the key
+    codes = result.outcome("conformance.codelist.sex")
+    assert codes.unexpected_count == 1 and codes.severity == "ERROR"
+    (example,) = codes.examples
+    assert example["sex"] == "9" and example["elder_key"] != broken["elder_key"][1]  # the key is masked
 
 
 # ------------------------------------------------------------------ stability and stewards

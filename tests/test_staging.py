@@ -131,6 +131,7 @@ def test_when_the_declared_birth_date_or_sex_disagree_with_the_id_then_they_are_
         ("2026年11月5日", date(2026, 11, 5)),
         ("20261105", date(2026, 11, 5)),
         ("46331", date(2026, 11, 5)),  # Excel serial
+        ("8116", date(1922, 3, 21)),  # a 4-digit Excel serial (before 1927-05-18): old birth dates
     ],
 )
 def test_when_a_date_comes_in_any_known_form_then_it_is_parsed(delivered: str, expected: date) -> None:

@@ -14,17 +14,25 @@ never on the wall clock) and writes three mart tables:
 - ``marts/elder_risk_tags/data.parquet``: one row per tag with its evidence (Chinese);
 - ``marts/elder_scenarios/data.parquet``: one row per recommended scenario.
 
-How (all rules in ``portrait_rules.yaml``): ``sql/elder_portrait_base.sql`` computes
-the attributes; the rules become three SQL layers over it (health signals, then the
-segment, then risk tags and core completeness); evidence strings are filled from the
-row in Python; scenario recommendations match the catalogue's target segments
-(:mod:`assets.marts.scenarios`). The elder key is replaced by its pseudonym
-(:mod:`masking.pseudonym`); no name, ID number, phone, address or birth date reaches
-the marts (names only through the stewards' views of the library).
+How (all rules in ``portrait_rules.yaml``): ``sql/fragments/elder_portrait_base.sql``
+(a fragment, not a table of its own) computes the attributes; the rules become three
+SQL layers over it (health signals, then the segment, then risk tags and core
+completeness); evidence strings are filled from the row in Python; scenario
+recommendations match the catalogue's target segments (:mod:`assets.marts.scenarios`).
+The elder key is replaced by its pseudonym (:mod:`masking.pseudonym`); no name, ID
+number, phone, address or birth date reaches the marts (names only through the
+stewards' views of the library).
+
+Column lineage: :func:`elder_portrait_sql`, :func:`elder_risk_tags_sql` and
+:func:`elder_scenarios_sql` are the three published tables as one SELECT each over the
+same layers (``elder_key`` standing for its pseudonym, evidence via ``concat``), read
+by the catalogue with sqlglot (``catalog/python_lineage.yaml`` ``sql_generators``);
+tests/marts prove they return what :func:`compute_portraits` does.
 """
 
 from __future__ import annotations
 
+import string
 from datetime import date
 from typing import Any
 
@@ -40,9 +48,10 @@ from assets.marts.common import (
     write_parquet,
 )
 from assets.marts.rules import PortraitRules, RiskTag, load_rules
-from assets.marts.scenarios import Scenario, load_scenarios, recommend
+from assets.marts.scenarios import Scenario, load_scenarios, recommend, recommendable
 from masking.pseudonym import load_pseudonym_key, pseudonymise
 from rainbow.settings import Lake
+from schemas.registry import Registry
 
 PORTRAIT = "elder_portrait"
 RISK_TAGS = "elder_risk_tags"
@@ -139,7 +148,7 @@ def portrait_sql(rules: PortraitRules) -> str:
     )
     return f"""
 WITH base AS (
-{read_sql("elder_portrait_base")}
+{read_sql("fragments/elder_portrait_base")}
 ),
 signals AS (
   SELECT base.*,
@@ -170,6 +179,113 @@ def portrait_select() -> str:
     It reads ``mart_params`` and ``mart_ltci_entitlement``, build parameters (not data).
     """
     return portrait_sql(load_rules())
+
+
+# ------------------------------------------------------------------ the published tables as SQL
+# What build_portraits writes, as one SELECT per table over portrait_sql (elder_key stands for
+# its pseudonym, a keyed HMAC computed in Python): read by the catalogue for column lineage.
+
+
+def _with_portrait(rules: PortraitRules) -> str:
+    return f"WITH portrait AS (\n{portrait_sql(rules)}\n)\n"
+
+
+def evidence_sql(tag: RiskTag, alias: str = "p") -> str:
+    """The tag's evidence template as a DuckDB expression over the portrait row (missing -> 未知)."""
+    parts: list[str] = []
+    for literal, field, _, _ in string.Formatter().parse(tag.evidence):
+        if literal:
+            parts.append(_quote(literal))
+        if field:
+            parts.append(f"coalesce(CAST({alias}.{field} AS VARCHAR), {_quote(MISSING)})")
+    return f"concat({', '.join(parts)})" if parts else "''"
+
+
+def _codes_sql(pairs: list[tuple[str, str]]) -> str:
+    """Comma-separated codes whose condition holds, in order; NULL when none does."""
+    if not pairs:
+        return "CAST(NULL AS VARCHAR)"
+    cases = ", ".join(f"CASE WHEN {cond} THEN {_quote(code)} END" for cond, code in pairs)
+    return f"nullif(concat_ws(',', {cases}), '')"
+
+
+def _scenarios_for(registry: Registry, scenarios: list[Scenario] | None) -> list[Scenario]:
+    """The recommendable scenarios (default: the catalogue, read once per registry for the
+    three lineage SELECTs; ``build_portraits`` reads the file afresh every build)."""
+    if scenarios is None:
+        cached = _CATALOGUE.get(id(registry))
+        if cached is None or cached[0] is not registry:
+            cached = (registry, load_scenarios(registry, check_kpis=False))
+            _CATALOGUE[id(registry)] = cached
+        scenarios = cached[1]
+    return recommendable(scenarios)
+
+
+_CATALOGUE: dict[int, tuple[Registry, list[Scenario]]] = {}
+
+
+def elder_portrait_sql(
+    registry: Registry, rules: PortraitRules | None = None, scenarios: list[Scenario] | None = None
+) -> str:
+    """``marts.elder_portrait`` as one SELECT (``elder_pseudonym`` = ``elder_key``)."""
+    rules = rules or load_rules()
+    tags = [(f"p.{_tag_column(t)}", t.code) for t in rules.risk_tags]
+    recs = [(s.condition("p."), s.id) for s in _scenarios_for(registry, scenarios)]
+    special = {
+        "elder_pseudonym": "p.elder_key",
+        "risk_tags": _codes_sql(tags),
+        "risk_tag_count": " + ".join(f"CASE WHEN {c} THEN 1 ELSE 0 END" for c, _ in tags) or "0",
+        "recommended_scenarios": _codes_sql(recs),
+    }
+    columns = ",\n  ".join(f"{special.get(c, f'p.{c}')} AS {c}" for c in PORTRAIT_COLUMNS)
+    return f"{_with_portrait(rules)}SELECT\n  {columns}\nFROM portrait AS p"
+
+
+def _union(rules: PortraitRules, branches: list[str], columns: list[str]) -> str:
+    if not branches:
+        empty = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in columns)
+        return f"SELECT {empty} WHERE false"
+    return _with_portrait(rules) + "\nUNION ALL\n".join(branches)
+
+
+def elder_risk_tags_sql(registry: Registry, rules: PortraitRules | None = None) -> str:
+    """``marts.elder_risk_tags`` as one SELECT: a branch per tag of the rules."""
+    rules = rules or load_rules()
+    branches = [
+        f"SELECT p.elder_key AS elder_pseudonym, {_quote(t.code)} AS tag, {_quote(t.zh)} AS tag_zh, "
+        f"{_quote(t.severity)} AS severity, {evidence_sql(t)} AS evidence, p.street AS street, "
+        f"p.as_of AS as_of\nFROM portrait AS p WHERE p.{_tag_column(t)}"
+        for t in rules.risk_tags
+    ]
+    return _union(rules, branches, RISK_TAG_COLUMNS)
+
+
+def elder_scenarios_sql(
+    registry: Registry, rules: PortraitRules | None = None, scenarios: list[Scenario] | None = None
+) -> str:
+    """``marts.elder_scenarios`` as one SELECT: the portraits joined to the recommendable
+    scenarios' targets (age band codes x segment codes)."""
+    rules = rules or load_rules()
+    targets = ",\n    ".join(
+        f"({_quote(s.id)}, {_quote(s.name)}, {_list(s.age_bands)}, {_list(s.segments)})"
+        for s in _scenarios_for(registry, scenarios)
+    )
+    if not targets:
+        return _union(rules, [], SCENARIO_COLUMNS)
+    return f"""{_with_portrait(rules)}, targets AS (
+  SELECT * FROM (VALUES
+    {targets}
+  ) AS t(scenario_id, scenario_name, age_bands, segments)
+)
+SELECT p.elder_key AS elder_pseudonym, t.scenario_id AS scenario_id, t.scenario_name AS scenario_name,
+  p.vitality_segment AS vitality_segment, p.age_band AS age_band, p.street AS street, p.as_of AS as_of
+FROM portrait AS p
+JOIN targets AS t ON list_contains(t.age_bands, p.age_band) AND list_contains(t.segments, p.vitality_segment)
+"""
+
+
+def _list(values: frozenset[str]) -> str:
+    return "[" + ", ".join(_quote(v) for v in sorted(values)) + "]"
 
 
 def _fmt(value: object) -> str:
@@ -270,12 +386,12 @@ def build_portraits(
 ) -> dict[str, Any]:
     """Compute and write the portrait marts; (re)create the ``marts.*`` views; return stats.
 
-    ``scenarios`` defaults to ``catalog/scenarios.yaml`` (none when it does not exist yet);
-    ``key`` to :func:`masking.pseudonym.load_pseudonym_key`.
+    ``scenarios`` defaults to ``catalog/scenarios.yaml`` (validated: a broken catalogue
+    raises :class:`catalog.scenarios.ScenarioError`); ``key`` to
+    :func:`masking.pseudonym.load_pseudonym_key`.
     """
-    problems: list[str] = []
     if scenarios is None:
-        scenarios, problems = load_scenarios()
+        scenarios = load_scenarios()
     rules = rules or load_rules()
     key = key or load_pseudonym_key(lake)
     portraits, tags, recs = compute_portraits(con, as_of=as_of, rules=rules, scenarios=scenarios)
@@ -300,7 +416,6 @@ def build_portraits(
         "elders_with_risk_tags": tags["elder_key"].n_unique(),
         "recommendations": recs.height,
         "scenarios": len(scenarios),
-        "scenario_problems": problems,
         "core_complete_share": (
             round(float(living["core_complete"].mean()), 4)  # type: ignore[arg-type]
             if living.height

@@ -301,7 +301,8 @@ def _parse_with_fallback(
     rest = s.gather(missed)
     tries = [rest.str.strptime(dtype, f, strict=False) for f in forms if f != primary]
     if dtype == pl.Date:
-        serial = rest.str.extract(r"^(\d{5})(?:\.0+)?$", 1).cast(pl.Int64, strict=False)
+        # Excel serials: 4 digits before 1927-05-18 (elders' birth dates), 5 after.
+        serial = rest.str.extract(r"^(\d{4,5})(?:\.0+)?$", 1).cast(pl.Int64, strict=False)
         ok = serial.is_between(1, 73050)
         tries.append(
             pl.select(pl.when(pl.lit(ok)).then(pl.lit(EXCEL_EPOCH) + pl.duration(days=pl.lit(serial))))

@@ -34,6 +34,9 @@ def test_the_scenario_catalogue_covers_the_annex_and_validates() -> None:
     assert {s.class_ for s in catalogue.scenarios} == {"基础类", "提质类"}
     for s in catalogue.scenarios:
         assert s.datasets and s.legal_basis and s.segment.vitality, s.id
+    # the portrait rules define the segments; the catalogue only names them
+    assert {v for s in catalogue.scenarios for v in s.segment.vitality} == {"VITAL", "ASSISTED", "CARE"}
+    assert "vitality" not in _data()
 
 
 def test_when_a_scenario_names_an_unknown_dataset_then_loading_fails(tmp_path: Path) -> None:
@@ -64,7 +67,9 @@ def test_kpis_are_checked_against_the_kpi_registry_once_it_exists(tmp_path: Path
     [
         ("pilot_streets", ["310110103000"], "not a current street code"),  # 五角场镇, split in 2019
         ("lead_department", "区民政局（不存在科）", "not listed in catalog/roles.yaml"),
-        ("segment", {"age_bands": ["62+"], "vitality": ["活力"]}, "band boundary"),
+        ("segment", {"age_bands": ["62+"], "vitality": ["VITAL"]}, "band boundary"),
+        # segments are the portrait rules' codes (assets/marts/portrait_rules.yaml), not names
+        ("segment", {"age_bands": ["80+"], "vitality": ["活力"]}, "'活力' is not a segment code"),
     ],
 )
 def test_when_a_reference_is_malformed_then_loading_fails(

@@ -9,11 +9,22 @@ import pytest
 from conftest import AS_OF, ELDERS, TEST_KEY, Fixture
 from polars.testing import assert_frame_equal
 
-from assets.marts.common import mart_path
-from assets.marts.portraits import PORTRAIT, RISK_TAGS, build_portraits, compute_portraits
+from assets.marts.common import mart_path, register_parameters
+from assets.marts.portraits import (
+    PORTRAIT,
+    PORTRAIT_COLUMNS,
+    RISK_TAG_COLUMNS,
+    RISK_TAGS,
+    SCENARIO_COLUMNS,
+    build_portraits,
+    compute_portraits,
+    elder_portrait_sql,
+    elder_risk_tags_sql,
+    elder_scenarios_sql,
+)
 from assets.marts.portraits import SCENARIOS as SCENARIO_TABLE
 from assets.marts.rules import PortraitRules, load_rules
-from assets.marts.scenarios import load_scenarios, parse_age, parse_scenarios, parse_segment
+from assets.marts.scenarios import Scenario, load_scenarios
 from masking.pseudonym import pseudonym
 from schemas import load_registry
 
@@ -111,16 +122,11 @@ VALUES: dict[str, dict[str, Any]] = {
     "E12": {"street": None, "missing_core": "street,living_arrangement", "meal_aid_30d": 1},
 }
 
-CATALOGUE: list[dict[str, Any]] = [
-    {"id": "SC1", "name": "高龄活力关爱", "segment": {"age_bands": ["80+"], "vitality": ["活力"]}},
-    {"id": "SC2", "name": "介护照护", "segment": {"age_bands": ["60+"], "vitality": ["介护"]}},
-    {"id": "SC3", "name": "低龄互助", "segment": {"age_bands": ["60-69"], "vitality": ["活力", "介助"]}},
-    {
-        "id": "SC4",
-        "name": "全体老人驾驶舱",
-        "segment": {"age_bands": ["60+"], "vitality": ["活力", "介助", "介护"]},
-    },
-    {"id": "SC5", "name": "设施监管"},
+CATALOGUE: list[Scenario] = [
+    Scenario.targeting("SC1", "高龄活力关爱", ["80+"], ["VITAL"]),
+    Scenario.targeting("SC2", "介护照护", ["60+"], ["CARE"]),
+    Scenario.targeting("SC3", "低龄互助", ["60-69"], ["VITAL", "ASSISTED"]),
+    Scenario.targeting("SC4", "全体老人驾驶舱", ["60+"], ["VITAL", "ASSISTED", "CARE"]),
 ]
 RECOMMENDED = {
     "E01": "SC1",
@@ -136,9 +142,7 @@ RECOMMENDED = {
 
 @pytest.fixture()
 def computed(mart_lake: Fixture) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    scenarios, problems = parse_scenarios(CATALOGUE)
-    assert not problems
-    return compute_portraits(mart_lake.con, scenarios=scenarios)
+    return compute_portraits(mart_lake.con, scenarios=CATALOGUE)
 
 
 def _by_elder(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
@@ -184,39 +188,56 @@ def test_scenarios_recommended_by_target_segment(
 ) -> None:
     portraits, _, recs = computed
     assert dict(zip(recs["elder_key"], recs["scenario_id"], strict=True)) == RECOMMENDED
-    assert recs.height == len(RECOMMENDED)  # SC4 takes in everyone, SC5 has no segment: never recommended
+    assert recs.height == len(RECOMMENDED)  # SC4 takes in everyone: never recommended
     assert _by_elder(portraits)["E01"]["recommended_scenarios"] == "SC1"
 
 
-def test_scenario_spellings() -> None:
-    assert parse_age("80+") == (80, 200)
-    assert parse_age("60-69") == (60, 69)
-    assert parse_age("80-84岁") == (80, 84)
-    assert parse_age("100岁及以上") == (100, 200)
-    assert parse_age("<60") == (0, 59)
-    assert parse_age("全部") is None
-    assert [parse_segment(s) for s in ("活力", "介助", "介护", "CARE", "active")] == [
-        "VITAL",
-        "ASSISTED",
-        "CARE",
-        "CARE",
-        "VITAL",
-    ]
-    _, problems = parse_scenarios([{"id": "X", "segment": {"vitality": ["半自理"]}}])
-    assert problems and "半自理" in problems[0]
+def test_scenario_targets_are_codes_of_the_code_list_and_the_portrait_rules() -> None:
+    sc1 = CATALOGUE[0]
+    assert sc1.age_bands == {"80-84", "85-89", "90-94", "95-99", "100+"} and sc1.segments == {"VITAL"}
+    assert [s.recommendable for s in CATALOGUE] == [True, True, True, False]
+    with pytest.raises(ValueError, match="活力"):
+        Scenario.targeting("X", "x", ["60+"], ["活力"])  # a Chinese name, not a segment code
 
 
 def test_the_scenario_catalogue_reads_cleanly() -> None:
-    scenarios, problems = load_scenarios()
-    if not scenarios:
-        pytest.skip("catalog/scenarios.yaml is not there yet")
-    assert problems == []
+    scenarios = load_scenarios()
+    assert len(scenarios) > 18
     assert any(s.recommendable for s in scenarios)
+    assert not all(s.recommendable for s in scenarios)  # district-wide scenarios are not recommended
+
+
+def _keyed(frame: pl.DataFrame, columns: list[str], key: list[str]) -> pl.DataFrame:
+    return frame.rename({"elder_key": "elder_pseudonym"}).select(columns).sort(key)
+
+
+def test_the_lineage_sql_returns_what_the_builder_publishes(
+    mart_lake: Fixture, computed: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
+) -> None:
+    """The SELECTs the catalogue reads for column lineage (catalog/python_lineage.yaml) are the
+    marts as built, but for the pseudonym (elder_key stands for it)."""
+    portraits, tags, recs = computed
+    registry = load_registry()
+    con = mart_lake.con
+    register_parameters(con, AS_OF, load_rules())
+    cases = [
+        (elder_portrait_sql(registry, scenarios=CATALOGUE), portraits, PORTRAIT_COLUMNS, ["elder_pseudonym"]),
+        (elder_risk_tags_sql(registry), tags, RISK_TAG_COLUMNS, ["elder_pseudonym", "tag"]),
+        (
+            elder_scenarios_sql(registry, scenarios=CATALOGUE),
+            recs,
+            SCENARIO_COLUMNS,
+            ["elder_pseudonym", "scenario_id"],
+        ),
+    ]
+    for sql, built, columns, key in cases:
+        got = con.sql(sql).pl()
+        assert got.columns == columns
+        assert_frame_equal(got.sort(key), _keyed(built, columns, key), check_dtypes=False)
 
 
 def test_build_writes_pseudonymised_marts_without_identifiers(mart_lake: Fixture) -> None:
-    scenarios, _ = parse_scenarios(CATALOGUE)
-    stats = build_portraits(mart_lake.lake, mart_lake.con, scenarios=scenarios)
+    stats = build_portraits(mart_lake.lake, mart_lake.con, scenarios=CATALOGUE)
     assert stats["elders"] == 12 and stats["living"] == 11
     assert stats["segments"] == {"ASSISTED": 4, "CARE": 3, "VITAL": 4}
     assert stats["elders_with_risk_tags"] == 7 and stats["recommendations"] == 8

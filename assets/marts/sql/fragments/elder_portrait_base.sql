@@ -1,5 +1,7 @@
 -- Elder portrait base (老年人服务画像): one row per elder of library.dim_elder with every
--- attribute the portrait rules (assets/marts/portrait_rules.yaml) read.
+-- attribute the portrait rules (assets/marts/portrait_rules.yaml) read. A fragment (sql/fragments/),
+-- not a table: assets/marts/portraits.py wraps it into the portrait SELECTs, whose column lineage the
+-- catalogue reads (catalog/python_lineage.yaml sql_generators).
 -- mart_params (one row: as_of) and mart_ltci_entitlement (care_level, visits_per_week) are
 -- build parameters the builder (assets/marts/portraits.py) creates; as_of is the latest
 -- service, screening or vital-sign date in the library, so a build is deterministic.
