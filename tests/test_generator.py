@@ -12,7 +12,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import SAMPLE
 from stdnum.cn import ric
 
 from rainbow.settings import Lake
@@ -21,6 +20,7 @@ from sample_data.estimate import estimate
 from sample_data.generate import generate
 from sample_data.truth import read_truth
 from schemas import load_registry
+from tests.conftest import SAMPLE
 
 FULLWIDTH_BACK = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
 

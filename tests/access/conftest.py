@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from access_fixtures import HASH, PSEUDO, AccessLake, build_lake
 
 from masking.secrets import ENCRYPTION_KEY, HASH_KEY, PSEUDONYM_KEY
+from tests.access.access_fixtures import HASH, PSEUDO, AccessLake, build_lake
 
 
 @pytest.fixture(scope="session")

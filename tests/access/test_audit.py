@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from access_fixtures import A, AccessLake
 
 from masking.access import AccessDenied, audited_query, open_role_connection
 from masking.audit import AuditLog, record_export
+from tests.access.access_fixtures import A, AccessLake
 
 
 def test_each_query_writes_one_audit_row(access_lake: AccessLake) -> None:

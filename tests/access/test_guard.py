@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from access_fixtures import A, AccessLake
 
 from masking.access import AccessDenied, open_role_connection
 from masking.sql_guard import check_query
+from tests.access.access_fixtures import A, AccessLake
 
 VIEWS = {"dim_elder", "fact_service_event"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from access_fixtures import PSEUDO, A, AccessLake, B
 
 from masking.access import RoleConnection, open_role_connection
 from masking.policy import load_policy
@@ -13,6 +12,7 @@ from masking.pseudonym import pseudonym
 from masking.role_views import expected_columns
 from masking.scrub import find_pii
 from schemas import load_registry
+from tests.access.access_fixtures import PSEUDO, A, AccessLake, B
 
 
 def _open(al: AccessLake, role: str, street: str | None = None, k: int | None = None) -> RoleConnection:

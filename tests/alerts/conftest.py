@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from alert_support import AlertLake, build_alert_lake
+
+from tests.alerts.alert_support import AlertLake, build_alert_lake
 
 
 @pytest.fixture(scope="session")

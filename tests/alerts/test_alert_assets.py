@@ -11,7 +11,6 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from alert_support import AlertLake
 
 from assets.marts.alert_assets import (
     ELDER_DEVICES_KEY,
@@ -27,6 +26,7 @@ from assets.staged_assets import build_staged_assets, staged_asset_key
 from masking.pseudonym import PSEUDONYM_KEY_ENV, pseudonym
 from pipelines.resources import LakeResource
 from rainbow.settings import Lake
+from tests.alerts.alert_support import AlertLake
 
 KEY_HEX = "ab" * 32
 

@@ -8,7 +8,6 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
-from alert_support import test_pseudonym
 
 from assets.marts.alert_rules import AlertRules, load_rules
 from assets.marts.alerts import (
@@ -23,6 +22,7 @@ from assets.marts.alerts import (
     detect_hits,
     rescue_events,
 )
+from tests.alerts.alert_support import test_pseudonym
 
 RULES = load_rules()
 T0 = datetime(2026, 11, 5, 8, 0)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from alert_support import test_pseudonym
 
 from assets.marts.alert_lifecycle import (
     AlertLifecycleError,
@@ -22,6 +21,7 @@ from assets.marts.alert_lifecycle import (
 from assets.marts.alert_rules import load_rules
 from assets.marts.alerts import DEVICES_SCHEMA, EVENTS_SCHEMA, hour_key, run_hours
 from rainbow.settings import Lake
+from tests.alerts.alert_support import test_pseudonym
 
 T0 = datetime(2026, 11, 5, 8, 0)
 RULES = load_rules()

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
-from alert_support import CONFIG, AlertLake, test_pseudonym
 
 from assets.marts.alert_lifecycle import collapse
 from assets.marts.alerts import hour_path, read_alerts, run_hour, run_hours
 from sample_data.truth import read_truth
 from schemas import load_registry
+from tests.alerts.alert_support import CONFIG, AlertLake, test_pseudonym
 
 KIND_TO_ALERT = {
     "sos": "SOS",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from export_helpers import MASTER_KEY
 
 from rainbow.settings import Lake
+from tests.exports.export_helpers import MASTER_KEY
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from export_helpers import (
+
+from masking.agreement import AgreementError, check_agreement, load_agreement, parse_agreement
+from schemas import load_registry
+from tests.exports.export_helpers import (
     AGREEMENTS,
     BASE,
     SCREENINGS,
@@ -15,9 +18,6 @@ from export_helpers import (
     TODAY,
     make_agreement,
 )
-
-from masking.agreement import AgreementError, check_agreement, load_agreement, parse_agreement
-from schemas import load_registry
 
 REGISTRY = load_registry()
 

@@ -8,12 +8,12 @@ import polars as pl
 import pytest
 import typer
 import yaml
-from export_helpers import AGREEMENTS, SERVICE_EVENTS, make_agreement
 from typer.testing import CliRunner
 
 import masking.export as export
 from masking.export_cli import EXIT_LEAK, EXIT_REFUSED, export_command
 from rainbow.settings import Lake
+from tests.exports.export_helpers import AGREEMENTS, SERVICE_EVENTS, make_agreement
 
 app = typer.Typer()
 app.command("export")(export_command)

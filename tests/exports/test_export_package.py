@@ -8,7 +8,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from export_helpers import (
+
+import masking.export as export
+from masking.agreement import AgreementError, load_agreement
+from masking.audit import AuditLog
+from masking.export import LeakError, PackagePath, build_package, verify_manifest
+from masking.leak_gate import DIRECT_ENTITIES
+from masking.scrub import find_pii, find_pii_many
+from rainbow.settings import Lake
+from tests.exports.export_helpers import (
     AGREEMENTS,
     CREATED,
     MASTER_KEY,
@@ -18,14 +26,6 @@ from export_helpers import (
     TODAY,
     make_agreement,
 )
-
-import masking.export as export
-from masking.agreement import AgreementError, load_agreement
-from masking.audit import AuditLog
-from masking.export import LeakError, PackagePath, build_package, verify_manifest
-from masking.leak_gate import DIRECT_ENTITIES
-from masking.scrub import find_pii, find_pii_many
-from rainbow.settings import Lake
 
 BOM = b"\xef\xbb\xbf"
 PLANTED_ID = "11010519491231002X"  # GB 11643 example number, checksum-valid

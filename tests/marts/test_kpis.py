@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
-from conftest import AS_OF, Fixture, library_columns
 from polars.testing import assert_frame_equal
 
 from assets.marts.kpis import (
@@ -21,6 +20,7 @@ from assets.marts.kpis import (
 from assets.marts.portraits import build_portraits
 from schemas import load_registry
 from schemas.kpi import Kpi, load_kpis
+from tests.marts.conftest import AS_OF, Fixture, library_columns
 
 A, B, D = "310110001000", "310110006000", DISTRICT_CODE
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)

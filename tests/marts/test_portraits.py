@@ -6,7 +6,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import AS_OF, ELDERS, TEST_KEY, Fixture
 from polars.testing import assert_frame_equal
 
 from assets.marts.common import mart_path, register_parameters
@@ -27,6 +26,7 @@ from assets.marts.rules import PortraitRules, load_rules
 from assets.marts.scenarios import Scenario, load_scenarios
 from masking.pseudonym import pseudonym
 from schemas import load_registry
+from tests.marts.conftest import AS_OF, ELDERS, TEST_KEY, Fixture
 
 # elder -> (segment, reason, health signals, risk tags, cognitive status, core complete)
 GOLDEN: dict[str, tuple[str | None, str | None, str | None, str | None, str, bool]] = {
