@@ -141,9 +141,8 @@ def test_role_views_read_an_encrypted_zone_with_the_key_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each role connection binds the zone's key at connect time; nothing secret is stored."""
-    from access_fixtures import ELDERS, frame
-
     from schemas import load_registry
+    from tests.access.access_fixtures import ELDERS, frame
 
     lake = Lake(tmp_path / "lake")
     cols = list(load_registry().derived("dim_elder").columns)
