@@ -272,6 +272,40 @@ def audit(
         console.print(log.tail(last).drop("statement", strict=False))
 
 
+user_app = typer.Typer(help="Dashboard users (看板用户): hashed credentials, roles and streets.")
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[
+        str, typer.Option(help="steward, street_staff, leadership, analyst or third_party.")
+    ],
+    street: Annotated[str | None, typer.Option(help="Street code or Chinese name (street_staff).")] = None,
+    display_name: Annotated[str | None, typer.Option(help="Name shown in the dashboards.")] = None,
+    recipient: Annotated[str | None, typer.Option(help="Export recipient id (third_party).")] = None,
+    lake: LakeOption = None,
+) -> None:
+    """Add or replace a dashboard user; the password is prompted for and stored as a scrypt hash."""
+    from dashboards.auth import add_user, default_users_path
+
+    password = typer.prompt("password / 密码", hide_input=True, confirmation_prompt=True)
+    path = default_users_path(_lake(lake))
+    add_user(path, username, role, password, street=street, display_name=display_name, recipient=recipient)
+    console.print(f"user {username} ({role}) saved in {path}")
+
+
+@user_app.command("remove")
+def user_remove(username: Annotated[str, typer.Argument()], lake: LakeOption = None) -> None:
+    """Remove a dashboard user."""
+    from dashboards.auth import default_users_path, remove_user
+
+    removed = remove_user(default_users_path(_lake(lake)), username)
+    console.print(f"user {username} {'removed' if removed else 'not found'}")
+    raise typer.Exit(0 if removed else 1)
+
+
 @app.command()
 def bench(
     elders: Annotated[int, typer.Option(help="Elders in the data set (district scale: 400000).")] = 10_000,

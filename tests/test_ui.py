@@ -30,6 +30,8 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 import dashboards
+from dashboards.access import Session
+from dashboards.common import SESSION_KEY
 from dashboards.data import (
     WarehouseState,
     format_bytes,
@@ -37,7 +39,7 @@ from dashboards.data import (
     landing_summary,
     read_warehouse,
 )
-from dashboards.navigation import PAGES
+from dashboards.navigation import PAGES, page
 from rainbow import ui
 from rainbow.settings import LAKE_ROOT_ENV, Lake
 
@@ -76,8 +78,12 @@ def make_warehouse(lake: Lake, monkeypatch: pytest.MonkeyPatch, rows: int = 3) -
 
 
 def run_app(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The app logged in as a steward (the only role with the home page), on the home page."""
     monkeypatch.chdir(cwd)  # not the lake root: relative view paths must still resolve
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state[SESSION_KEY] = Session("steward", "数据管理员", "steward")
+    at.run()
+    at.switch_page(str(page("home").path)).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -48,7 +48,9 @@ def test_every_view_is_sql_sqlglot_reads() -> None:
 def test_third_party_reads_nothing_and_leadership_no_row_level_person_table() -> None:
     policy, registry = load_policy(), load_registry()
     assert plan_role_views(policy, registry, "third_party") == []
-    assert visible_tables(policy, registry, "leadership") == [("marts", "kpi_values")]
+    # KPIs and the public facility list (the map): no row-level table about persons
+    leadership = visible_tables(policy, registry, "leadership")
+    assert leadership == [("marts", "kpi_values"), ("library", "dim_facility")]
     cols = expected_columns(policy, registry, "leadership")
     assert all("elder_key" not in c and "elder_pseudonym" not in c for c in cols.values())
 

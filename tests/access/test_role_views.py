@@ -52,10 +52,16 @@ def test_visible_tables_per_role_by_hand(access_lake: AccessLake) -> None:
             "fact_service_event",
             "reconciliation_issues",
             "dim_volunteer",
+            "safety_alerts",
+            "kpi_values",
+            "elder_portrait",
+            "elder_risk_tags",
+            "elder_scenarios",
         ]
     with _open(access_lake, "leadership") as con:
         assert con.tables() == [
             "kpi_values",
+            "dim_facility",
             "agg_elders_by_street_age_band",
             "agg_elders_by_street_care_level",
             "agg_elders_by_street_living_arrangement",

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
+from dashboards.common import page_context
 from dashboards.data import (
     LandingSystem,
     WarehouseOverview,
@@ -111,6 +112,7 @@ def _render_landing(lake: Lake, systems: list[LandingSystem]) -> None:
     st.dataframe(frame, hide_index=True, width="stretch")
 
 
+page_context("home")  # stewards only: it lists every zone's tables
 lake = Lake.from_env()
 st.title(TITLE)
 st.caption(f"数据湖概览 · 湖根目录：{lake.root}")
