@@ -29,6 +29,7 @@ import polars as pl
 import yaml
 from polars.datatypes import DataTypeClass
 
+from assets.ingest.views import duck_type
 from catalog.lineage import (
     EDGE_KINDS,
     ColumnRef,
@@ -80,21 +81,13 @@ def default_sql_dirs() -> dict[str, Path]:
 
 
 def _sql_type(dtype: pl.DataType | DataTypeClass) -> str:
-    if dtype == pl.String():
-        return "VARCHAR"
-    if dtype == pl.Int64():
-        return "BIGINT"
-    if dtype == pl.Float64():
-        return "DOUBLE"
-    if dtype == pl.Boolean():
-        return "BOOLEAN"
-    if dtype == pl.Date():
-        return "DATE"
-    if isinstance(dtype, pl.Datetime):
-        return "TIMESTAMP"
+    """The DuckDB type name of a Polars type (as the views declare it; lists as VARCHAR[])."""
     if isinstance(dtype, pl.List):
         return "VARCHAR[]"
-    return str(dtype).upper()
+    try:
+        return duck_type(dtype).replace("TIMESTAMPTZ", "TIMESTAMP")
+    except TypeError:
+        return str(dtype).upper()
 
 
 def type_name(dtype: pl.DataType | DataTypeClass) -> str:

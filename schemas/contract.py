@@ -124,18 +124,18 @@ class Delivery(_Strict):
     fault_scale: float = 1.0
 
 
-class Table(_Strict):
+class _TableBase(_Strict):
+    """What every declared table has: names, grain, key, openness and its columns."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     zh: str
     en: str
     description: str
-    kind: TableKind
     grain: str  # what one row is
     primary_key: list[str]
-    delivery: Delivery
     open_data: OpenDataCategory
     sensitivity: Sensitivity
-    owner_department: str | None = None  # defaults to the system's
+    owner_department: str | None = None  # defaults to the system's / data set's
     columns: list[Column]
 
     def column(self, name: str) -> Column:
@@ -147,6 +147,21 @@ class Table(_Strict):
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    def _check_columns(self) -> None:
+        names = {c.name for c in self.columns}
+        if len(names) != len(self.columns):
+            raise ValueError(f"table {self.name}: duplicate column names")
+        missing = [k for k in self.primary_key if k not in names]
+        if missing:
+            raise ValueError(f"table {self.name}: primary key columns {missing} are not declared")
+
+
+class Table(_TableBase):
+    """A source table as its system delivers it."""
+
+    kind: TableKind
+    delivery: Delivery
 
     @property
     def event_time_columns(self) -> list[str]:
@@ -162,15 +177,10 @@ class Table(_Strict):
 
     @model_validator(mode="after")
     def _keys_exist(self) -> Table:
-        names = {c.name for c in self.columns}
-        if len(names) != len(self.columns):
-            raise ValueError(f"table {self.name}: duplicate column names")
+        self._check_columns()
         sources = [c.source for c in self.columns]
         if len(set(sources)) != len(sources):
             raise ValueError(f"table {self.name}: duplicate source headers")
-        missing = [k for k in self.primary_key if k not in names]
-        if missing:
-            raise ValueError(f"table {self.name}: primary key columns {missing} are not declared")
         return self
 
 
@@ -186,7 +196,7 @@ class SourceSystem(_Strict):
         return table.owner_department or self.owner_department
 
 
-class DerivedTable(_Strict):
+class DerivedTable(_TableBase):
     """A table the platform builds (library or marts zone), declared like a source table.
 
     ``build`` names how it is built: ``sql`` (``assets/<zone>/sql/<name>.sql``,
@@ -195,29 +205,9 @@ class DerivedTable(_Strict):
     ``upstream`` the tables it reads.
     """
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    zh: str
-    en: str
-    description: str
     kind: DerivedKind
-    grain: str
-    primary_key: list[str]
     build: Literal["sql", "python"] = "sql"
     upstream: list[str] = Field(default_factory=list)
-    open_data: OpenDataCategory
-    sensitivity: Sensitivity
-    owner_department: str | None = None
-    columns: list[Column]
-
-    def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(f"{self.name} has no column {name!r}")
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
 
     @property
     def event_time_columns(self) -> list[str]:
@@ -225,12 +215,7 @@ class DerivedTable(_Strict):
 
     @model_validator(mode="after")
     def _keys_exist(self) -> DerivedTable:
-        names = {c.name for c in self.columns}
-        if len(names) != len(self.columns):
-            raise ValueError(f"table {self.name}: duplicate column names")
-        missing = [k for k in self.primary_key if k not in names]
-        if missing:
-            raise ValueError(f"table {self.name}: primary key columns {missing} are not declared")
+        self._check_columns()
         return self
 
 

@@ -27,7 +27,7 @@ RAW_SCHEMA_NAME = "raw"
 LEDGER_VIEW = "ingest_ledger"
 
 
-def _duck_type(dtype: pl.DataType | DataTypeClass) -> str:
+def duck_type(dtype: pl.DataType | DataTypeClass) -> str:
     if dtype == pl.String():
         return "VARCHAR"
     if dtype == pl.Int64():
@@ -41,7 +41,7 @@ def _duck_type(dtype: pl.DataType | DataTypeClass) -> str:
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
     if isinstance(dtype, pl.List):
-        return f"{_duck_type(dtype.inner)}[]"
+        return f"{duck_type(dtype.inner)}[]"
     raise TypeError(f"no DuckDB type for {dtype}")
 
 
@@ -50,7 +50,7 @@ def _literal(path: Path | str) -> str:
 
 
 def empty_select(schema: dict[str, pl.DataType]) -> str:
-    cols = ", ".join(f'CAST(NULL AS {_duck_type(t)}) AS "{c}"' for c, t in schema.items())
+    cols = ", ".join(f'CAST(NULL AS {duck_type(t)}) AS "{c}"' for c, t in schema.items())
     return f"SELECT {cols} WHERE false"
 
 
