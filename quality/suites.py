@@ -159,6 +159,40 @@ def _column_rules(table: AnyTable, col: Column, registry: Registry) -> list[Qual
     return out
 
 
+def uniqueness_rules(table: AnyTable, scope: list[str] | None = None) -> list[QualityRule]:
+    """The primary key (within ``scope`` columns, e.g. the delivery day) and every other ``unique``
+    column (only when the key is not scoped: a scoped table may repeat values across batches)."""
+    key, scope = list(table.primary_key), scope or []
+    out: list[QualityRule] = []
+    if key:
+        scoped = [*key, *scope]
+        out.append(
+            QualityRule(
+                id="uniqueness.primary_key",
+                family="uniqueness",
+                expectation=E.ExpectColumnValuesToBeUnique(column=key[0])
+                if len(scoped) == 1
+                else E.ExpectCompoundColumnsToBeUnique(column_list=scoped),
+                zh=f"主键（{', '.join(key)}）唯一" + ("（同一交付日内）" if scope else ""),
+                columns=tuple(key),
+                guards_library=True,
+            )
+        )
+    for col in table.columns:
+        if col.unique and [col.name] != key and not scope:
+            out.append(
+                QualityRule(
+                    id=f"uniqueness.unique.{col.name}",
+                    family="uniqueness",
+                    expectation=E.ExpectColumnValuesToBeUnique(column=col.name),
+                    zh=f"{col.zh}（{col.name}）唯一",
+                    columns=(col.name,),
+                    guards_library=True,
+                )
+            )
+    return out
+
+
 def contract_rules(table: Table, registry: Registry) -> list[QualityRule]:
     """Rules generated from the contract alone."""
     columns = [*table.column_names, *derived_identity(table), *LINEAGE]
@@ -174,35 +208,9 @@ def contract_rules(table: Table, registry: Registry) -> list[QualityRule]:
     ]
     for col in table.columns:
         out.extend(_column_rules(table, col, registry))
-    key = list(table.primary_key)
-    if key:
-        # Event tables are de-duplicated per delivery day at staging (a later day may resend a
-        # record): the key is unique within a day, so a batch of several days stays checkable.
-        scoped = [*key, "_delivery_date"] if table.delivery.partitioned else key
-        out.append(
-            QualityRule(
-                id="uniqueness.primary_key",
-                family="uniqueness",
-                expectation=E.ExpectColumnValuesToBeUnique(column=key[0])
-                if len(scoped) == 1
-                else E.ExpectCompoundColumnsToBeUnique(column_list=scoped),
-                zh=f"主键（{', '.join(key)}）唯一" + ("（同一交付日内）" if len(scoped) > len(key) else ""),
-                columns=tuple(key),
-                guards_library=True,
-            )
-        )
-    for col in table.columns:
-        if col.unique and [col.name] != key and not table.delivery.partitioned:
-            out.append(
-                QualityRule(
-                    id=f"uniqueness.unique.{col.name}",
-                    family="uniqueness",
-                    expectation=E.ExpectColumnValuesToBeUnique(column=col.name),
-                    zh=f"{col.zh}（{col.name}）唯一",
-                    columns=(col.name,),
-                    guards_library=True,
-                )
-            )
+    # Event tables are de-duplicated per delivery day at staging (a later day may resend a
+    # record): the key is unique within a day, so a batch of several days stays checkable.
+    out.extend(uniqueness_rules(table, scope=["_delivery_date"] if table.delivery.partitioned else []))
     return out
 
 
@@ -242,32 +250,7 @@ def derived_contract_rules(table: DerivedTable, registry: Registry) -> list[Qual
                 derived={"_dq_as_of_end": as_of_end()},
             )
         )
-    key = list(table.primary_key)
-    if key:
-        out.append(
-            QualityRule(
-                id="uniqueness.primary_key",
-                family="uniqueness",
-                expectation=E.ExpectColumnValuesToBeUnique(column=key[0])
-                if len(key) == 1
-                else E.ExpectCompoundColumnsToBeUnique(column_list=key),
-                zh=f"主键（{', '.join(key)}）唯一",
-                columns=tuple(key),
-                guards_library=True,
-            )
-        )
-    for col in table.columns:
-        if col.unique and [col.name] != key:
-            out.append(
-                QualityRule(
-                    id=f"uniqueness.unique.{col.name}",
-                    family="uniqueness",
-                    expectation=E.ExpectColumnValuesToBeUnique(column=col.name),
-                    zh=f"{col.zh}（{col.name}）唯一",
-                    columns=(col.name,),
-                    guards_library=True,
-                )
-            )
+    out.extend(uniqueness_rules(table))
     return out
 
 
