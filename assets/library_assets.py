@@ -5,9 +5,9 @@ Thin wrappers over :mod:`assets.library.mei` (identity resolution),
 (one SQL file per table). Every library asset is unpartitioned and reads every
 partition of the staged tables it depends on (its contract's ``upstream``).
 
-Checks: ``library_contract`` (blocking) - columns, types, primary key unique and
-not null, required columns filled; ``library_reconciles`` (blocking) on
-``elder_links`` (one link per person-bearing staged row) and
+Checks: ``library_contract`` (blocking) per table - the GX suite generated from the
+contract plus the cross-table SQL rules of :mod:`quality.library_checks`, including
+the reconciliations of ``elder_links`` (one link per person-bearing staged row) and
 ``fact_service_event`` (one event per staged row of each programme).
 """
 
@@ -47,14 +47,6 @@ from schemas.registry import Registry
 
 GROUP = "library"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-SERVICE_SOURCES = (
-    "meal_transactions",
-    "milk_deliveries",
-    "device_rentals",
-    "care_bed_visits",
-    "muni_ltci_services",
-    "timebank_transactions",
-)
 
 
 def library_asset_key(name: str) -> dg.AssetKey:
@@ -62,7 +54,8 @@ def library_asset_key(name: str) -> dg.AssetKey:
 
 
 def upstream_key(registry: Registry, name: str) -> dg.AssetKey:
-    return staged_asset_key(name) if registry.zone_of(name) == "staged" else library_asset_key(name)
+    """The asset of any declared table: every asset key is ``[zone, table]`` (staged, library, marts)."""
+    return dg.AssetKey([registry.zone_of(name), name])
 
 
 def column_schema(table: DerivedTable, registry: Registry | None = None) -> dg.TableSchema:

@@ -12,10 +12,9 @@ from typing import Any
 
 import dagster as dg
 
-from assets.library_assets import library_asset_key, prepare_warehouse
+from assets.library_assets import library_asset_key, prepare_warehouse, upstream_key
 from assets.marts.kpis import build_kpis
 from assets.marts.portraits import build_portraits
-from assets.staged_assets import staged_asset_key
 from catalog import dagster_meta as meta
 from pipelines.resources import LakeResource
 from quality.checks import derived_check_result
@@ -30,13 +29,6 @@ PORTRAIT_TABLES = ("elder_portrait", "elder_risk_tags", "elder_scenarios")
 
 def mart_asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
-
-
-def dependency_key(registry: Registry, name: str) -> dg.AssetKey:
-    zone = registry.zone_of(name)
-    if zone == "staged":
-        return staged_asset_key(name)
-    return library_asset_key(name) if zone == "library" else mart_asset_key(name)
 
 
 def _spec(registry: Registry, dataset: Dataset, table: DerivedTable, deps: list[dg.AssetKey]) -> dg.AssetSpec:
@@ -61,7 +53,7 @@ def _json(stats: dict[str, Any]) -> dict[str, Any]:
 
 def build_portrait_asset(registry: Registry) -> dg.AssetsDefinition:
     portrait = registry.derived("elder_portrait")
-    deps = [dependency_key(registry, u) for u in portrait.upstream]
+    deps = [upstream_key(registry, u) for u in portrait.upstream]
     specs = [_spec(registry, registry.dataset_of(n), registry.derived(n), deps) for n in PORTRAIT_TABLES]
 
     def _portraits(context: dg.AssetExecutionContext, lake: LakeResource) -> Any:
@@ -84,7 +76,7 @@ def build_portrait_asset(registry: Registry) -> dg.AssetsDefinition:
 
 def build_kpi_asset(registry: Registry) -> dg.AssetsDefinition:
     table = registry.derived("kpi_values")
-    deps = [dependency_key(registry, u) for u in table.upstream]
+    deps = [upstream_key(registry, u) for u in table.upstream]
     spec = _spec(registry, registry.dataset_of(table.name), table, deps)
 
     def _kpis(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
