@@ -20,11 +20,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from benchmarks.common import cached_landing, console, measure, print_table
+from rainbow.parquet import read_frame, row_count
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from sample_data.config import GeneratorConfig
 from schemas import load_registry
 
@@ -53,12 +54,8 @@ def run_floor(root: str) -> int:
     lake = Lake(Path(root))
     reg = load_registry()
     total = 0
-    with duckdb.connect() as con:
-        for _, t in reg.tables():
-            parts = sorted(str(p) for p in (lake.staged / t.name).rglob("*.parquet"))
-            if parts:
-                row = con.execute("SELECT count(*) FROM read_parquet(?)", [parts]).fetchone()
-                total += int(row[0]) if row else 0
+    for _, t in reg.tables():
+        total += sum(row_count(p, lake) for p in sorted((lake.staged / t.name).rglob("*.parquet")))
     return total
 
 
@@ -89,11 +86,11 @@ def main() -> None:
     from assets.library.identity import pairwise_scores
     from sample_data.scoring import golden_truth, score_golden
 
-    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+    with connect_warehouse(lake, read_only=True) as con:
         from assets.library.build import as_of_date
 
         as_of = date.fromisoformat(as_of_date(con, load_registry()) or "2026-12-01")
-    links = pl.read_parquet(lake.library / "elder_links" / "data.parquet")
+    links = read_frame(lake.library / "elder_links" / "data.parquet", lake)
     truth = golden_truth(lake, as_of)  # elder_key -> majority person (for golden accuracy)
     from sample_data.truth import read_truth
 

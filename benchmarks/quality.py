@@ -32,6 +32,7 @@ import polars as pl
 from rich.console import Console
 
 from benchmarks.common import cached_landing, console, measure, print_table
+from rainbow.parquet import read_frame
 from rainbow.settings import Lake
 from sample_data.config import GeneratorConfig
 from schemas import load_registry
@@ -157,7 +158,7 @@ def load_frames(lake_root: str, rows: int) -> dict[str, pl.DataFrame]:
     frames = {}
     for _, table in reg.tables():
         files = sorted((root / table.name).rglob("*.parquet"))
-        frames[table.name] = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        frames[table.name] = read_frame(files, Lake(Path(lake_root)))
     for name, time_col in BIG_TABLES.items():
         base = frames[name]
         if base.is_empty():

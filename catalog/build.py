@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from catalog.graph import KpiFormula, build_lineage_graph, load_kpi_formulas, type_name
@@ -41,6 +41,7 @@ from catalog.scenarios import (
     segment_names,
 )
 from rainbow.io import atomic_path
+from rainbow.parquet import row_count
 from rainbow.settings import Lake
 from schemas.contract import Column, Dataset, DerivedTable, SourceSystem, Table
 from schemas.registry import Registry, load_registry
@@ -236,15 +237,15 @@ class Catalog(BaseModel):
 # ------------------------------------------------------------------ runtime facts
 
 
-def _parquet_facts(files: Sequence[Path]) -> tuple[int | None, datetime | None]:
-    """(rows from the Parquet footers, newest modification time) of ``files``."""
+def _parquet_facts(files: Sequence[Path], lake: Lake) -> tuple[int | None, datetime | None]:
+    """(rows from the Parquet footers, newest modification time) of ``files`` (decrypting footers)."""
     if not files:
         return None, None
     rows = 0
     for f in files:
         try:
-            rows += pq.ParquetFile(f).metadata.num_rows
-        except (OSError, ValueError):  # a file being replaced right now: count what can be read
+            rows += row_count(f, lake)
+        except (OSError, ValueError, pa.ArrowException):  # a file being replaced: count the rest
             continue
     newest = max(f.stat().st_mtime for f in files)
     return rows, datetime.fromtimestamp(newest, UTC)
@@ -507,8 +508,8 @@ class _Builder:
         # raw
         raw_dir = self.lake.raw / table.name
         raw_files = _glob(raw_dir, "*.parquet")
-        broken, _ = _parquet_facts(_glob(raw_dir / "_broken", "*.parquet"))
-        rows, newest = _parquet_facts(raw_files)
+        broken, _ = _parquet_facts(_glob(raw_dir / "_broken", "*.parquet"), self.lake)
+        rows, newest = _parquet_facts(raw_files, self.lake)
         raw_cols = [(n, "string" if n in contract else type_name(t)) for n, t in raw_schema(table).items()]
         out.append(
             DatasetEntry(
@@ -534,7 +535,7 @@ class _Builder:
 
         # staged
         staged_files = _glob(self.lake.staged / table.name, "**/*.parquet")
-        rows, newest = _parquet_facts(staged_files)
+        rows, newest = _parquet_facts(staged_files, self.lake)
         partitions = len({f.parent.name for f in staged_files if f.parent.name.startswith("date=")})
         staged_cols = [
             (n, contract[n].type if n in contract else type_name(t)) for n, t in staged_schema(table).items()
@@ -570,7 +571,7 @@ class _Builder:
 
         # quarantine
         q_files = _glob(self.lake.staged / "_quarantine" / table.name, "**/*.parquet")
-        rows, newest = _parquet_facts(q_files)
+        rows, newest = _parquet_facts(q_files, self.lake)
         q_cols = [(n, type_name(t)) for n, t in quarantine_schema(table).items()]
         out.append(
             DatasetEntry(
@@ -613,7 +614,7 @@ class _Builder:
         zone = dataset.zone
         owner = dataset.table_owner(table)
         files = _glob(self.lake.zone(zone) / table.name, "**/*.parquet")
-        rows, newest = _parquet_facts(files)
+        rows, newest = _parquet_facts(files, self.lake)
         contract = {c.name: c for c in table.columns}
         upstream_updates = [updated.get(u) for u in table.upstream]
         newest_upstream = max((u for u in upstream_updates if u is not None), default=None)
@@ -695,7 +696,7 @@ class _Builder:
                     continue
                 files = _glob(folder, "**/*")
                 parquet = [f for f in files if f.suffix == ".parquet"]
-                rows, _ = _parquet_facts(parquet)
+                rows, _ = _parquet_facts(parquet, self.lake)
                 _, newest = _files_facts(files)
                 zh, en, description = PLATFORM_DATASETS.get(
                     folder.name,

@@ -1,4 +1,12 @@
-"""Roles that may see a dataset, and ASCII team names of departments (``roles.yaml``)."""
+"""Roles that may see a dataset, as the catalogue states them, and ASCII team names of departments.
+
+Who reads what is the masking policy's (``masking/policies.yaml``, the policy the governed
+role views are generated from): :class:`RolesConfig` asks :mod:`masking.policy` for every
+dataset's readers (:func:`masking.policy.dataset_readers`: the role views over it, the zones a
+role reads as files) and never states a grant of its own. ``roles.yaml`` holds only what the
+policy does not: the roles' English names and descriptions, the labels of the access kinds,
+and the departments' ASCII team names.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +18,24 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from masking.policy import ROLE_ZONES, Policy, dataset_readers, load_policy, role_datasets
 from schemas.contract import Column
+from schemas.registry import Registry, load_registry
 
 ROLES_PATH = Path(__file__).with_name("roles.yaml")
 CATALOG_ZONES = ("landing", "raw", "staged", "quarantine", "library", "marts", "exports")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Catalogue zones of the source tables: their contract is the staged one.
+_SOURCE_ZONES = ("landing", "raw", "staged", "quarantine")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Role(_Strict):
-    zh: str
+class RoleLabel(_Strict):
+    """A role's display text the policy does not hold (its Chinese name is the policy's)."""
+
     en: str
     description: str = ""
 
@@ -32,12 +45,32 @@ class Access(_Strict):
     en: str
 
 
-class Grant(_Strict):
-    role: str
+class RoleLabels(_Strict):
+    """``roles.yaml``: display labels and team names only - no grant."""
+
+    roles: dict[str, RoleLabel]
+    access: dict[str, Access]
+    departments: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _slugs(self) -> RoleLabels:
+        problems = [
+            f"department {d}: team name {s!r} is not [a-z0-9-]"
+            for d, s in self.departments.items()
+            if not _SLUG.match(s)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Role(_Strict):
+    """A role as the catalogue shows it."""
+
+    zh: str
+    en: str
+    description: str
     access: str
-    max_sensitivity: str | None = None
-    kinds: list[str] | None = None
-    no_direct_identifiers: bool = False
 
 
 class RoleGrant(_Strict):
@@ -47,68 +80,103 @@ class RoleGrant(_Strict):
     role_zh: str
     access: str
     access_zh: str
+    # the role views through which the role reads the dataset (none: it reads the files)
+    views: list[str] = Field(default_factory=list)
 
 
-class RolesConfig(_Strict):
-    roles: dict[str, Role]
-    access: dict[str, Access]
-    sensitivity_order: list[str]
-    grants: dict[str, list[Grant]]
-    departments: dict[str, str] = Field(default_factory=dict)
+class RolesConfig:
+    """The roles of the masking policy with their labels, and who reads each dataset."""
 
-    @model_validator(mode="after")
-    def _consistent(self) -> RolesConfig:
-        problems = [f"grants for unknown zone {z!r}" for z in self.grants if z not in CATALOG_ZONES]
-        problems += [f"no grants listed for zone {z!r}" for z in CATALOG_ZONES if z not in self.grants]
-        for zone, grants in self.grants.items():
-            for g in grants:
-                if g.role not in self.roles:
-                    problems.append(f"{zone}: unknown role {g.role!r}")
-                if g.access not in self.access:
-                    problems.append(f"{zone}: unknown access {g.access!r}")
-                if g.max_sensitivity and g.max_sensitivity not in self.sensitivity_order:
-                    problems.append(f"{zone}: unknown sensitivity {g.max_sensitivity!r}")
+    def __init__(self, policy: Policy, registry: Registry, labels: RoleLabels) -> None:
+        problems = [f"role {r!r} has no labels in roles.yaml" for r in policy.roles if r not in labels.roles]
+        problems += [f"roles.yaml labels unknown role {r!r}" for r in labels.roles if r not in policy.roles]
+        kinds = {rp.access for rp in policy.roles.values()}
         problems += [
-            f"department {d}: team name {s!r} is not [a-z0-9-]"
-            for d, s in self.departments.items()
-            if not _SLUG.match(s)
+            f"access kind {a!r} has no labels in roles.yaml" for a in sorted(kinds - set(labels.access))
+        ]
+        problems += [
+            f"roles.yaml labels unused access kind {a!r}" for a in sorted(set(labels.access) - kinds)
         ]
         if problems:
             raise ValueError("; ".join(problems))
-        return self
-
-    def roles_for(
-        self, zone: str, sensitivity: str, kind: str | None, columns: Iterable[Column]
-    ) -> list[RoleGrant]:
-        """The grants of ``zone`` whose conditions the dataset meets."""
-        rank = self.sensitivity_order.index(sensitivity) if sensitivity in self.sensitivity_order else 99
-        direct = any(c.pii == "direct_identifier" for c in columns)
-        out = []
-        for g in self.grants.get(zone, []):
-            if g.max_sensitivity and rank > self.sensitivity_order.index(g.max_sensitivity):
-                continue
-            if g.kinds is not None and kind not in g.kinds:
-                continue
-            if g.no_direct_identifiers and direct:
-                continue
-            out.append(
-                RoleGrant(
-                    role=g.role,
-                    role_zh=self.roles[g.role].zh,
-                    access=g.access,
-                    access_zh=self.access[g.access].zh,
-                )
+        self.policy = policy
+        self.registry = registry
+        self.access = dict(labels.access)
+        self.departments = dict(labels.departments)
+        self.roles = {
+            name: Role(
+                zh=rp.zh,
+                en=labels.roles[name].en,
+                description=labels.roles[name].description,
+                access=rp.access,
             )
+            for name, rp in policy.roles.items()
+        }
+
+    @functools.cached_property
+    def _views(self) -> dict[str, dict[tuple[str, str], tuple[str, ...]]]:
+        return {role: role_datasets(self.policy, self.registry, role) for role in self.policy.roles}
+
+    @functools.cached_property
+    def _tables_by_columns(self) -> dict[tuple[str, tuple[str, ...]], str]:
+        out = {("staged", tuple(c.name for c in t.columns)): t.name for _, t in self.registry.tables()}
+        for zone in ("library", "marts"):
+            out |= {
+                (zone, tuple(c.name for c in t.columns)): t.name
+                for _, t in self.registry.derived_tables(zone)
+            }
         return out
 
+    def roles_for(
+        self,
+        zone: str,
+        sensitivity: str,
+        kind: str | None,
+        columns: Iterable[Column],
+        table: str | None = None,
+    ) -> list[RoleGrant]:
+        """The roles that read the dataset ``table`` of ``zone``, by the masking policy.
 
-def load_roles(path: Path | None = None) -> RolesConfig:
-    return _load(str(path or ROLES_PATH))
+        Without ``table`` the contract table is the one of ``zone`` with exactly these
+        ``columns`` (none: a dataset no contract declares, which only file access reaches).
+        ``sensitivity`` and ``kind`` are the table's own; the policy applies them itself.
+        """
+        del sensitivity, kind  # the policy's reads judge the table's contract
+        if zone not in CATALOG_ZONES:
+            raise ValueError(f"unknown zone {zone!r}")
+        if table is None:
+            names = tuple(c.name for c in columns)
+            contract_zone = "staged" if zone in _SOURCE_ZONES else zone
+            table = self._tables_by_columns.get((contract_zone, names)) if names else None
+        views = self._views if zone in ROLE_ZONES else {r: {} for r in self.policy.roles}
+        return [
+            RoleGrant(
+                role=r.role,
+                role_zh=self.roles[r.role].zh,
+                access=r.access,
+                access_zh=self.access[r.access].zh,
+                views=list(r.views),
+            )
+            for r in dataset_readers(self.policy, self.registry, zone, table, views=views)
+        ]
+
+
+def load_roles(
+    path: Path | None = None, *, policy: Policy | None = None, registry: Registry | None = None
+) -> RolesConfig:
+    """The catalogue's roles: ``policy`` (default: the masking policy) with the labels of ``path``."""
+    if policy is None and registry is None:
+        return _load(str(path or ROLES_PATH))
+    return RolesConfig(policy or load_policy(), registry or load_registry(), load_labels(path))
+
+
+def load_labels(path: Path | None = None) -> RoleLabels:
+    return RoleLabels.model_validate(yaml.safe_load((path or ROLES_PATH).read_text(encoding="utf-8")))
 
 
 @functools.cache
 def _load(path: str) -> RolesConfig:
-    return RolesConfig.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    return RolesConfig(load_policy(), load_registry(), load_labels(Path(path)))
 
 
 def pinyin_slug(text: str) -> str:

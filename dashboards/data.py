@@ -18,7 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from rainbow.settings import ZONES
+from rainbow.parquet import register_view_sources
+from rainbow.settings import ZONES, Lake
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # no daylight saving since 1991
 
@@ -132,6 +133,7 @@ def read_warehouse(path: Path) -> WarehouseOverview:
         return WarehouseOverview(path, state, detail=_first_line(exc))
     try:
         con.execute(f"SET file_search_path = {_sql_string(str(path.resolve().parent))}")
+        register_view_sources(con, Lake(path.resolve().parent))  # encrypted zones
         listed = con.execute(_TABLES_SQL).fetchall()
         tables = []
         for schema, name, kind in listed:

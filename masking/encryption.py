@@ -1,20 +1,26 @@
 """Encryption at rest of the restricted zones: Parquet modular encryption (AES-GCM).
 
+The restricted zones are raw, staged and library (names, ID numbers, phones, addresses,
+health). Every writer and reader of the lake goes through :mod:`rainbow.parquet`, which
+encrypts with the functions here; the marts (pseudonymous), exports and the ingest
+ledger (file names and counts) stay plain.
+
 Why Parquet encryption and not DuckDB database encryption: the warehouse holds views,
 the data lives in Parquet files. Who encrypts and who decrypts, with DuckDB 2.0.1:
 
 * DuckDB cannot *write* securely: the wheel carries a read-only crypto module; writing an
   encrypted file or database needs the OpenSSL-backed ``httpfs`` extension (not
-  installable offline) or ``force_mbedtls_unsafe``, whose nonces do not come from a
-  secure random source (fatal for AES-GCM).
-* DuckDB cannot *read* PyArrow's encrypted files reliably: a column chunk of more than one
-  page (over ~20,000 rows) or any filtered scan fails with "Computed AES tag differs"
-  (``test_duckdb_native_read_of_arrow_encrypted_files`` is a strict xfail that starts
-  passing when a DuckDB release fixes it).
-* So PyArrow writes (OpenSSL) and PyArrow reads: :func:`register_encrypted_table` hands
-  DuckDB a ``pyarrow.dataset`` over a table's files with the key in its scan options;
-  DuckDB scans it with projection and filter pushdown (also on a sandboxed connection,
-  since PyArrow, not DuckDB, opens the files). The key never appears in SQL.
+  installable offline; PyPI's ``duckdb-extension-httpfs`` stops at 1.5.5) or
+  ``force_mbedtls_unsafe``, whose nonces do not come from a secure random source (fatal
+  for AES-GCM).
+* DuckDB cannot *read* PyArrow's encrypted files reliably: a file of more than one row
+  group or page fails with "Computed AES tag differs", whatever the page and dictionary
+  settings (``test_duckdb_native_read_of_arrow_encrypted_files`` is a strict xfail that
+  starts passing when a DuckDB release fixes it).
+* So PyArrow writes (OpenSSL) and PyArrow reads: DuckDB scans a ``pyarrow.dataset`` over
+  a table's files with the key in its scan options, with projection and filter pushdown
+  (also on a sandboxed connection, since PyArrow, not DuckDB, opens the files). The key
+  never appears in SQL.
 
 Keys: one master key (``$RAINBOW_ENCRYPTION_KEY``, see :mod:`masking.secrets`); each zone
 encrypts under its own key derived from it (HMAC-SHA256(master, "rainbow/parquet-zone/"
@@ -48,7 +54,8 @@ import pyarrow.parquet.encryption as pe
 
 from rainbow.settings import Lake
 
-RESTRICTED_ZONES = ("raw", "staged", "library", "marts")
+RESTRICTED_ZONES = ("raw", "staged", "library")
+PLAIN_DIRS = frozenset({"_ledger"})  # the ingest ledger: file names, checksums, counts; no personal data
 _INFO = b"rainbow/parquet-zone/"
 PARQUET_MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"  # encrypted footer
@@ -182,9 +189,15 @@ def _opens(path: Path, key: bytes) -> bool:
 
 
 def zone_files(lake: Lake, zone: str) -> list[Path]:
-    """Every Parquet file under a zone (temporary files of an unfinished write excluded)."""
+    """Every Parquet file under a zone that is encrypted (temporary files and plain folders excluded)."""
     root = lake.zone(zone)
-    return sorted(p for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(
+        p
+        for p in root.rglob("*.parquet")
+        if not p.name.startswith(".") and not PLAIN_DIRS.intersection(p.relative_to(root).parts)
+    )
 
 
 def rotate_zone_key(

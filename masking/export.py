@@ -105,6 +105,7 @@ from masking.release import (
 from masking.scrub import scrub_columns
 from masking.secrets import PSEUDONYM_KEY, require_secret
 from rainbow.io import sha256_file
+from rainbow.parquet import read_frame
 from rainbow.settings import Lake
 from schemas.contract import Column
 from schemas.registry import Registry, load_registry
@@ -196,11 +197,7 @@ def read_table(lake: Lake, zone: str, table: AnyTable, columns: Sequence[str]) -
             f"数据集 {table.name} 尚未构建（{lake.zone(zone) / table.name} 下没有数据）/ "
             f"dataset {table.name} is not built yet (no data under {lake.zone(zone) / table.name})"
         )
-    return (
-        pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert")
-        .select(list(columns))
-        .collect()
-    )
+    return read_frame(files, lake, columns=columns)
 
 
 # ---------------------------------------------------------------- one dataset
@@ -835,7 +832,7 @@ def _elders(lake: Lake, registry: Registry) -> pl.DataFrame | None:
     if not files:
         return None
     cols = [ELDER_KEY, *elder_attribute_columns(registry)]
-    return pl.read_parquet(files[0], columns=cols)
+    return read_frame(files[0], lake, columns=cols)
 
 
 def _write_package(

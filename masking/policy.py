@@ -4,12 +4,14 @@ row filters, aggregate views and the operator of every (PII class / semantic) x 
 :func:`load_policy` validates the file's shape; :func:`check_policy` cross-checks it
 against the contracts (tables, columns, code lists). Which tables a role reads and
 which operator each column takes are answered here; :mod:`masking.role_views` turns
-the answers into SQL.
+the answers into SQL. :func:`dataset_readers` answers, per dataset, which roles read it
+and how (role views, files): the data catalogue states exactly that (:mod:`catalog.roles`).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +27,9 @@ from schemas.registry import Registry
 POLICY_PATH = Path(__file__).with_name("policies.yaml")
 ROLE_ZONES = ("staged", "library", "marts")
 RoleZone = Literal["staged", "library", "marts"]
+# Zones a role may read as files, beside (or instead of) role views: the catalogue states them.
+FILE_ZONES = ("raw", "quarantine", "marts", "exports")
+FileZone = Literal["raw", "quarantine", "marts", "exports"]
 ROLE_NAMES = ("steward", "street_staff", "leadership", "analyst", "third_party")
 
 
@@ -105,7 +110,8 @@ class Measure(_Strict):
 
 
 class Aggregate(_Strict):
-    """An aggregate view: counts over one library/mart table, small cells suppressed."""
+    """An aggregate view: counts over one library/mart table, small cells suppressed (with
+    complementary suppression in every row and column: :mod:`masking.role_views`)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     zh: str
@@ -121,19 +127,37 @@ class Aggregate(_Strict):
         return [{"column": v} if isinstance(v, str) else v for v in value]
 
 
+class Complementary(_Strict):
+    """Rows of a table that are the cells of a line whose total is published in the same table.
+
+    A line is the rows sharing the values of ``line``; among them, those meeting ``cells`` are
+    its cells, the others its total (e.g. the district row of a KPI and month over its street
+    rows). When a line whose total is published has exactly one suppressed cell, the cell could
+    be recomputed as the total minus the other cells, so its smallest published cell is
+    suppressed as well (complementary suppression).
+    """
+
+    line: list[str] = Field(min_length=1)
+    cells: str
+
+
 class SmallCountSuppression(_Strict):
-    """In a row-level table: ``null_columns`` are NULL where ``when`` holds and the count < k."""
+    """In a row-level table: ``null_columns`` are NULL where ``when`` holds and the count < k
+    (and, with ``complementary``, in the cell protecting a lone suppressed cell of a line)."""
 
     table: str
     count_column: str
     when: str | None = None
     null_columns: list[str]
+    complementary: Complementary | None = None
 
 
 class RolePolicy(_Strict):
     zh: str
-    access: str  # the access kind of catalog/roles.yaml
+    access: str  # the role's access kind (its display labels: catalog/roles.yaml)
     reads: list[Read] = Field(default_factory=list)
+    # zones whose folders the role reads as files (declared datasets or not), not through views
+    file_zones: list[FileZone] = Field(default_factory=list)
     row_filter: RowFilter | None = None
     undeclared_columns: Literal["keep", "drop"] = "drop"
     operators: list[Rule] = Field(default_factory=list)
@@ -222,6 +246,11 @@ def street_column(columns: list[Column]) -> str | None:
     return None
 
 
+def aggregate_zone(registry: Registry, source: str) -> str:
+    """The zone of an aggregate view's source table (library, else marts)."""
+    return "library" if any(t.name == source for _, t in registry.derived_tables("library")) else "marts"
+
+
 def granted_tables(policy: Policy, registry: Registry, role: str) -> list[tuple[str, str]]:
     """(zone, table) the role's ``reads`` grant, before any row filter; in contract order."""
     rp = policy.role(role)
@@ -266,6 +295,52 @@ def visible_tables(policy: Policy, registry: Registry, role: str) -> list[tuple[
     ]
 
 
+@dataclass(frozen=True)
+class Reader:
+    """One role's access to one dataset: its access kind, the role views that read the
+    dataset (its row-level view, aggregate views over it) and whether it reads the files."""
+
+    role: str
+    access: str
+    views: tuple[str, ...] = ()
+    files: bool = False
+
+
+def role_datasets(policy: Policy, registry: Registry, role: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(zone, table) -> the role's views reading it: the row-level view of every visible table
+    (named after it) and every aggregate view over it; the datasets of its role views only."""
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for zone, table in visible_tables(policy, registry, role):
+        out[(zone, table)] = (table,)
+    for agg in policy.role(role).aggregates:
+        key = (aggregate_zone(registry, agg.source), agg.source)
+        out[key] = (*out.get(key, ()), agg.name)
+    return out
+
+
+def dataset_readers(
+    policy: Policy,
+    registry: Registry,
+    zone: str,
+    table: str | None,
+    *,
+    views: dict[str, dict[tuple[str, str], tuple[str, ...]]] | None = None,
+) -> list[Reader]:
+    """Every role that reads ``zone.table`` by the policy, in the policy's role order.
+
+    ``table`` None is a dataset no contract declares (only file access applies). ``views``
+    is :func:`role_datasets` per role, when the caller has it already.
+    """
+    out: list[Reader] = []
+    for role, rp in policy.roles.items():
+        by_view = views[role] if views is not None else role_datasets(policy, registry, role)
+        seen = by_view.get((zone, table), ()) if table is not None else ()
+        files = zone in rp.file_zones
+        if seen or files:
+            out.append(Reader(role, rp.access, seen, files))
+    return out
+
+
 # --- cross-checks against the contracts ---------------------------------------------
 
 
@@ -308,6 +383,9 @@ def check_policy(policy: Policy, registry: Registry) -> None:
             wanted = {s.count_column, *s.null_columns}
             if s.when:
                 wanted |= _condition_columns(s.when, f"{role}.{s.table}")
+            if s.complementary:
+                wanted |= set(s.complementary.line)
+                wanted |= _condition_columns(s.complementary.cells, f"{role}.{s.table}")
             problems += [f"{role}: {s.table} has no column {c!r}" for c in sorted(wanted - cols)]
         for a in rp.aggregates:
             if a.name in names:

@@ -3,9 +3,20 @@
 A row-level view selects every column of its base table (``<catalog>.<zone>."<table>"``)
 through the operator the role's policy gives it, renames where the policy says so, and
 filters rows for roles with a row filter. An aggregate view groups one table and
-suppresses every measure of a group of fewer than k persons. Views are plain DuckDB
-SQL (sqlglot reads them); the keyed operators call functions that only a role
-connection registers (:mod:`masking.access`).
+suppresses every measure of a group of fewer than k persons (primary suppression), then
+protects those cells from the line totals: published elsewhere (a street's elders are a KPI,
+and every elder view of a street adds up to the same number) a total minus the published
+cells of a line would give a lone suppressed cell back. So every line of the table (the cells
+sharing all group-by values but one; the whole table for one group-by column) holding exactly
+one suppressed cell gets a second one, its published cell with the fewest persons
+(complementary suppression), line direction by line direction until no line has a lone one -
+the rule of :func:`masking.release.aggregate_cells` for export packages, here in SQL (a
+recursive CTE), so the view stays a view. A row-level table's small counts
+(``suppress_small_counts``) are NULL the same way, with a complementary cell per line where
+the table publishes the line's total itself (a KPI's district row over its streets).
+
+Views are plain DuckDB SQL (sqlglot reads them); the keyed operators call functions that
+only a role connection registers (:mod:`masking.access`).
 
 The base's actual columns are passed in (``base``): a contract column the base lacks
 is a typed NULL, a base column the contract does not declare follows the role's
@@ -21,11 +32,13 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from masking.operators import DUCK_TYPES, ColumnRef, build, literal, output_type, quote, suppressed
+from masking.operators import DUCK_TYPES, ColumnRef, build, literal, output_type, quote
 from masking.policy import (
     Aggregate,
     Policy,
     RolePolicy,
+    SmallCountSuppression,
+    aggregate_zone,
     row_filter_mode,
     street_column,
     table_columns,
@@ -35,6 +48,7 @@ from schemas.contract import Column
 from schemas.registry import Registry
 
 SRC = "src"
+INTERNAL = "_rb_"  # CTEs and helper columns inside a view (output names start with a letter)
 BaseColumns = Mapping[tuple[str, str], list[tuple[str, str]] | None]  # (zone, table) -> [(name, duck type)]
 
 
@@ -121,6 +135,18 @@ def plan_table_view(
     )
     names = street_names(registry)
     suppressions = rp.suppression_for(table)
+    # per suppression: the condition under which its null_columns are NULL; a complementary
+    # one needs window functions over the whole table, computed before the row filter
+    flags: list[str] = []
+    flag_columns: list[str] = []
+    for i, s in enumerate(suppressions):
+        condition = _small_count_condition(s, declared, present, registry, zone, table, k)
+        if s.complementary is None:
+            flags.append(condition)
+        else:
+            flag = f"{INTERNAL}suppressed_{i}"
+            flag_columns.append(f"{condition} AS {quote(flag)}")
+            flags.append(f"{SRC}.{quote(flag)}")
     select: list[str] = []
     columns: list[ViewColumn] = []
     for col in declared:
@@ -128,11 +154,9 @@ def plan_table_view(
         expr = build(rule.operator, ColumnRef(_input(col, present), col.type, street_sql, names))
         if expr is None:
             continue
-        for s in suppressions:
+        for s, flag in zip(suppressions, flags, strict=True):
             if col.name in s.null_columns:
-                count = _input(next(c for c in declared if c.name == s.count_column), present)
-                when = f"({_qualify(s.when)}) AND " if s.when else ""
-                expr = f"CASE WHEN {when}{count} < {int(k)} THEN NULL ELSE {expr} END"
+                expr = f"CASE WHEN {flag} THEN NULL ELSE {expr} END"
         out = rule.rename or col.name
         select.append(f"{expr} AS {quote(out)}")
         columns.append(ViewColumn(out, rule.operator, col.name, output_type(rule.operator, col.type)))
@@ -165,8 +189,49 @@ def plan_table_view(
         else:
             raise ValueError(f"{role} cannot read {zone}.{table}: it has no street and no elder key")
     source = base_ref(catalog, zone, table, declared, base, refs)
+    if flag_columns:  # the whole table's lines (before the row filter): a total is the whole line's
+        source = f"(SELECT {SRC}.*, {', '.join(flag_columns)} FROM {source} AS {SRC})"
     sql = f"SELECT {', '.join(select)} FROM {source} AS {SRC}{where}"
     return ViewPlan(table, "table", tuple(sources), tuple(columns), sql)
+
+
+def _small_count_condition(
+    s: SmallCountSuppression,
+    declared: list[Column],
+    present: set[str],
+    registry: Registry,
+    zone: str,
+    table: str,
+    k: int,
+) -> str:
+    """SQL true where ``s`` NULLs the row's columns: its count is under k (primary) or, with
+    ``s.complementary``, the row is the smallest published cell of a line whose published
+    total would otherwise give its one suppressed cell back."""
+    by_name = {c.name: c for c in declared}
+    count = _input(by_name[s.count_column], present)
+    when = f"({_qualify(s.when)})" if s.when else "true"
+    primary = f"coalesce({when} AND {count} < {int(k)}, false)"
+    c = s.complementary
+    if c is None:
+        return primary
+    cell = f"coalesce({when} AND ({_qualify(c.cells)}), false)"
+    total = f"coalesce({when} AND NOT ({_qualify(c.cells)}) AND {count} >= {int(k)}, false)"
+    candidate = f"({cell} AND NOT {primary} AND {count} IS NOT NULL)"
+    line = ", ".join(_input(by_name[n], present) for n in c.line)
+    keys = [n for n in _primary_key(registry, zone, table) if n in by_name and n not in c.line]
+    order = ", ".join([f"{candidate} DESC", count, *(_input(by_name[n], present) for n in keys)])
+    window = f"OVER (PARTITION BY {line})"
+    lone = (
+        f"count_if({cell} AND {primary}) {window} = 1 AND count_if({total}) {window} > 0 "
+        f"AND row_number() OVER (PARTITION BY {line} ORDER BY {order}) = 1"
+    )
+    return f"({primary} OR ({candidate} AND {lone}))"
+
+
+def _primary_key(registry: Registry, zone: str, table: str) -> list[str]:
+    if zone == "staged":
+        return list(registry.table(table).primary_key)
+    return list(registry.derived(table).primary_key)
 
 
 def _qualify(condition: str) -> str:
@@ -186,7 +251,16 @@ def plan_aggregate_view(
     k: int,
     refs: Mapping[tuple[str, str], str] | None = None,
 ) -> ViewPlan:
-    zone = "library" if any(t.name == agg.source for _, t in registry.derived_tables("library")) else "marts"
+    """The aggregate view: the cells, primary and complementary suppression (module docstring).
+
+    The SQL: ``cells`` groups the source (persons per cell beside the measures), numbered in
+    group-by order; ``state`` is a recursive CTE over rounds, one line direction per round
+    (round % number of group-by columns), each suppressing in every line of that direction
+    with exactly one suppressed cell of two or more its published cell with the fewest
+    persons (then the first in group-by order); it stops after one round per direction has
+    changed nothing. Measures of a suppressed cell are NULL.
+    """
+    zone = aggregate_zone(registry, agg.source)
     declared = table_columns(registry, zone, agg.source)
     by_name = {c.name: c for c in declared}
     present = {n for n, _ in base} if base is not None else set(by_name)
@@ -202,7 +276,10 @@ def plan_aggregate_view(
             raise ValueError(f"aggregate {agg.name}: group column {g.column} cannot be dropped")
         select.append(f"{expr} AS {quote(g.output)}")
         columns.append(ViewColumn(g.output, g.operator, g.column, output_type(g.operator, col.type)))
-    persons = f"count(DISTINCT {_input(by_name[agg.persons], present)})"
+    units, cell, supp = f"{INTERNAL}units", f"{INTERNAL}cell", f"{INTERNAL}suppressed"
+    rnd, quiet, pick = f"{INTERNAL}round", f"{INTERNAL}quiet", f"{INTERNAL}pick"
+    cells, state = f"{INTERNAL}cells", f"{INTERNAL}state"
+    select.append(f"count(DISTINCT {_input(by_name[agg.persons], present)}) AS {units}")
     for m in agg.measures:
         if m.agg == "count":
             expr, typ = "count(*)", "integer"
@@ -210,13 +287,44 @@ def plan_aggregate_view(
             expr, typ = f"count(DISTINCT {_input(by_name[m.column or ''], present)})", "integer"
         else:
             expr, typ = f"sum({_input(by_name[m.column or ''], present)})", by_name[m.column or ""].type
-        select.append(f"{suppressed(expr, persons, k)} AS {quote(m.name)}")
+        select.append(f"{expr} AS {quote(m.name)}")
         columns.append(ViewColumn(m.name, m.agg, m.column, typ))
     where = f" WHERE {_qualify(agg.where)}" if agg.where else ""
-    positions = ", ".join(str(i + 1) for i in range(len(agg.group_by)))
+    keys = [quote(g.output) for g in agg.group_by]
+    positions = ", ".join(str(i + 1) for i in range(len(keys)))
     source = base_ref(catalog, zone, agg.source, declared, base, refs)
+    in_order = ", ".join(f"{key} NULLS LAST" for key in keys)
+    grouped = f"SELECT {', '.join(select)} FROM {source} AS {SRC}{where} GROUP BY {positions}"
+    numbered = f"SELECT *, row_number() OVER (ORDER BY {in_order}) AS {cell} FROM ({grouped})"
+    directions = len(keys)
+    picks = []
+    for i in range(directions):
+        others = ", ".join(f"c.{key}" for j, key in enumerate(keys) if j != i)
+        line = f"PARTITION BY {others} " if others else ""
+        picks.append(
+            f"WHEN {i} THEN NOT s.{supp} AND count(*) OVER ({line.strip()}) >= 2 "
+            f"AND count_if(s.{supp}) OVER ({line.strip()}) = 1 "
+            f"AND row_number() OVER ({line}ORDER BY s.{supp}, c.{units}, c.{cell}) = 1"
+        )
+    step = (
+        f"SELECT s.{rnd}, s.{quiet}, s.{cell}, s.{supp}, CASE s.{rnd} % {directions} {' '.join(picks)} "
+        f"END AS {pick} FROM {state} AS s JOIN {cells} AS c ON c.{cell} = s.{cell} "
+        f"WHERE s.{quiet} < {directions}"
+    )
+    recursive = (
+        f"SELECT 0, 0, {cell}, {units} < {int(k)} FROM {cells} UNION ALL "
+        f"SELECT {rnd} + 1, CASE WHEN bool_or({pick}) OVER () THEN 0 ELSE {quiet} + 1 END, "
+        f"{cell}, {supp} OR {pick} FROM ({step})"
+    )
+    outputs = [f"c.{key}" for key in keys] + [
+        f"CASE WHEN s.{supp} THEN NULL ELSE c.{quote(m.name)} END AS {quote(m.name)}" for m in agg.measures
+    ]
     sql = (
-        f"SELECT {', '.join(select)} FROM {source} AS {SRC}{where} GROUP BY {positions} ORDER BY {positions}"
+        f"WITH RECURSIVE {cells} AS MATERIALIZED ({numbered}), "
+        f"{state}({rnd}, {quiet}, {cell}, {supp}) AS ({recursive}) "
+        f"SELECT {', '.join(outputs)} FROM {cells} AS c "
+        f"JOIN {state} AS s ON s.{cell} = c.{cell} AND s.{quiet} >= {directions} "
+        f"ORDER BY {positions}"
     )
     return ViewPlan(agg.name, "aggregate", (f"{zone}.{agg.source}",), tuple(columns), sql)
 
@@ -271,9 +379,7 @@ def plan_role_views(
             )
         )
     for agg in rp.aggregates:
-        zone = (
-            "library" if any(t.name == agg.source for _, t in registry.derived_tables("library")) else "marts"
-        )
+        zone = aggregate_zone(registry, agg.source)
         plans.append(
             plan_aggregate_view(registry, agg, catalog=catalog, base=cols(zone, agg.source), k=k, refs=refs)
         )

@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
+from rainbow.parquet import register_view_sources
 from rainbow.settings import Lake, lake_root
 from rainbow.warehouse import publish_views
 
@@ -57,6 +58,7 @@ class LakeResource(dg.ConfigurableResource):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         try:
+            register_view_sources(con, self.lake)  # encrypted restricted zones: rainbow.parquet
             yield con
             if not read_only:
                 publish_views(con, self.lake)  # readers (dashboards) open these, not the locked file

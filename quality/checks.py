@@ -55,6 +55,7 @@ from quality.scorecard import (
     source_health,
 )
 from quality.suites import rules_for
+from rainbow.parquet import read_frame
 from rainbow.settings import Lake
 from schemas import load_registry
 from schemas.contract import Table
@@ -112,7 +113,7 @@ def load_batch(lake: Lake, table: Table, batch: Batch) -> pl.DataFrame:
     paths = [p for p in paths if p.exists()]
     if not paths:
         return pl.DataFrame(schema=staged_schema(table))
-    return pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
+    return read_frame(paths, lake)
 
 
 def load_related(lake: Lake, table: Table, registry: Registry) -> dict[str, pl.DataFrame]:
@@ -122,7 +123,7 @@ def load_related(lake: Lake, table: Table, registry: Registry) -> dict[str, pl.D
     for name in sorted(needs):
         files = sorted(staged_dir(lake, name).rglob("*.parquet"))
         if files:
-            out[name] = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+            out[name] = read_frame(files, lake)
     return out
 
 

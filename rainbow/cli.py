@@ -230,30 +230,55 @@ def export(
 
 @app.command("rotate-key")
 def rotate_key(
-    zone: Annotated[str, typer.Option(help="Restricted zone to re-encrypt (staged, library, ...).")],
+    zone: Annotated[
+        list[str] | None,
+        typer.Option(help="Restricted zone to re-encrypt (raw, staged, library); default: all three."),
+    ] = None,
     lake: LakeOption = None,
     encrypt_plain: Annotated[
-        bool, typer.Option(help="Also encrypt files still in plain text (switching a zone on).")
+        bool, typer.Option(help="Also encrypt files still in plain text (a lake built before encryption).")
     ] = False,
 ) -> None:
-    """Re-encrypt a zone from $RAINBOW_ENCRYPTION_KEY_OLD to $RAINBOW_ENCRYPTION_KEY (密钥轮换)."""
+    """Re-encrypt the restricted zones from the old master key to $RAINBOW_ENCRYPTION_KEY (密钥轮换).
+
+    The old key is $RAINBOW_ENCRYPTION_KEY_OLD, else the lake's development key file.
+    """
     import os
 
-    from masking.encryption import rotate_zone_key
-    from masking.secrets import parse_secret
+    from masking.encryption import RESTRICTED_ZONES, rotate_zone_key
+    from masking.secrets import ENCRYPTION_KEY, parse_secret, secret_path
 
+    the_lake = _lake(lake)
+    dev_file = secret_path(the_lake, ENCRYPTION_KEY)
     old_text = os.environ.get("RAINBOW_ENCRYPTION_KEY_OLD")
+    where = "RAINBOW_ENCRYPTION_KEY_OLD"
+    if not old_text and dev_file.exists():
+        old_text, where = dev_file.read_text(encoding="ascii"), str(dev_file)
     new_text = os.environ.get("RAINBOW_ENCRYPTION_KEY")
     if not old_text or not new_text:
-        console.print("[red]set RAINBOW_ENCRYPTION_KEY_OLD (current) and RAINBOW_ENCRYPTION_KEY (new)[/red]")
+        console.print(
+            "[red]set RAINBOW_ENCRYPTION_KEY (the new key) and RAINBOW_ENCRYPTION_KEY_OLD (the current one; "
+            "a lake with a development key file needs no OLD)[/red]"
+        )
         raise typer.Exit(2)
-    old = parse_secret(old_text, "RAINBOW_ENCRYPTION_KEY_OLD")
+    old = parse_secret(old_text, where)
     new = parse_secret(new_text, "RAINBOW_ENCRYPTION_KEY")
-    result = rotate_zone_key(_lake(lake), zone, old, new, encrypt_plain=encrypt_plain)
-    console.print(
-        f"{zone}: {len(result.rotated)} re-encrypted, {len(result.already_new)} already under the new key, "
-        f"{len(result.encrypted_now)} encrypted now, {len(result.plain)} plain left alone"
-    )
+    zones = zone or list(RESTRICTED_ZONES)
+    for z in zones:
+        if z not in RESTRICTED_ZONES:
+            console.print(
+                f"[red]{z} is not an encrypted zone; expected one of {', '.join(RESTRICTED_ZONES)}[/red]"
+            )
+            raise typer.Exit(2)
+    for z in zones:
+        result = rotate_zone_key(the_lake, z, old, new, encrypt_plain=encrypt_plain)
+        console.print(
+            f"{z}: {len(result.rotated)} re-encrypted, {len(result.already_new)} already under the new key, "
+            f"{len(result.encrypted_now)} encrypted now, {len(result.plain)} plain left alone"
+        )
+    if where == str(dev_file):
+        dev_file.unlink()  # the environment holds the key from now on
+        console.print(f"removed the development key {dev_file}: keep RAINBOW_ENCRYPTION_KEY set from now on")
 
 
 @app.command()
@@ -279,9 +304,7 @@ app.add_typer(user_app, name="user")
 @user_app.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
-    role: Annotated[
-        str, typer.Option(help="steward, street_staff, leadership, analyst or third_party.")
-    ],
+    role: Annotated[str, typer.Option(help="steward, street_staff, leadership, analyst or third_party.")],
     street: Annotated[str | None, typer.Option(help="Street code or Chinese name (street_staff).")] = None,
     display_name: Annotated[str | None, typer.Option(help="Name shown in the dashboards.")] = None,
     recipient: Annotated[str | None, typer.Option(help="Export recipient id (third_party).")] = None,

@@ -59,13 +59,18 @@ def publish_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 def load_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:
     """Run the published view DDL on ``con`` (in its current database); returns views created.
 
-    Views whose files are missing (a zone not built yet) are skipped.
+    Views whose files are missing (a zone not built yet) are skipped. Views over encrypted
+    files read sources registered here first (:func:`rainbow.parquet.register_sources`).
     """
+    from rainbow.parquet import register_sources
+
     path = views_path(lake)
     if not path.exists():
         return 0
     created = 0
-    for statement in path.read_text(encoding="utf-8").split(SEPARATOR):
+    statements = path.read_text(encoding="utf-8").split(SEPARATOR)
+    register_sources(con, lake, statements)
+    for statement in statements:
         if not statement.strip():
             continue
         try:
@@ -80,4 +85,21 @@ def open_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the warehouse's views (no lock on ``warehouse.duckdb``)."""
     con = duckdb.connect()
     load_views(con, lake)
+    return con
+
+
+def connect_warehouse(lake: Lake, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """``<lake>/warehouse.duckdb`` with the encrypted sources of its views registered.
+
+    The views of the restricted zones read registered Arrow datasets
+    (:mod:`rainbow.parquet`); a bare ``duckdb.connect`` cannot bind them.
+    """
+    from rainbow.parquet import register_view_sources
+
+    con = duckdb.connect(str(lake.warehouse), read_only=read_only)
+    try:
+        register_view_sources(con, lake)
+    except BaseException:
+        con.close()
+        raise
     return con

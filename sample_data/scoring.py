@@ -10,6 +10,7 @@ from datetime import date
 
 import polars as pl
 
+from rainbow.parquet import read_frame
 from rainbow.settings import Lake
 from sample_data.truth import read_truth
 
@@ -36,7 +37,7 @@ def score_quarantine(lake: Lake) -> QuarantineScore:
     parts = sorted((lake.staged / "_quarantine").rglob("*.parquet"))
     q = pl.concat(
         [
-            pl.read_parquet(p, columns=["_source_file", "_row_number", "_reasons"]).rename(
+            read_frame(p, lake, columns=["_source_file", "_row_number", "_reasons"]).rename(
                 {"_source_file": "source_file", "_row_number": "row_number"}
             )
             for p in parts
@@ -73,7 +74,7 @@ GOLDEN_ATTRIBUTES = ("name", "sex", "birth_date", "id_number", "street", "living
 def golden_truth(lake: Lake, as_of: date) -> pl.DataFrame:
     """Per elder_key: the generator's person it stands for (the majority of its linked records)
     and that person's true attributes on ``as_of``."""
-    links = pl.read_parquet(lake.library / "elder_links" / "data.parquet")
+    links = read_frame(lake.library / "elder_links" / "data.parquet", lake)
     truth_links = read_truth(lake.truth, "links").filter(pl.col("role") == "subject")
     owner = (
         links.join(
@@ -115,7 +116,7 @@ def golden_truth(lake: Lake, as_of: date) -> pl.DataFrame:
 def score_golden(lake: Lake, as_of: date) -> dict[str, float]:
     """Share of golden records whose attribute equals the truth, per attribute (over records with a
     value); plus ``filled_<attr>``: the share of golden records with a value at all."""
-    golden = pl.read_parquet(lake.library / "dim_elder" / "data.parquet")
+    golden = read_frame(lake.library / "dim_elder" / "data.parquet", lake)
     both = golden.join(golden_truth(lake, as_of), on="elder_key", suffix="_true")
     out: dict[str, float] = {"elders": float(both.height)}
     for attr in GOLDEN_ATTRIBUTES:

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
-import polars as pl
 import pytest
 import yaml
 
@@ -24,7 +22,9 @@ from pipelines.instance import ensure_dagster_home, run_nightly
 from pipelines.resources import LakeResource
 from pipelines.sensors import load_cursor
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 RAW_LINEAGE = ["_extra", "_source_file", "_row_number", "_file_sha256", "_ingested_at"]
 
@@ -236,7 +236,7 @@ def test_materialize_raw_assets_writes_parts_and_duckdb_views(tmp_path: Path) ->
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 2 and all(c.passed for c in checks)
 
-    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+    with connect_warehouse(lake, read_only=True) as con:
         meal_rows = con.sql(
             "select transaction_id, name, _row_number from raw.meal_transactions order by 3"
         ).fetchall()
@@ -262,7 +262,7 @@ def test_reconciles_fails_with_error_when_a_part_lost_rows(tmp_path: Path) -> No
     resources = {"lake": LakeResource(root=str(lake.root))}
     dg.materialize([meal], resources=resources, partition_key="2024-11-05")
     part = next((lake.raw / "meal_transactions").glob("*.parquet"))
-    pl.read_parquet(part).head(1).write_parquet(part)
+    read_parquet(part).head(1).write_parquet(part)
 
     result = dg.materialize(
         [meal, meal_check],

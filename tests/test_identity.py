@@ -31,6 +31,7 @@ from sample_data.config import GeneratorConfig
 from sample_data.generate import generate
 from sample_data.truth import read_truth
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 REG = load_registry()
 
@@ -302,7 +303,7 @@ def test_rainbow_link_on_a_raw_csv(tmp_path: Path) -> None:
     out = tmp_path / "keys.parquet"
     result = CliRunner().invoke(app, ["link", "--input", str(src), "--output", str(out)])
     assert result.exit_code == 0, result.output
-    keys = pl.read_parquet(out)
+    keys = read_parquet(out)
     assert keys.columns == ["record_id", "elder_key", "match_probability"]
     k = dict(keys.select("record_id", "elder_key").iter_rows())
     assert k["a"] == k["b"] == k["c"]

@@ -6,7 +6,6 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -25,19 +24,21 @@ from assets.library.identity import elder_tables
 from assets.library.mei import read_decisions, read_key_changes, record_decision
 from quality.library_checks import SERVICE_SOURCES, validate_derived
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from sample_data.scoring import score_golden
 from sample_data.truth import read_truth
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 REG = load_registry()
 
 
 def read(lake: Lake, table: str) -> pl.DataFrame:
-    return pl.read_parquet(lake.library / table / "data.parquet")
+    return read_parquet(lake.library / table / "data.parquet")
 
 
 def as_of(lake: Lake) -> date:
-    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+    with connect_warehouse(lake, read_only=True) as con:
         value = as_of_date(con, REG)
     assert value is not None
     return date.fromisoformat(value)
@@ -172,7 +173,7 @@ def test_deaths_are_life_events_and_deceased_still_served_is_a_reconciliation_is
 
 
 def test_counts_reconcile_from_staged_to_library(library_lake: Lake) -> None:
-    with duckdb.connect(str(library_lake.warehouse), read_only=True) as con:
+    with connect_warehouse(library_lake, read_only=True) as con:
         staged = {t.name: con.execute(f"SELECT count(*) FROM staged.{t.name}").fetchone()[0] for t in elder_tables(REG)}  # type: ignore[index]  # noqa: E501
         services = {s: con.execute(f"SELECT count(*) FROM staged.{s}").fetchone()[0] for s in SERVICE_SOURCES}  # type: ignore[index]
     links = read(library_lake, "elder_links")
@@ -188,7 +189,7 @@ def test_counts_reconcile_from_staged_to_library(library_lake: Lake) -> None:
 
 def test_every_library_rule_passes_on_the_built_library(library_lake: Lake) -> None:
     day = as_of(library_lake)
-    with duckdb.connect(str(library_lake.warehouse), read_only=True) as con:
+    with connect_warehouse(library_lake, read_only=True) as con:
         bind_as_of(con, day.isoformat())
         failed = {
             (t.name, o.rule_id): o.unexpected_count
@@ -201,13 +202,13 @@ def test_every_library_rule_passes_on_the_built_library(library_lake: Lake) -> N
 
 def test_library_rules_catch_a_broken_golden_record(lake_copy: Lake) -> None:
     path = lake_copy.library / "dim_elder" / "data.parquet"
-    elders = pl.read_parquet(path)
+    elders = read_parquet(path)
     broken = pl.concat([elders, elders.head(1)]).with_columns(
         sex=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("9")).otherwise(pl.col("sex"))
     )
     broken.write_parquet(path)
     day = as_of(lake_copy)
-    with duckdb.connect(str(lake_copy.warehouse)) as con:
+    with connect_warehouse(lake_copy) as con:
         create_library_views(con, lake_copy, REG)  # the copied views still point at the original lake
         bind_as_of(con, day.isoformat())
         (result,) = validate_derived(con, REG.derived("dim_elder"), REG, day)

@@ -44,9 +44,11 @@ from quality.runner import validate
 from quality.scorecard import load_thresholds, read_history, record_results, scorecard
 from quality.suites import FORMATS, not_future_columns, rules_for, suite_for
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from sample_data.scoring import score_quarantine
 from sample_data.truth import read_truth
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 REG = load_registry()
 ID18 = re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")
@@ -56,7 +58,7 @@ PLANTED_WARN = {"consistency.served_while_alive", "consistency.meal_point_open"}
 
 
 def as_of(lake: Lake) -> date:
-    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+    with connect_warehouse(lake, read_only=True) as con:
         value = as_of_date(con, REG)
     assert value is not None
     return date.fromisoformat(value)
@@ -64,7 +66,7 @@ def as_of(lake: Lake) -> date:
 
 def library(lake: Lake, table: str) -> pl.DataFrame:
     """A library table as the checks load it: with the build's as-of date in ``_as_of``."""
-    return pl.read_parquet(lake.library / table / "data.parquet").with_columns(
+    return read_parquet(lake.library / table / "data.parquet").with_columns(
         pl.lit(as_of(lake)).alias(AS_OF)
     )
 
@@ -294,7 +296,7 @@ def mart_lake(library_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> I
     shutil.copytree(library_lake.root, lake.root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAINBOW_PSEUDONYM_KEY", bytes(range(32)).hex())
-        with duckdb.connect(str(lake.warehouse)) as con:
+        with connect_warehouse(lake) as con:
             create_library_views(con, lake, REG)
             for _, t in REG.tables():
                 create_staged_views(con, lake, t)
@@ -307,7 +309,7 @@ def mart_lake(library_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def test_every_mart_suite_passes_on_the_generated_marts(mart_lake: Lake) -> None:
     day = as_of(mart_lake)
-    with duckdb.connect(str(mart_lake.warehouse), read_only=True) as con:
+    with connect_warehouse(mart_lake, read_only=True) as con:
         bind_as_of(con, day.isoformat())
         for name in ("elder_portrait", "elder_risk_tags", "elder_scenarios", "kpi_values"):
             (result,) = validate_derived(con, REG.derived(name), REG, day)
@@ -342,7 +344,7 @@ def test_the_library_check_blocks_with_masked_examples_and_reports(
     lake = Lake(tmp_path / "lake")
     shutil.copytree(library_lake.root, lake.root)
     path = lake.library / "dim_elder" / "data.parquet"
-    elders = pl.read_parquet(path)
+    elders = read_parquet(path)
     rows = (elders["id_number"].is_not_null() & elders["phone"].is_not_null()).arg_true()[:2].to_list()
     for r in rows:  # a phone not in its normalised form (ERROR) and a birth date off its ID (WARN)
         elders = _set(
@@ -386,7 +388,7 @@ SOFT_FORMAT_FAULTS = ("id_15_digit", "id_lowercase_x", "id_fullwidth", "phone_pl
 
 
 def _staged(lake: Lake, table: str) -> pl.DataFrame:
-    return pl.read_parquet(staged_dir(lake, table) / "**" / "*.parquet")
+    return read_parquet(staged_dir(lake, table) / "**" / "*.parquet")
 
 
 def test_generator_faults_are_caught_at_the_rates_the_ingestion_issue_sets(library_lake: Lake) -> None:
@@ -433,7 +435,7 @@ def test_generator_faults_are_caught_at_the_rates_the_ingestion_issue_sets(libra
         on=["_source_file", "_row_number"],
     ).with_columns(day=pl.col("meal_time").dt.date())
     assert planted.join(people, on=["person_id", "day"], how="semi").height == planted.height  # all staged
-    with duckdb.connect(str(library_lake.warehouse), read_only=True) as con:
+    with connect_warehouse(library_lake, read_only=True) as con:
         bind_as_of(con, as_of(library_lake).isoformat())
         table = REG.derived("fact_service_event")
         sql = {o.rule.id: o for o in evaluate(con, table, cross_table_rules(table, REG))}

@@ -37,6 +37,7 @@ from rainbow.settings import Lake
 from sample_data.config import GeneratorConfig
 from sample_data.generate import generate
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 ID18 = re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")
 MOBILE11 = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
@@ -54,7 +55,7 @@ def staged_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
 
 
 def _staged(lake: Lake, table: str) -> pl.DataFrame:
-    return pl.read_parquet(staged_dir(lake, table) / "**" / "*.parquet").sort("_delivery_date", "_row_number")
+    return read_parquet(staged_dir(lake, table) / "**" / "*.parquet").sort("_delivery_date", "_row_number")
 
 
 def _failed(df: pl.DataFrame, table: str = "screenings", **kw: Any) -> set[str]:
@@ -365,7 +366,7 @@ def test_the_check_blocks_with_masked_examples_when_a_guarding_rule_fails(
     lake = Lake(tmp_path / "lake")
     shutil.copytree(staged_lake.root, lake.root)
     part = staged_dir(lake, "district_registry") / "data.parquet"
-    frame = pl.read_parquet(part)
+    frame = read_parquet(part)
     rows = (frame["id_number"].is_not_null() & frame["birth_date"].is_not_null()).arg_true()[:3].to_list()
     for r in rows:  # a phone not in its staged form (ERROR) and a birth date off its ID (WARN)
         frame = _set(frame, r, phone="+86 13812345678", birth_date=frame["birth_date"][r] - timedelta(days=2))

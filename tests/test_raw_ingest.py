@@ -21,8 +21,10 @@ from assets.ingest.raw import (
     template_glob,
 )
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from schemas import load_registry
 from schemas.contract import Table
+from tests.lakefiles import content_digest, read_parquet
 
 T0 = datetime(2024, 11, 6, 2, 0, tzinfo=UTC)
 
@@ -133,7 +135,7 @@ def test_when_rerun_without_new_files_then_outputs_are_byte_identical(lake: Lake
     write_meal_csv(lake, "20241106", 1)
     third = ingest_table(lake, t, T0 + timedelta(days=1))
     assert [f.source_file for f in third.files] == ["meal_aid/meal_txn_20241106.csv"]
-    raw = pl.read_parquet(lake.raw / t.name / "*.parquet")
+    raw = read_parquet(lake.raw / t.name / "*.parquet")
     by_file = dict(raw.group_by("_source_file").agg(pl.col("_ingested_at").max()).iter_rows())
     assert by_file["meal_aid/meal_txn_20241104.csv"] == T0
     assert by_file["meal_aid/meal_txn_20241106.csv"] == T0 + timedelta(days=1)
@@ -143,14 +145,14 @@ def test_when_a_part_is_lost_then_the_rerun_rewrites_it_identically(lake: Lake) 
     t = table("meal_transactions")
     write_meal_csv(lake, "20241105", 3, broken=1)
     ingest_table(lake, t, T0)
-    before = tree_digest(lake.raw)
+    before = content_digest(lake.raw)  # by content: a rewrite draws fresh encryption nonces
     (part,) = raw_part_paths(lake, t)
     part.unlink()
 
     report = ingest_table(lake, t, T0 + timedelta(days=2))
 
     assert report.healed == ("meal_aid/meal_txn_20241105.csv",)
-    assert tree_digest(lake.raw) == before
+    assert content_digest(lake.raw) == before
 
 
 def test_delivered_rows_reconcile_with_raw_and_broken_rows_per_file(lake: Lake) -> None:
@@ -166,10 +168,10 @@ def test_delivered_rows_reconcile_with_raw_and_broken_rows_per_file(lake: Lake) 
         "meal_aid/meal_txn_20241105.csv": (0, 0, 0),
     }
     assert report.reconciles
-    broken = pl.read_parquet(lake.raw / t.name / "_broken" / "*.parquet")
+    broken = read_parquet(lake.raw / t.name / "_broken" / "*.parquet")
     assert broken.get_column("_row_number").to_list() == [5, 6]
     assert broken.get_column("_raw_text").to_list() == ["T20241104B0,截断", "T20241104B1,截断"]
-    raw = pl.read_parquet(raw_part_paths(lake, t)[0])
+    raw = read_parquet(raw_part_paths(lake, t)[0])
     assert raw.get_column("_row_number").to_list() == [1, 2, 3, 4]
     assert set(raw.get_column("_file_sha256").to_list()) == {report.files[0].file_sha256}
     assert raw.columns[-5:] == ["_extra", "_source_file", "_row_number", "_file_sha256", "_ingested_at"]
@@ -179,8 +181,8 @@ def test_delivered_rows_reconcile_with_raw_and_broken_rows_per_file(lake: Lake) 
 
     # tamper: a part losing rows, and a part the ledger does not know, both fail reconciliation
     part = next(p for p in raw_part_paths(lake, t) if "20241104" in p.name)
-    pl.read_parquet(part).head(3).write_parquet(part)
-    pl.read_parquet(part).write_parquet(part.with_name("stray-00000000.parquet"))
+    read_parquet(part).head(3).write_parquet(part)
+    read_parquet(part).write_parquet(part.with_name("stray-00000000.parquet"))
     bad = reconcile_table(lake, t)
     assert not bad.passed
     assert [m["source_file"] for m in bad.mismatches] == ["meal_aid/meal_txn_20241104.csv"]
@@ -390,9 +392,9 @@ def test_generated_sample_ingests_and_matches_the_generator_truth(sample_lake: L
     lake = Lake(tmp_path / "lake")
     lake.root.mkdir()
     lake.landing.symlink_to(sample_lake.landing, target_is_directory=True)  # the sample stays read-only
-    truth_files = pl.read_parquet(sample_lake.truth / "files" / "*.parquet")
+    truth_files = read_parquet(sample_lake.truth / "files" / "*.parquet")
     truth_cut = (
-        pl.read_parquet(sample_lake.truth / "faults" / "*.parquet")
+        read_parquet(sample_lake.truth / "faults" / "*.parquet")
         .filter(pl.col("kind") == "truncated_line")
         .select("source_file", pl.col("row_number").cast(pl.Int64))
     )
@@ -417,13 +419,12 @@ def test_generated_sample_ingests_and_matches_the_generator_truth(sample_lake: L
 
 
 def _broken_rows(lake: Lake, part: str | None) -> list[int]:
-    return [] if part is None else pl.read_parquet(lake.root / part).get_column("_row_number").to_list()
+    return [] if part is None else read_parquet(lake.root / part).get_column("_row_number").to_list()
 
 
 def test_views_cover_every_day_and_both_ledger_layouts_and_are_rewritten_only_when_changed(
     lake: Lake,
 ) -> None:
-    import duckdb
 
     from assets.ingest.views import create_raw_views
 
@@ -438,7 +439,7 @@ def test_views_cover_every_day_and_both_ledger_layouts_and_are_rewritten_only_wh
     ingest_table(lake, elders, T0)
     lake.root.mkdir(exist_ok=True)
 
-    with duckdb.connect(str(lake.warehouse)) as con:
+    with connect_warehouse(lake) as con:
         assert create_raw_views(con, lake, meal) == [
             "meal_transactions",
             "meal_transactions__broken",
@@ -455,6 +456,6 @@ def test_views_cover_every_day_and_both_ledger_layouts_and_are_rewritten_only_wh
         ("muni_elders", D5, "municipal/elders_20241105.json"),
     ]
     before = hashlib.sha256(lake.warehouse.read_bytes()).hexdigest()
-    with duckdb.connect(str(lake.warehouse)) as con:
+    with connect_warehouse(lake) as con:
         assert create_raw_views(con, lake, meal) == []  # a new day needs no new view: they read globs
     assert hashlib.sha256(lake.warehouse.read_bytes()).hexdigest() == before

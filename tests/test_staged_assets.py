@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import duckdb
-import polars as pl
 import pytest
 
 from assets.partitions import daily_partitions
@@ -19,9 +17,11 @@ from assets.staged_assets import (
 from pipelines.instance import run_nightly
 from pipelines.resources import LakeResource
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from sample_data.config import GeneratorConfig
 from sample_data.generate import generate
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,11 @@ def test_every_staged_asset_is_materialised_and_its_check_passes(built_lake: Lak
 
 @pytest.mark.integration
 def test_staged_views_in_duckdb_match_the_parquet(built_lake: Lake) -> None:
-    with duckdb.connect(str(built_lake.warehouse), read_only=True) as con:
+    with connect_warehouse(built_lake, read_only=True) as con:
         for table in ("meal_transactions", "muni_elders", "wristband_vitals"):
-            staged = pl.read_parquet(built_lake.staged / table / "**" / "*.parquet")
+            staged = read_parquet(built_lake.staged / table / "**" / "*.parquet")
             assert con.sql(f'select count(*) from staged."{table}"').fetchall()[0][0] == staged.height
-            quarantine = pl.read_parquet(built_lake.staged / "_quarantine" / table / "**" / "*.parquet")
+            quarantine = read_parquet(built_lake.staged / "_quarantine" / table / "**" / "*.parquet")
             quarantined = con.sql(f'select count(*) from staged."{table}__quarantine"').fetchall()[0][0]
             assert quarantined == quarantine.height
         ids = con.sql("select count(*) from staged.muni_elders where id_number is not null").fetchall()[0][0]
@@ -69,7 +69,7 @@ def test_the_reconciliation_check_fails_when_staged_rows_go_missing(built_lake: 
     lake = Lake(tmp_path / "copy")
     shutil.copytree(built_lake.root, lake.root, ignore=shutil.ignore_patterns("dagster_home"))
     part = lake.staged / "meal_transactions" / "date=2026-11-02" / "data.parquet"
-    frame = pl.read_parquet(part)
+    frame = read_parquet(part)
     frame.head(frame.height - 1).write_parquet(part)
     reg = load_registry()
     table = reg.table("meal_transactions")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sample_data.scoring import score_quarantine
 from sample_data.truth import read_truth
 from schemas import load_registry
 from schemas.contract import Table
+from tests.lakefiles import content_digest, read_parquet
 
 REG = load_registry()
 
@@ -276,7 +276,7 @@ def test_hard_faults_are_quarantined_with_their_reason_and_no_clean_row_is(stage
 
 
 def test_monthly_full_lists_keep_every_snapshot(staged_lake: Lake) -> None:
-    facilities = pl.read_parquet(staged_lake.staged / "facilities" / "data.parquet")
+    facilities = read_parquet(staged_lake.staged / "facilities" / "data.parquet")
     snapshots = facilities.group_by("_delivery_date").len().sort("_delivery_date")
     assert snapshots["_delivery_date"].to_list() == [date(2026, 11, 1), date(2026, 12, 1)]
     assert snapshots["len"][0] > 0 and abs(snapshots["len"][0] - snapshots["len"][1]) <= 2
@@ -293,7 +293,7 @@ def test_every_file_reconciles_raw_equals_staged_plus_quarantined(staged_lake: L
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.parquet"))}
+    return {f"{root.name}/{k}": v for k, v in content_digest(root).items() if k.endswith(".parquet")}
 
 
 def test_a_second_run_over_the_same_deliveries_changes_nothing(staged_lake: Lake) -> None:
@@ -309,8 +309,8 @@ def test_a_truncated_json_line_loses_nothing_else_of_its_file(staged_lake: Lake)
     cut = read_truth(staged_lake.truth, "faults").filter(pl.col("kind") == "truncated_line")
     files = read_truth(staged_lake.truth, "files")
     assert cut.height > 0
-    staged = pl.read_parquet(staged_lake.staged / "wristband_vitals" / "data.parquet")
-    quarantine = pl.read_parquet(staged_lake.staged / "_quarantine" / "wristband_vitals" / "data.parquet")
+    staged = read_parquet(staged_lake.staged / "wristband_vitals" / "data.parquet")
+    quarantine = read_parquet(staged_lake.staged / "_quarantine" / "wristband_vitals" / "data.parquet")
     for src in cut["source_file"].unique().to_list():
         lines = files.filter(pl.col("source_file") == src)["rows"][0]
         s = staged.filter(pl.col("_source_file") == src).height
@@ -327,7 +327,7 @@ def test_staged_ids_are_the_true_ids_of_the_people_behind_the_rows(staged_lake: 
     )
     checked = 0
     for table in ("meal_transactions", "muni_elders", "district_registry", "screenings"):
-        staged = pl.read_parquet(staged_lake.staged / table / "data.parquet").filter(
+        staged = read_parquet(staged_lake.staged / table / "data.parquet").filter(
             pl.col("id_number").is_not_null()
         )
         joined = staged.join(
@@ -346,14 +346,14 @@ def test_a_run_killed_mid_write_leaves_the_previous_version_readable(
     target = staged_lake.staged / "water_meters" / "data.parquet"
     before = target.read_bytes()
 
-    def crash(self: pl.DataFrame, file: Path, **kwargs: object) -> None:
+    def crash(frame: pl.DataFrame, file: Path, *args: object, **kwargs: object) -> None:
         Path(file).write_bytes(b"PAR1 half a file")  # the writer dies halfway
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", crash)
+    monkeypatch.setattr("assets.staging.stage.write_frame", crash)
     with pytest.raises(KeyboardInterrupt):
         stage_table(staged_lake, table, REG)
     monkeypatch.undo()
     assert target.read_bytes() == before
-    assert pl.read_parquet(target).height > 0
+    assert read_parquet(target).height > 0
     assert not [p for p in target.parent.iterdir() if p.name != "data.parquet"]  # no temp file left

@@ -22,7 +22,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 import streamlit as st
@@ -42,6 +41,7 @@ from dashboards.data import (
 from dashboards.navigation import PAGES, page
 from rainbow import ui
 from rainbow.settings import LAKE_ROOT_ENV, Lake
+from rainbow.warehouse import connect_warehouse
 
 APP = Path(dashboards.__file__).resolve().parent / "app.py"
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
@@ -71,7 +71,7 @@ def make_warehouse(lake: Lake, monkeypatch: pytest.MonkeyPatch, rows: int = 3) -
     pl.DataFrame({"elder_id": [f"E{i:03d}" for i in range(rows)]}).write_parquet(lake.raw / "demo.parquet")
     with monkeypatch.context() as m:
         m.chdir(lake.root)
-        con = duckdb.connect(str(lake.warehouse))
+        con = connect_warehouse(lake)
         con.execute("CREATE SCHEMA raw")
         con.execute("CREATE VIEW raw.demo AS SELECT * FROM read_parquet('raw/demo.parquet')")
         con.close()
@@ -160,7 +160,7 @@ def test_read_warehouse_counts_rows_and_survives_unreadable_views(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_warehouse(lake, monkeypatch, rows=5)
-    con = duckdb.connect(str(lake.warehouse))
+    con = connect_warehouse(lake)
     con.execute("CREATE SCHEMA marts")
     con.execute("CREATE TABLE marts.kpi AS SELECT range AS v FROM range(7)")
     con.close()

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from rainbow.settings import Lake
-from rainbow.warehouse import open_reader, publish_views, views_path
+from rainbow.warehouse import connect_warehouse, open_reader, publish_views, views_path
 
 
 def make_warehouse(lake: Lake) -> None:
@@ -20,7 +20,7 @@ def make_warehouse(lake: Lake) -> None:
     part = lake.library / "t" / "data.parquet"
     part.parent.mkdir(parents=True)
     pl.DataFrame({"street": ["310110001000", "310110006000"], "n": [3, 4]}).write_parquet(part)
-    with duckdb.connect(str(lake.warehouse)) as con:
+    with connect_warehouse(lake) as con:
         con.execute("CREATE SCHEMA library")
         con.execute(f"CREATE VIEW library.t AS SELECT * FROM read_parquet('{part}')")
         con.execute("CREATE VIEW library.total AS SELECT sum(n) AS n FROM library.t")
@@ -39,7 +39,7 @@ def test_a_reader_works_while_another_process_writes(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(duckdb.IOException):  # the file itself is locked ...
-            duckdb.connect(str(lake.warehouse), read_only=True)
+            connect_warehouse(lake, read_only=True)
         con = open_reader(lake)  # ... the views are not
         assert con.execute("SELECT n FROM library.total").fetchall() == [(7,)]
         # a build replacing the file by rename is seen by the next query
@@ -60,7 +60,7 @@ def test_views_are_published_only_when_they_change(tmp_path: Path) -> None:
     make_warehouse(lake)
     first = views_path(lake).stat().st_mtime_ns
     time.sleep(0.01)
-    with duckdb.connect(str(lake.warehouse)) as con:
+    with connect_warehouse(lake) as con:
         publish_views(con, lake)
         assert views_path(lake).stat().st_mtime_ns == first
         con.execute("CREATE VIEW library.more AS SELECT 1 AS x")

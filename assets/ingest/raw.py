@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from assets.ingest.ledger import LedgerEntry, read_ledger, save_entries
 from assets.ingest.readers import ERROR, EXTRA, RAW_TEXT, ROW_NUMBER, Delivered, ReadError, read_delivery
 from rainbow.io import atomic_path, sha256_file
+from rainbow.parquet import row_count, write_frame
 from rainbow.settings import Lake
 from schemas.contract import Table
 
@@ -318,10 +318,6 @@ def broken_part_paths(lake: Lake, table: Table | str) -> list[Path]:
     return sorted((table_dir(lake, table) / BROKEN_DIR).glob("*.parquet"))
 
 
-def parquet_rows(path: Path) -> int:
-    return int(pq.ParquetFile(path).metadata.num_rows)
-
-
 def _utc(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
@@ -347,12 +343,12 @@ def _write_parts(
             .cast(pl.Schema(BROKEN_RAW_SCHEMA))
         )
         with atomic_path(broken_path) as tmp:
-            broken.write_parquet(tmp)
+            write_frame(broken, tmp, lake)
     raw_path = table_dir(lake, table) / name
     schema = raw_schema(table)
     rows = delivered.rows.with_columns(lineage).select(list(schema)).cast(pl.Schema(schema))
     with atomic_path(raw_path) as tmp:
-        rows.write_parquet(tmp)
+        write_frame(rows, tmp, lake)
     return raw_path, broken_path
 
 
@@ -455,8 +451,8 @@ def ingest_table(
             status="ingested",
             delivered_date=dname.delivered_date,
             delivered_rows=delivered.records_seen,
-            raw_rows=parquet_rows(raw_path),
-            broken_rows=parquet_rows(broken_path) if broken_path else 0,
+            raw_rows=row_count(raw_path, lake),
+            broken_rows=row_count(broken_path, lake) if broken_path else 0,
             raw_part=_rel(lake, raw_path),
             broken_part=_rel(lake, broken_path),
             encoding=delivered.encoding,
@@ -599,10 +595,10 @@ def reconcile_table(lake: Lake, table: Table | str) -> Reconciliation:
         if raw_path is None or not raw_path.exists():
             problems.append("raw part missing")
         else:
-            raw_rows = parquet_rows(raw_path)
+            raw_rows = row_count(raw_path, lake)
         if broken_path is not None:
             if broken_path.exists():
-                broken_rows = parquet_rows(broken_path)
+                broken_rows = row_count(broken_path, lake)
             else:
                 problems.append("broken part missing")
         delivered = r["delivered_rows"]

@@ -20,6 +20,7 @@ from polars.datatypes import DataTypeClass
 
 from assets.ingest.ledger import LEDGER_SCHEMA, ledger_dir
 from assets.ingest.raw import BROKEN_RAW_SCHEMA, broken_part_paths, raw_part_paths, raw_schema, table_dir
+from rainbow.parquet import parquet_from, register_sources
 from rainbow.settings import Lake
 from schemas.contract import Table
 
@@ -55,8 +56,9 @@ def empty_select(schema: dict[str, pl.DataType]) -> str:
 
 
 def parquet_select(glob: Path, schema: dict[str, pl.DataType]) -> str:
+    """``SELECT <columns>`` over the files of ``glob`` (an encrypted source when they are encrypted)."""
     cols = ", ".join(f'"{c}"' for c in schema)
-    return f"SELECT {cols} FROM read_parquet({_literal(glob)}, union_by_name = true)"
+    return f"SELECT {cols} FROM {parquet_from(glob)}"
 
 
 def raw_view_statements(lake: Lake, table: Table) -> list[str]:
@@ -111,17 +113,20 @@ def create_raw_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -
     """
     [schema_stmt, *views] = raw_view_statements(lake, table)
     views.append(ledger_view_statement(lake))
-    return ensure_views(con, RAW_SCHEMA_NAME, schema_stmt, views)
+    return ensure_views(con, lake, RAW_SCHEMA_NAME, schema_stmt, views)
 
 
 def ensure_views(
-    con: duckdb.DuckDBPyConnection, schema_name: str, schema_stmt: str, views: list[str]
+    con: duckdb.DuckDBPyConnection, lake: Lake, schema_name: str, schema_stmt: str, views: list[str]
 ) -> list[str]:
     """Run each ``CREATE OR REPLACE VIEW <schema>."name" AS ...`` whose fingerprint changed.
 
     Recreating an identical view still rewrites the DuckDB file, so unchanged
-    views are left alone (their fingerprint is kept as the view's comment).
+    views are left alone (their fingerprint is kept as the view's comment). The
+    encrypted sources of every view are registered again on ``con`` either way, so
+    the connection's next query sees the files just written.
     """
+    register_sources(con, lake, views)
     current = dict(
         con.execute(
             "SELECT view_name, comment FROM duckdb_views() "

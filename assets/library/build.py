@@ -23,7 +23,9 @@ import polars as pl
 from assets.ingest.views import empty_select, ensure_views, parquet_select
 from assets.library.golden import provenance_sql
 from assets.library.mei import KEY_CHANGES, table_path
+from masking.encryption import ROW_GROUP_ROWS
 from rainbow.io import atomic_path
+from rainbow.parquet import register_view_sources, row_count, write_batches
 from rainbow.settings import Lake
 from schemas.contract import DerivedTable
 from schemas.registry import Registry
@@ -92,14 +94,15 @@ def check_columns(table: DerivedTable, described: list[tuple[str, str]]) -> None
         raise ContractMismatch(f"library.{table.name}: " + "; ".join(bad))
 
 
-def write_select(con: duckdb.DuckDBPyConnection, table: DerivedTable, select: str, path: Path) -> int:
+def write_select(
+    con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable, select: str, path: Path
+) -> int:
     """Run ``select``, check it against the contract, write it to ``path`` atomically; returns rows."""
     rel = con.sql(select)
     check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
     with atomic_path(path) as tmp:
-        con.execute(f"COPY ({select}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-    row = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()
-    return int(row[0]) if row else 0
+        write_batches(con.sql(select).to_arrow_reader(ROW_GROUP_ROWS), tmp, lake)
+    return row_count(path, lake)
 
 
 def library_view_statement(lake: Lake, table: DerivedTable) -> str:
@@ -116,28 +119,27 @@ def library_view_statement(lake: Lake, table: DerivedTable) -> str:
 
 
 def create_library_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable) -> None:
-    ensure_views(con, "library", "CREATE SCHEMA IF NOT EXISTS library", [library_view_statement(lake, table)])
+    statement = library_view_statement(lake, table)
+    ensure_views(con, lake, "library", "CREATE SCHEMA IF NOT EXISTS library", [statement])
 
 
 def create_library_views(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Registry) -> None:
     """Every library view, each rewritten only when it changed (a rebuild leaves the file alone)."""
     statements = [library_view_statement(lake, t) for _, t in registry.derived_tables("library")]
-    ensure_views(con, "library", "CREATE SCHEMA IF NOT EXISTS library", statements)
+    ensure_views(con, lake, "library", "CREATE SCHEMA IF NOT EXISTS library", statements)
 
 
-def build_sql_table(
-    con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable, as_of: str
-) -> int:
+def build_sql_table(con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTable, as_of: str) -> int:
     """Build one ``build: sql`` table; returns its row count."""
     bind_as_of(con, as_of)
-    rows = write_select(con, table, table_sql(table.name), table_path(lake, table.name))
+    rows = write_select(con, lake, table, table_sql(table.name), table_path(lake, table.name))
     create_library_view(con, lake, table)
     return rows
 
 
 def build_provenance(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Registry) -> int:
     table = registry.derived("elder_attribute_provenance")
-    rows = write_select(con, table, provenance_sql(registry), table_path(lake, table.name))
+    rows = write_select(con, lake, table, provenance_sql(registry), table_path(lake, table.name))
     create_library_view(con, lake, table)
     return rows
 
@@ -180,6 +182,7 @@ def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str,
     out = {"elder_links": (mei.links.height, seconds), "match_review_queue": (mei.review.height, 0.0)}
     con = duckdb.connect(str(lake.warehouse))
     try:
+        register_view_sources(con, lake)
         for _, t in registry.tables():
             create_staged_views(con, lake, t)
         create_library_views(con, lake, registry)

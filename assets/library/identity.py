@@ -46,6 +46,7 @@ from assets.library.identity_model import (
 )
 from assets.staging.normalise import Rule, clean_text, rule_for
 from assets.staging.stage import staged_dir
+from rainbow.parquet import read_frame
 from rainbow.settings import Lake
 from schemas.contract import Column, Delivery, Table
 from schemas.registry import Registry, load_registry
@@ -163,8 +164,7 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
         parts = sorted(staged_dir(lake, table).rglob("*.parquet"))
         if not parts:
             continue
-        scan = pl.scan_parquet(parts, hive_partitioning=False)
-        frames.append(scan.select(_record_select(table)))
+        frames.append(read_frame(parts, lake).lazy().select(_record_select(table)))
     schema = {
         **RECORD_SCHEMA,
         "_source_file": pl.String(),

@@ -30,6 +30,7 @@ import polars as pl
 from assets.library.identity import COMPARISONS, LinkResult, LinkSettings, link_records, person_records
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
+from rainbow.parquet import read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.registry import Registry
 
@@ -63,10 +64,10 @@ def table_path(lake: Lake, table: str) -> Path:
     return lake.library / table / "data.parquet"
 
 
-def write_table(frame: pl.DataFrame, path: Path) -> None:
+def write_table(frame: pl.DataFrame, path: Path, lake: Lake) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        write_frame(frame, tmp, lake)
 
 
 def pair_id(record_id_l: str, record_id_r: str) -> str:
@@ -122,7 +123,7 @@ class MeiResult:
 
 def read_previous_links(lake: Lake) -> pl.DataFrame | None:
     path = table_path(lake, "elder_links")
-    return pl.read_parquet(path, columns=["record_id", "elder_key"]) if path.exists() else None
+    return read_frame(path, lake, columns=["record_id", "elder_key"]) if path.exists() else None
 
 
 def _review_table(result: LinkResult, keys: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
@@ -180,7 +181,15 @@ def build_mei(
     previous = read_previous_links(lake)
     result = link_records(
         records.select(
-            "record_id", "source", "name", "sex", "birth_date", "id_number", "other_id", "phone", "address",
+            "record_id",
+            "source",
+            "name",
+            "sex",
+            "birth_date",
+            "id_number",
+            "other_id",
+            "phone",
+            "address",
             "street",
         ),
         previous=previous,
@@ -219,8 +228,8 @@ def build_mei(
         pl.col("new_key").alias("to_key"),
         pl.col("records").cast(pl.Int64),
     )
-    write_table(links, table_path(lake, "elder_links"))
-    write_table(review, table_path(lake, "match_review_queue"))
+    write_table(links, table_path(lake, "elder_links"), lake)
+    write_table(review, table_path(lake, "match_review_queue"), lake)
     _append_changes(lake, changes, run_at)
     stats: dict[str, int | float] = {
         **result.stats,
@@ -238,7 +247,7 @@ def _append_changes(lake: Lake, changes: pl.DataFrame, run_at: datetime) -> None
     if changes.height == 0:
         return
     part = lake.library / KEY_CHANGES / f"run={run_at:%Y%m%dT%H%M%S}" / "data.parquet"
-    write_table(changes, part)
+    write_table(changes, part, lake)
 
 
 def read_key_changes(lake: Lake) -> pl.DataFrame:
@@ -252,4 +261,4 @@ def read_key_changes(lake: Lake) -> pl.DataFrame:
     }
     if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.read_parquet(parts, hive_partitioning=False).cast(pl.Schema(schema))
+    return read_frame(parts, lake).cast(pl.Schema(schema))

@@ -78,7 +78,7 @@ def alert_view_statement(lake: Lake) -> str:
 def create_alert_view(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
     """(Re)create the view when changed (the dashboards read alert rows through it)."""
     return ensure_views(
-        con, MARTS_SCHEMA, f"CREATE SCHEMA IF NOT EXISTS {MARTS_SCHEMA}", [alert_view_statement(lake)]
+        con, lake, MARTS_SCHEMA, f"CREATE SCHEMA IF NOT EXISTS {MARTS_SCHEMA}", [alert_view_statement(lake)]
     )
 
 

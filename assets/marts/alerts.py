@@ -45,6 +45,7 @@ from assets.marts.alert_rules import (
     AlertRules,
 )
 from rainbow.io import atomic_path
+from rainbow.parquet import read_frame
 from rainbow.settings import Lake
 from schemas import load_registry
 
@@ -773,11 +774,11 @@ def read_staged_window(
             frames.append(cache[(table, d)].filter(window))
         elif path.exists():
             if cache is not None:
-                cache[(table, d)] = pl.read_parquet(path, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
+                cache[(table, d)] = read_frame(path, lake, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
                 frames.append(cache[(table, d)].filter(window))
             else:
-                scan = pl.scan_parquet(path, hive_partitioning=False).select(list(schema)).filter(window)
-                frames.append(scan.collect().cast(schema))  # type: ignore[arg-type]
+                day = read_frame(path, lake, columns=list(schema)).filter(window)
+                frames.append(day.cast(schema))  # type: ignore[arg-type]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
@@ -849,7 +850,7 @@ def read_quarantined_events(
         path = folder / f"date={d.isoformat()}" / "data.parquet"
         if not path.exists():
             continue
-        q = pl.read_parquet(path)
+        q = read_frame(path, lake)
         rescued = rescue_events(
             q.select(need) if all(c in q.columns for c in need) else pl.DataFrame(), event_codes
         )
@@ -898,14 +899,14 @@ def load_devices(lake: Lake) -> pl.DataFrame:
     path = lake.library / "elder_devices" / "data.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: build library/elder_devices before the safety alerts")
-    dev = pl.read_parquet(path)
+    dev = read_frame(path, lake)
     for col, dtype in DEVICES_SCHEMA.items():
         if col not in dev.columns:
             dev = dev.with_columns(pl.lit(None, dtype).alias(col))
     dev = dev.select(list(DEVICES_SCHEMA)).cast(DEVICES_SCHEMA)  # type: ignore[arg-type]
     dim = lake.library / "dim_elder" / "data.parquet"
     if dim.exists():
-        alone = pl.read_parquet(dim, columns=["elder_key", "living_arrangement"]).select(
+        alone = read_frame(dim, lake, columns=["elder_key", "living_arrangement"]).select(
             "elder_key", _alone=pl.col("living_arrangement") == "ALONE"
         )
         dev = (

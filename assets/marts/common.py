@@ -74,10 +74,10 @@ def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def ensure_mart_views(con: duckdb.DuckDBPyConnection, sources: dict[str, Path]) -> list[str]:
+def ensure_mart_views(con: duckdb.DuckDBPyConnection, lake: Lake, sources: dict[str, Path]) -> list[str]:
     """``marts.<table>`` views over Parquet files or globs (recreated only when changed)."""
     views = [
         f'CREATE OR REPLACE VIEW {MARTS_SCHEMA}."{name}" AS SELECT * FROM read_parquet({_literal(src)})'
         for name, src in sources.items()
     ]
-    return ensure_views(con, MARTS_SCHEMA, f"CREATE SCHEMA IF NOT EXISTS {MARTS_SCHEMA}", views)
+    return ensure_views(con, lake, MARTS_SCHEMA, f"CREATE SCHEMA IF NOT EXISTS {MARTS_SCHEMA}", views)

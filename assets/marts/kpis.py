@@ -347,7 +347,7 @@ def build_kpis(
     table = assess(values, kpis, history, as_of, computed_at)
     for m in run_months:
         write_parquet(table.filter(pl.col("month") == m), month_file(lake, m))
-    ensure_mart_views(con, {KPI_VALUES: kpi_dir(lake) / "*.parquet"})
+    ensure_mart_views(con, lake, {KPI_VALUES: kpi_dir(lake) / "*.parquet"})
     current = table.filter(pl.col("month") == month_start(as_of))
     return {
         "as_of": as_of.isoformat(),

@@ -405,7 +405,7 @@ def build_portraits(
     write_parquet(
         _publish(recs, names, SCENARIO_COLUMNS).sort("elder_pseudonym", "scenario_id"), paths[SCENARIOS]
     )
-    ensure_mart_views(con, paths)
+    ensure_mart_views(con, lake, paths)
     living = portraits.filter(pl.col("status") == "ACTIVE")
     return {
         "as_of": portraits["as_of"][0].isoformat() if portraits.height else None,

@@ -24,6 +24,7 @@ from assets.ingest.readers import RAW_TEXT
 from assets.ingest.views import empty_select, ensure_views, parquet_select
 from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
 from rainbow.io import atomic_path
+from rainbow.parquet import read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.contract import Table
 from schemas.registry import Registry
@@ -194,8 +195,7 @@ def _partition_leaf(partition: date | None) -> str:
 def _read_parts(lake: Lake, parts: list[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=schema)
-    frames = [pl.read_parquet(lake.root / p) for p in parts]
-    return pl.concat(frames, how="diagonal_relaxed")
+    return read_frame([lake.root / p for p in parts], lake)
 
 
 def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | None = None) -> StageReport:
@@ -243,7 +243,7 @@ def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None
         leaf = _partition_leaf(day)
         for frame, folder in ((s_part, staged_dir(lake, table)), (q_part, quarantine_dir(lake, table))):
             with atomic_path(folder / leaf) as tmp:
-                frame.write_parquet(tmp, compression="zstd", statistics=True)
+                write_frame(frame, tmp, lake)
         reports.append(_report(table, day, l_part, s_part, q_part))
     return reports
 
@@ -293,17 +293,11 @@ class StagedReconciliation:
         return not self.mismatches
 
 
-def _count_by_file(folder: Path) -> dict[str, int]:
+def _count_by_file(folder: Path, lake: Lake) -> dict[str, int]:
     parts = sorted(folder.rglob("*.parquet"))
     if not parts:
         return {}
-    counts = (
-        pl.scan_parquet(parts, hive_partitioning=False)
-        .select("_source_file")
-        .group_by("_source_file")
-        .len()
-        .collect()
-    )
+    counts = read_frame(parts, lake, columns=["_source_file"]).group_by("_source_file").len()
     return {str(k): int(v) for k, v in counts.iter_rows()}
 
 
@@ -311,7 +305,9 @@ def reconcile_staged(lake: Lake, table: Table) -> StagedReconciliation:
     """For every ingested file: raw rows + broken rows = staged rows + quarantined rows (from disk)."""
     ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
     files = _file_counts(
-        ledger, _count_by_file(staged_dir(lake, table)), _count_by_file(quarantine_dir(lake, table))
+        ledger,
+        _count_by_file(staged_dir(lake, table), lake),
+        _count_by_file(quarantine_dir(lake, table), lake),
     )
     return StagedReconciliation(files_checked=len(files), mismatches=[f for f in files if not f.reconciles])
 
@@ -332,7 +328,7 @@ def staged_view_statements(lake: Lake, table: Table) -> list[str]:
 def create_staged_views(con: duckdb.DuckDBPyConnection, lake: Lake, table: Table) -> list[str]:
     """(Re)create ``staged.<table>`` and ``staged.<table>__quarantine`` where changed."""
     [schema_stmt, *views] = staged_view_statements(lake, table)
-    return ensure_views(con, STAGED_SCHEMA_NAME, schema_stmt, views)
+    return ensure_views(con, lake, STAGED_SCHEMA_NAME, schema_stmt, views)
 
 
 def ingest_and_stage(

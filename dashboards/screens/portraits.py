@@ -80,7 +80,9 @@ if ctx.db.has("elder_portrait"):
     elif seg is not None:
         st.info("还没有画像数据。")
 else:
-    st.caption("当前角色看不到逐人画像，以下为汇总数据（不足 5 人的分组不显示）。")
+    st.caption(
+        "当前角色看不到逐人画像，以下为汇总数据（不足 5 人的分组及可由合计反推出其人数的分组不显示）。"
+    )
     for column, codelist, title in (
         ("age_band", "age_band", "年龄段"),
         ("care_level", "care_level", "照护等级"),

@@ -78,7 +78,11 @@ if ages is not None:
             .mark_bar()
             .encode(x=alt.X("年龄段:N", sort=None), y="人数:Q", tooltip=["年龄段", "人数"])
         )
-        st.caption("不足 5 人的分组按隐私保护规则不显示具体数字。" if ages["elders"].null_count() else "")
+        st.caption(
+            "不足 5 人的分组，以及可由合计反推出其人数的分组，按隐私保护规则不显示具体数字。"
+            if ages["elders"].null_count()
+            else ""
+        )
 
 # services
 st.subheader("为老服务（按月）")

@@ -21,11 +21,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from rainbow.settings import Lake
-from rainbow.warehouse import publish_views
+from rainbow.warehouse import connect_warehouse, publish_views
 from schemas import load_registry
 from schemas.contract import Column
 
@@ -211,7 +210,7 @@ def build_lake(root: Path) -> AccessLake:
     registry = load_registry()
     lake = Lake(root)
     root.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(lake.warehouse))
+    con = connect_warehouse(lake)
     written: set[tuple[str, str]] = set()
     tables = dict(TABLES)
     tables[("marts", "elder_portrait")] = [

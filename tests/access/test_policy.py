@@ -28,13 +28,23 @@ def test_policy_file_is_valid_and_matches_the_contracts() -> None:
     assert policy.settings.k == 5
 
 
-def test_roles_and_access_kinds_agree_with_the_catalogue() -> None:
+def test_the_catalogue_shows_the_policys_roles_and_access_kinds() -> None:
+    """catalog/roles.yaml only labels them (tests/catalog/test_catalog_roles.py: the grants)."""
     policy, roles = load_policy(), load_roles()
-    assert set(policy.roles) == set(roles.roles)
+    assert list(roles.roles) == list(policy.roles)
     for name, rp in policy.roles.items():
+        assert (roles.roles[name].zh, roles.roles[name].access) == (rp.zh, rp.access), name
         assert rp.access in roles.access, name
-        granted = {g.access for grants in roles.grants.values() for g in grants if g.role == name}
-        assert rp.access in granted, f"{name}: {rp.access} not granted in catalog/roles.yaml"
+    assert set(roles.access) == {rp.access for rp in policy.roles.values()}
+
+
+def test_when_complementary_suppression_names_unknown_columns_then_check_fails() -> None:
+    data = _raw()
+    suppression = data["roles"]["leadership"]["suppress_small_counts"][0]
+    suppression["complementary"] = {"line": ["kpi_id", "quarter"], "cells": "tier = 'street'"}
+    with pytest.raises(ValueError) as err:
+        check_policy(Policy.model_validate(data), load_registry())
+    assert "'quarter'" in str(err.value) and "'tier'" in str(err.value)
 
 
 def test_every_view_is_sql_sqlglot_reads() -> None:

@@ -114,20 +114,25 @@ def test_other_street_staff_see_the_other_rows(access_lake: AccessLake) -> None:
 def test_leadership_sees_aggregates_with_cells_under_k_null(access_lake: AccessLake) -> None:
     with _open(access_lake, "leadership") as con:
         bands = con.query("SELECT street, age_band, elders FROM agg_elders_by_street_age_band")
-        assert bands.rows() == [(A, "75-79", None), (A, "80-84", 5), (B, "60-64", None)]  # E12 deceased
+        # A x 75-79 (2) is under k; A x 80-84 (5) would give it back as A's street total (7, the KPI
+        # 在册老年人数) minus 5, so it is suppressed too (complementary); E12 is deceased
+        assert bands.rows() == [(A, "75-79", None), (A, "80-84", None), (B, "60-64", None)]
         services = con.query("SELECT * FROM agg_services_by_street_programme_month ORDER BY street")
+        # B's 4 elders are under k; A's 7 would give them back from the district's meal-aid total
         assert services.rows() == [
-            (A, "MEAL_AID", date(2026, 11, 1), 7, 14, 70.0),
+            (A, "MEAL_AID", date(2026, 11, 1), None, None, None),
             (B, "MEAL_AID", date(2026, 11, 1), None, None, None),
         ]
         kpis = con.query(
             "SELECT street, unit, value, value_text FROM kpi_values ORDER BY kpi_id DESC, street"
         )
         assert kpis.rows() == [(A, "人", None, None), (B, "人", 12.0, "12"), (A, "%", 2.5, "2.5%")]
-    # k is a setting: with k = 2 the two-elder cell shows
+    # k is a setting: with k = 2 the two-elder cell shows (and no cell needs protecting)
     with _open(access_lake, "leadership", k=2) as con:
-        bands = con.query("SELECT elders FROM agg_elders_by_street_age_band WHERE age_band = '75-79'")
-        assert bands["elders"].to_list() == [2]
+        bands = con.query("SELECT street, age_band, elders FROM agg_elders_by_street_age_band")
+        assert bands.rows() == [(A, "75-79", 2), (A, "80-84", 5), (B, "60-64", 4)]
+        services = con.query("SELECT street, elders FROM agg_services_by_street_programme_month")
+        assert services.rows() == [(A, 7), (B, 4)]
 
 
 def test_analyst_sees_pseudonymous_generalised_rows_without_direct_identifiers(

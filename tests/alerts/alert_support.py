@@ -30,6 +30,7 @@ from sample_data.config import GeneratorConfig
 from sample_data.generate import generate
 from sample_data.truth import read_truth
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 
 CONFIG = GeneratorConfig(elders=3_000, days=14, wristband_share=0.05)
 MONITORING = ("wristband_devices", "wristband_vitals", "wristband_events", "water_meters", "water_readings")
@@ -57,7 +58,7 @@ def devices_from_staged(lake: Lake) -> pl.DataFrame:
         ("wristband_devices", WRISTBAND, "device_id"),
         ("water_meters", WATER_METER, "meter_id"),
     ):
-        d = pl.read_parquet(lake.staged / table / "data.parquet")
+        d = read_parquet(lake.staged / table / "data.parquet")
         d = d.join(
             links.filter(pl.col("table") == table).drop("table"),
             on=["_source_file", "_row_number"],

@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
@@ -26,7 +25,9 @@ from assets.staged_assets import build_staged_assets, staged_asset_key
 from masking.pseudonym import PSEUDONYM_KEY_ENV, pseudonym
 from pipelines.resources import LakeResource
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from tests.alerts.alert_support import AlertLake
+from tests.lakefiles import read_parquet, use_key_of
 
 KEY_HEX = "ab" * 32
 
@@ -86,8 +87,9 @@ def test_definitions_with_the_staged_assets_load_and_the_schedule_runs_the_previ
 
 
 @pytest.fixture()
-def copy_lake(alert_lake: AlertLake, tmp_path: Path) -> Lake:
+def copy_lake(alert_lake: AlertLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
     """The generated lake's staged zone and device list, without its alerts."""
+    use_key_of(alert_lake.lake, monkeypatch)  # the copied zones stay encrypted under its key
     lake = Lake(tmp_path / "lake")
     shutil.copytree(alert_lake.lake.staged, lake.staged)
     shutil.copytree(alert_lake.lake.library, lake.library)
@@ -103,7 +105,7 @@ def test_materialising_hours_in_process_writes_the_mart_with_real_pseudonyms(
     resources = {"lake": LakeResource(root=str(copy_lake.root))}
     result = dg.materialize(alerts.assets, partition_key=busy, resources=resources)
     assert result.success
-    rows = pl.read_parquet(hour_path(copy_lake, busy))
+    rows = read_parquet(hour_path(copy_lake, busy))
     expected = alert_lake.rows.filter(pl.col("hour") == busy)
     assert rows.height == expected.height > 0
     # same alerts as the pure run, but under the marts' keyed pseudonyms
@@ -126,6 +128,6 @@ def test_materialising_hours_in_process_writes_the_mart_with_real_pseudonyms(
     assert hours and all(h.startswith(busy[:10]) for h in hours)
     assert len(list((copy_lake.marts / "safety_alerts").glob(f"hour={busy[:10]}T*"))) == 24
     # the dashboards' view over every hour
-    with duckdb.connect(str(copy_lake.warehouse), read_only=True) as con:
+    with connect_warehouse(copy_lake, read_only=True) as con:
         viewed = con.sql("SELECT count(*), count(DISTINCT hour) FROM marts.safety_alerts").fetchall()
     assert viewed == [(read_alerts(copy_lake).height, len(hours))]

@@ -18,6 +18,7 @@ from assets.marts.alerts import hour_path, read_alerts, run_hour, run_hours
 from sample_data.truth import read_truth
 from schemas import load_registry
 from tests.alerts.alert_support import CONFIG, AlertLake, test_pseudonym
+from tests.lakefiles import read_parquet
 
 KIND_TO_ALERT = {
     "sos": "SOS",
@@ -113,13 +114,13 @@ def test_each_planted_episode_is_one_alert_not_one_per_hour(
 def test_rerunning_hours_rewrites_the_same_partitions(alert_lake: AlertLake) -> None:
     lake, rules, devices = alert_lake.lake, alert_lake.rules, alert_lake.devices
     busy = alert_lake.rows.group_by("hour").len().sort("len", "hour", descending=[True, False])["hour"][0]
-    before = pl.read_parquet(hour_path(lake, busy))
+    before = read_parquet(hour_path(lake, busy))
     again = run_hour(lake, busy, rules, devices, test_pseudonym)
-    assert again.equals(before) and pl.read_parquet(hour_path(lake, busy)).equals(before)
+    assert again.equals(before) and read_parquet(hour_path(lake, busy)).equals(before)
     day = [h for h in alert_lake.hours if h.startswith(busy[:10])]
-    old = {h: pl.read_parquet(hour_path(lake, h)) for h in day}
+    old = {h: read_parquet(hour_path(lake, h)) for h in day}
     run_hours(lake, day, rules, devices, test_pseudonym)
-    assert all(pl.read_parquet(hour_path(lake, h)).equals(old[h]) for h in day)
+    assert all(read_parquet(hour_path(lake, h)).equals(old[h]) for h in day)
 
 
 def test_the_mart_holds_no_direct_identifier(alert_lake: AlertLake) -> None:
@@ -130,7 +131,7 @@ def test_the_mart_holds_no_direct_identifier(alert_lake: AlertLake) -> None:
     assert not [c.name for c in table.columns if c.pii == "direct_identifier"]
     secrets: set[str] = set()
     for name in ("wristband_devices", "water_meters"):
-        staged = pl.read_parquet(alert_lake.lake.staged / name / "data.parquet")
+        staged = read_parquet(alert_lake.lake.staged / name / "data.parquet")
         direct = [c.name for c in registry.table(name).columns if c.pii == "direct_identifier"]
         for col in direct:
             secrets |= {v for v in staged[col].drop_nulls().to_list() if len(v) >= 2}

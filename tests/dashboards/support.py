@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 from streamlit.testing.v1 import AppTest
 
 import dashboards
 from dashboards.access import Session
 from dashboards.common import SESSION_KEY
+from rainbow.parquet import register_sources
 from rainbow.settings import Lake
-from rainbow.warehouse import publish_views
+from rainbow.warehouse import connect_warehouse, publish_views
 
 APP = Path(dashboards.__file__).resolve().parent / "app.py"
 PASSWORD = "correct-horse-42"
@@ -30,15 +30,20 @@ USERS = (
 
 def relocate(source: Lake, copy: Lake) -> None:
     """Point the copied warehouse's views (absolute Parquet paths) at the copy's files."""
-    con = duckdb.connect(str(copy.warehouse))
+    con = connect_warehouse(copy)
     try:
         views = con.execute(
-            "SELECT sql FROM duckdb_views() WHERE NOT internal AND sql IS NOT NULL"
+            "SELECT sql FROM duckdb_views() WHERE NOT internal AND sql IS NOT NULL "
+            "AND database_name = current_database()"  # not the registered encrypted sources
         ).fetchall()
-        for (sql,) in views:
-            if str(source.root) in sql:
-                moved = sql.replace(str(source.root), str(copy.root))
-                con.execute(moved.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+        moved = [
+            sql.replace(str(source.root), str(copy.root)).replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1)
+            for (sql,) in views
+            if str(source.root) in sql
+        ]
+        register_sources(con, copy, moved)
+        for sql in moved:
+            con.execute(sql)
         publish_views(con, copy)
     finally:
         con.close()

@@ -212,7 +212,7 @@ def test_analysts_see_segments_but_no_individual_portrait(lake: Lake) -> None:
 def test_leadership_portraits_fall_back_to_suppressed_aggregates(lake: Lake) -> None:
     at = app_as("leader")
     at.switch_page(screen("portraits")).run()
-    assert "以下为汇总数据（不足 5 人的分组不显示）" in texts(at)
+    assert "以下为汇总数据（不足 5 人的分组及可由合计反推出其人数的分组不显示）" in texts(at)
     assert "个人画像" not in texts(at)
 
 

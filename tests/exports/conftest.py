@@ -8,6 +8,7 @@ import pytest
 
 from rainbow.settings import Lake
 from tests.exports.export_helpers import MASTER_KEY
+from tests.lakefiles import use_key_of
 
 
 @pytest.fixture(scope="session")
@@ -25,4 +26,5 @@ def export_lake(export_source: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyP
     for zone in ("staged", "library"):
         (root / zone).symlink_to(export_source.root / zone, target_is_directory=True)
     monkeypatch.setenv("RAINBOW_PSEUDONYM_KEY", MASTER_KEY.hex())
+    use_key_of(export_source, monkeypatch)  # the linked zones are encrypted under the source's key
     return Lake(root)

@@ -14,6 +14,7 @@ import masking.export as export
 from masking.export_cli import EXIT_LEAK, EXIT_REFUSED, export_command
 from rainbow.settings import Lake
 from tests.exports.export_helpers import AGREEMENTS, SERVICE_EVENTS, make_agreement
+from tests.lakefiles import read_parquet
 
 app = typer.Typer()
 app.command("export")(export_command)
@@ -64,7 +65,7 @@ def test_when_in_force_then_written(export_lake: Lake, tmp_path: Path) -> None:
     assert code == 0, out
     packages = list((export_lake.exports / "uni_a").iterdir())
     assert len(packages) == 1 and str(packages[0]) in out
-    assert pl.read_parquet(packages[0] / "service_events.parquet").height > 0
+    assert read_parquet(packages[0] / "service_events.parquet").height > 0
 
 
 def test_when_leak_then_exit_1_and_nothing_written(

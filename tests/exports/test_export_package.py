@@ -26,6 +26,7 @@ from tests.exports.export_helpers import (
     TODAY,
     make_agreement,
 )
+from tests.lakefiles import read_parquet
 
 BOM = b"\xef\xbb\xbf"
 PLANTED_ID = "11010519491231002X"  # GB 11643 example number, checksum-valid
@@ -67,7 +68,7 @@ def test_package_files_bom_manifest_and_dictionary(package: PackagePath) -> None
     assert manifest["agreement_id"] == "TEST-2026-001" and manifest["recipient"]["id"] == "uni_a"
     assert manifest["created_at"] == CREATED.isoformat()
     for stem, meta in manifest["datasets"].items():
-        assert pl.read_parquet(package.path / f"{stem}.parquet").height == meta["rows"]
+        assert read_parquet(package.path / f"{stem}.parquet").height == meta["rows"]
         assert pl.read_csv(package.path / f"{stem}.csv", infer_schema=False).height == meta["rows"]
     (package.path / "screenings.csv").write_bytes(b"tampered")
     assert verify_manifest(package.path) == ["screenings.csv"]
@@ -77,7 +78,7 @@ def test_dictionary_is_bilingual_and_names_generalisation(package: PackagePath) 
     dictionary = pl.read_csv(package.path / "data_dictionary.csv", infer_schema=False)
     assert dictionary.columns[:4] == ["dataset", "column", "name_zh", "name_en"]
     for stem in ("service_events", "service_use", "screenings"):
-        released = pl.read_parquet(package.path / f"{stem}.parquet").columns
+        released = read_parquet(package.path / f"{stem}.parquet").columns
         assert dictionary.filter(pl.col("dataset") == stem).get_column("column").to_list() == released
     assert dictionary.select(pl.col("name_zh", "name_en").is_null().any()).row(0) == (False, False)
     row = dictionary.filter(
@@ -89,10 +90,10 @@ def test_dictionary_is_bilingual_and_names_generalisation(package: PackagePath) 
 
 
 def test_direct_identifiers_never_leave(package: PackagePath) -> None:
-    events = pl.read_parquet(package.path / "service_events.parquet")
+    events = read_parquet(package.path / "service_events.parquet")
     assert "elder_key" not in events.columns and "elder_pseudonym" in events.columns
     assert not events.get_column("elder_pseudonym").str.contains(r"^E\d+$").any()
-    screenings = pl.read_parquet(package.path / "screenings.parquet")
+    screenings = read_parquet(package.path / "screenings.parquet")
     assert {"name", "id_number", "screener_name"}.isdisjoint(screenings.columns)
     assert screenings.get_column("id_number_pseudonym").str.contains(r"^[a-z]{20}$").all()
 
@@ -103,7 +104,7 @@ def test_k_achieved_recomputed_from_the_written_file(package: PackagePath) -> No
         meta = report["datasets"][stem]
         qis = [q["column"] for q in meta["quasi_identifiers"]]
         assert set(qis) >= ({"service_date", "street", "sex", "age"} if stem == "service_events" else {"sex"})
-        released = pl.read_parquet(package.path / f"{stem}.parquet")
+        released = read_parquet(package.path / f"{stem}.parquet")
         sizes = released.group_by(qis).agg(pl.col(person).n_unique().alias("f")).get_column("f")
         assert sizes.min() >= 5
         assert meta["risk"]["k_achieved"] == sizes.min()
@@ -126,7 +127,7 @@ def test_k_achieved_recomputed_from_the_written_file(package: PackagePath) -> No
 
 
 def test_aggregate_cells_under_k_are_null(package: PackagePath) -> None:
-    cells = pl.read_parquet(package.path / "service_use.parquet")
+    cells = read_parquet(package.path / "service_use.parquet")
     assert cells.columns == [
         "street",
         "sex",
@@ -171,14 +172,14 @@ def test_pseudonyms_differ_across_recipients_and_are_stable_within_one(export_la
 
     def keys(p: PackagePath) -> set[str]:
         return set(
-            pl.read_parquet(p.path / "service_events.parquet").get_column("elder_pseudonym").drop_nulls()
+            read_parquet(p.path / "service_events.parquet").get_column("elder_pseudonym").drop_nulls()
         )
 
     assert len(keys(a1)) > 100
     assert keys(a1) == keys(a2)
     assert keys(a1).isdisjoint(keys(b))
-    ev_a = pl.read_parquet(a1.path / "service_events.parquet")
-    ev_b = pl.read_parquet(b.path / "service_events.parquet")
+    ev_a = read_parquet(a1.path / "service_events.parquet")
+    ev_b = read_parquet(b.path / "service_events.parquet")
     assert ev_a.join(ev_b, on="elder_pseudonym").height == 0
     # same lake, key, agreement and created_at: byte-identical package
     again = build(export_lake, SERVICE_EVENTS, recipient="uni_a")
@@ -186,13 +187,11 @@ def test_pseudonyms_differ_across_recipients_and_are_stable_within_one(export_la
 
 
 def test_free_text_is_scrubbed(export_lake: Lake, export_source: Lake) -> None:
-    staged = pl.scan_parquet(
-        sorted((export_source.staged / "screenings").glob("**/*.parquet")), hive_partitioning=False
-    ).collect()
+    staged = read_parquet(export_source.staged / "screenings" / "**" / "*.parquet")
     notes = staged.get_column("notes").drop_nulls().to_list()
     assert any(find_pii_many(notes)), "the sample should plant personal data in screening notes"
     package = build(export_lake, SCREENINGS)
-    released = pl.read_parquet(package.path / "screenings.parquet").get_column("notes").drop_nulls().to_list()
+    released = read_parquet(package.path / "screenings.parquet").get_column("notes").drop_nulls().to_list()
     assert released and not any(find_pii_many(released))
     assert any("<手机号>" in n or "<姓名>" in n for n in released)
 
@@ -246,7 +245,7 @@ def test_leak_gate_allows_facility_contacts_but_not_a_mobile(
 ) -> None:
     agreement = load_agreement(AGREEMENTS / "facility_map_open.yaml")
     package = build_package(export_lake, agreement, TODAY, created_at=CREATED, master_key=MASTER_KEY)
-    facilities = pl.read_parquet(package.path / "dim_facility.parquet")
+    facilities = read_parquet(package.path / "dim_facility.parquet")
     assert facilities.height > 0 and facilities.get_column("address").str.contains("号").all()
     assert package.manifest["datasets"]["dim_facility"]["rows"] == facilities.height
     _plant(monkeypatch, "dim_facility", "address", "上海市杨浦区某路1号 联系 13912345678")

@@ -29,7 +29,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from rainbow.parquet import parquet_from, register_sources, write_frame
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from schemas import load_registry
 
 A = "310110001000"  # 定海路街道
@@ -479,9 +481,11 @@ class Fixture:
         """(Re)write a table's Parquet and its ``<zone>.<table>`` view."""
         path = self.lake.root / zone / table / "data.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(path)
+        write_frame(frame, path, self.lake)  # encrypted: library and staged are restricted zones
+        view = f"CREATE OR REPLACE VIEW {zone}.{table} AS SELECT * FROM {parquet_from(path)}"
+        register_sources(self.con, self.lake, view)
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {zone}")
-        self.con.execute(f"CREATE OR REPLACE VIEW {zone}.{table} AS SELECT * FROM read_parquet('{path}')")
+        self.con.execute(view)
 
 
 @pytest.fixture()
@@ -490,7 +494,7 @@ def mart_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fixtu
     monkeypatch.setenv("RAINBOW_PSEUDONYM_KEY", TEST_KEY.hex())
     lake = Lake(tmp_path / "lake")
     lake.root.mkdir(parents=True)
-    con = duckdb.connect(str(lake.warehouse))
+    con = connect_warehouse(lake)
     fx = Fixture(lake, con)
     for name, frame in library_frames().items():
         fx.write("library", name, frame)

@@ -20,6 +20,7 @@ from assets.marts.kpis import (
 from assets.marts.portraits import build_portraits
 from schemas import load_registry
 from schemas.kpi import Kpi, load_kpis
+from tests.lakefiles import read_parquet
 from tests.marts.conftest import AS_OF, Fixture, library_columns
 
 A, B, D = "310110001000", "310110006000", DISTRICT_CODE
@@ -160,14 +161,14 @@ def test_rerun_replaces_only_its_month_and_keeps_history(mart_lake: Fixture) -> 
     lake = mart_lake.lake
     _build(mart_lake)
     oct_bytes = month_file(lake, OCT).read_bytes()
-    nov_first = pl.read_parquet(month_file(lake, NOV))
+    nov_first = read_parquet(month_file(lake, NOV))
     # same data, same run time: a rerun rewrites November identically and leaves October alone
     stats = _build(mart_lake)
     assert stats["months"] == ["2026-11"]
     assert month_file(lake, OCT).read_bytes() == oct_bytes
-    assert_frame_equal(pl.read_parquet(month_file(lake, NOV)), nov_first)
+    assert_frame_equal(read_parquet(month_file(lake, NOV)), nov_first)
     # a new family care bed contract in the November list: November changes, October stays
-    contracts = pl.read_parquet(lake.root / "staged" / "care_bed_contracts" / "data.parquet")
+    contracts = read_parquet(lake.root / "staged" / "care_bed_contracts" / "data.parquet")
     extra = (
         contracts.filter(pl.col("contract_id") == "C2")
         .tail(1)
@@ -220,7 +221,7 @@ def test_a_broken_formula_is_no_data_and_reported(mart_lake: Fixture) -> None:
 
 def test_kpi_values_match_their_contract(mart_lake: Fixture) -> None:
     _build(mart_lake)
-    table = pl.read_parquet(month_file(mart_lake.lake, NOV))
+    table = read_parquet(month_file(mart_lake.lake, NOV))
     contract = load_registry().derived("kpi_values")
     assert table.columns == contract.column_names
     for c in contract.columns:

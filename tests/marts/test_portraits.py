@@ -26,6 +26,7 @@ from assets.marts.rules import PortraitRules, load_rules
 from assets.marts.scenarios import Scenario, load_scenarios
 from masking.pseudonym import pseudonym
 from schemas import load_registry
+from tests.lakefiles import read_parquet
 from tests.marts.conftest import AS_OF, ELDERS, TEST_KEY, Fixture
 
 # elder -> (segment, reason, health signals, risk tags, cognitive status, core complete)
@@ -243,7 +244,7 @@ def test_build_writes_pseudonymised_marts_without_identifiers(mart_lake: Fixture
     assert stats["elders_with_risk_tags"] == 7 and stats["recommendations"] == 8
     registry = load_registry()
     for name in (PORTRAIT, RISK_TAGS, SCENARIO_TABLE):
-        frame = pl.read_parquet(mart_path(mart_lake.lake, name))
+        frame = read_parquet(mart_path(mart_lake.lake, name))
         contract = registry.derived(name)
         assert frame.columns == contract.column_names, name
         assert all(c.pii != "direct_identifier" for c in contract.columns), name
@@ -269,7 +270,7 @@ def test_build_writes_pseudonymised_marts_without_identifiers(mart_lake: Fixture
         for c in contract.columns:
             if not c.nullable:
                 assert frame[c.name].null_count() == 0, (name, c.name)
-    portrait = pl.read_parquet(mart_path(mart_lake.lake, PORTRAIT))
+    portrait = read_parquet(mart_path(mart_lake.lake, PORTRAIT))
     # keyed pseudonyms: reproducible only with the key
     assert set(portrait["elder_pseudonym"]) == {pseudonym(e["elder_key"], TEST_KEY) for e in ELDERS}
     assert portrait["elder_pseudonym"].n_unique() == 12
@@ -281,10 +282,10 @@ def test_build_writes_pseudonymised_marts_without_identifiers(mart_lake: Fixture
 
 def test_build_is_deterministic_and_pseudonyms_stable(mart_lake: Fixture) -> None:
     build_portraits(mart_lake.lake, mart_lake.con, scenarios=[])
-    first = {n: pl.read_parquet(mart_path(mart_lake.lake, n)) for n in (PORTRAIT, RISK_TAGS, SCENARIO_TABLE)}
+    first = {n: read_parquet(mart_path(mart_lake.lake, n)) for n in (PORTRAIT, RISK_TAGS, SCENARIO_TABLE)}
     build_portraits(mart_lake.lake, mart_lake.con, scenarios=[])
     for n, frame in first.items():
-        assert_frame_equal(pl.read_parquet(mart_path(mart_lake.lake, n)), frame)
+        assert_frame_equal(read_parquet(mart_path(mart_lake.lake, n)), frame)
 
 
 def test_rules_are_valid_and_first_match_wins(mart_lake: Fixture) -> None:

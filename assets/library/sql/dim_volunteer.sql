@@ -1,9 +1,10 @@
 -- Time-bank volunteers (时间银行志愿者): hours earned and spent, elders served.
 SELECT
     t.volunteer_id,
-    arg_max(t.volunteer_name, t.txn_date) AS name,
-    arg_max(t.volunteer_phone, t.txn_date) AS phone,
-    mode(t.street) AS street,
+    -- ties broken by the row's lineage: scans of encrypted files come in no fixed order
+    arg_max(t.volunteer_name, (t.txn_date, t._source_file, t._row_number)) AS name,
+    arg_max(t.volunteer_phone, (t.txn_date, t._source_file, t._row_number)) AS phone,
+    mode(t.street ORDER BY t.street) AS street,
     round(sum(CASE WHEN t.txn_type = 'EARN' THEN t.hours ELSE 0 END), 2) AS hours_earned,
     round(sum(CASE WHEN t.txn_type = 'SPEND' THEN t.hours ELSE 0 END), 2) AS hours_spent,
     CAST(count(DISTINCT l.elder_key) AS INTEGER) AS elders_served,

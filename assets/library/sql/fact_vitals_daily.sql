@@ -7,7 +7,7 @@ WITH devices AS (
 SELECT
     v.device_id,
     CAST(v.measured_at AS DATE) AS measure_date,
-    any_value(d.elder_key) AS elder_key,
+    min(d.elder_key) AS elder_key,
     CAST(count(*) AS INTEGER) AS readings,
     CAST(min(v.heart_rate) AS INTEGER) AS heart_rate_min,
     round(avg(v.heart_rate), 1) AS heart_rate_mean,

@@ -1,0 +1,259 @@
+"""Every Parquet read and write of the lake, encrypted at rest where the zone is restricted.
+
+The restricted zones (:data:`ENCRYPTED_ZONES`: raw, staged, library) hold names, ID
+numbers, phones, addresses and health data. Their files are written with Parquet
+modular encryption (AES-GCM, footer and every column, :mod:`masking.encryption`)
+under a per-zone key derived from ``$RAINBOW_ENCRYPTION_KEY``; the marts (pseudonymous),
+exports (de-identified, for their recipient) and the ingest ledger (file names,
+checksums and counts; no personal data) stay plain.
+
+Three doors, so no code path opens a restricted file on its own:
+
+* :func:`write_frame` / :func:`write_batches`: Polars frames or DuckDB Arrow streams to a
+  file; encrypted when the path lies in a restricted zone.
+* :func:`read_frame`: one file or several into Polars; each file is decrypted when its
+  footer says it is encrypted, so plain files of an older build still read.
+* :func:`parquet_select` / :func:`register_sources`: DuckDB views. A view over encrypted
+  files reads a *registered Arrow dataset* named ``"enc:<glob>"`` (DuckDB 2.0.1 cannot
+  read PyArrow's encrypted files itself, see :mod:`masking.encryption`); the view's SQL
+  holds only that name, never the key. Every connection registers the sources of the
+  views it will read (:func:`register_sources` over the view DDL): the pipeline's
+  warehouse connections, the library build, the catalogue and the dashboards' readers.
+  A connection without the key cannot bind those views: it fails, it does not leak.
+
+``RAINBOW_ENCRYPT_AT_REST=0`` writes plain files (for comparisons in benchmarks); reads
+work either way. ``rainbow rotate-key --zone Z`` re-encrypts a zone under a new master key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pyarrow.parquet.encryption as pe
+
+from masking.encryption import (
+    PLAIN_DIRS,
+    ROW_GROUP_ROWS,
+    is_encrypted,
+    open_encrypted,
+    zone_key,
+)
+from masking.encryption import RESTRICTED_ZONES as ENCRYPTED_ZONES
+from masking.secrets import ENCRYPTION_KEY, require_secret
+from rainbow.settings import Lake
+
+ENCRYPT_ENV = "RAINBOW_ENCRYPT_AT_REST"
+SOURCE_PREFIX = "enc:"
+_SOURCE_RE = re.compile(r'"enc:((?:[^"]|"")+)"')
+
+_masters: dict[tuple[Path, str], bytes] = {}
+
+
+def encryption_on() -> bool:
+    """Are new files of the restricted zones encrypted? (``$RAINBOW_ENCRYPT_AT_REST``, default on)."""
+    return os.environ.get(ENCRYPT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def master_key(lake: Lake) -> bytes:
+    """The encryption master key (environment, else the lake's development key), cached per lake."""
+    cache = (lake.root, os.environ.get(ENCRYPTION_KEY.env, ""))
+    if cache not in _masters:
+        _masters[cache] = require_secret(lake, ENCRYPTION_KEY)
+    return _masters[cache]
+
+
+def restricted_zone(lake: Lake, path: Path) -> str | None:
+    """The restricted zone ``path`` lies in (None: outside them, or in a plain folder)."""
+    try:
+        parts = Path(os.path.abspath(path)).relative_to(lake.root).parts
+    except ValueError:
+        return None
+    if not parts or parts[0] not in ENCRYPTED_ZONES or PLAIN_DIRS.intersection(parts[1:]):
+        return None
+    return parts[0]
+
+
+def _zone_key(lake: Lake, path: Path) -> bytes:
+    """The key of an encrypted file: its zone's, in ``lake`` or, for a file of another lake
+    (a copied warehouse's views still name the original's files), in the lake it lies in."""
+    zone = restricted_zone(lake, path)
+    if zone is None:
+        home = next(
+            (p.parent for p in Path(os.path.abspath(path)).parents if p.name in ENCRYPTED_ZONES), None
+        )
+        zone = restricted_zone(Lake(home), path) if home is not None else None
+        if home is None or zone is None:
+            raise ValueError(f"{path} is encrypted but lies in no restricted zone")
+        lake = Lake(home)
+    return zone_key(master_key(lake), zone)
+
+
+def write_key(lake: Lake, path: Path) -> bytes | None:
+    """The key a new file at ``path`` is encrypted under (None: written plain)."""
+    zone = restricted_zone(lake, path)
+    if zone is None or not encryption_on():
+        return None
+    return zone_key(master_key(lake), zone)
+
+
+def write_frame(frame: pl.DataFrame, path: Path, lake: Lake, *, compression: str = "zstd") -> None:
+    """Write ``frame`` to ``path`` (callers rename a temporary path into place)."""
+    key = write_key(lake, path)
+    if key is None:
+        frame.write_parquet(path, compression=compression, statistics=True)  # type: ignore[arg-type]
+        return
+    write_batches(frame.to_arrow(), path, lake, key=key, compression=compression)
+
+
+def write_batches(
+    data: pa.Table | pa.RecordBatchReader,
+    path: Path,
+    lake: Lake,
+    *,
+    key: bytes | None = None,
+    compression: str = "zstd",
+) -> int:
+    """Write an Arrow table or stream (e.g. a DuckDB result) to ``path``; returns rows written."""
+    key = key if key is not None else write_key(lake, path)
+    props = pe.create_encryption_properties(key) if key is not None else None
+    rows = 0
+    with pq.ParquetWriter(path, data.schema, compression=compression, encryption_properties=props) as w:
+        if isinstance(data, pa.Table):
+            w.write_table(data, row_group_size=ROW_GROUP_ROWS)
+            return data.num_rows
+        for batch in data:
+            if batch.num_rows:
+                w.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+                rows += batch.num_rows
+    return rows
+
+
+def parquet_file(path: Path, lake: Lake) -> pq.ParquetFile:
+    """An open ``ParquetFile`` (decrypting when the file is encrypted)."""
+    return open_encrypted(path, _zone_key(lake, path)) if is_encrypted(path) else pq.ParquetFile(path)
+
+
+def row_count(path: Path, lake: Lake) -> int:
+    with parquet_file(path, lake) as f:
+        return int(f.metadata.num_rows)
+
+
+def read_frame(
+    paths: Path | Sequence[Path], lake: Lake, *, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """One file, or several concatenated (``diagonal_relaxed``), as a Polars frame.
+
+    ``columns`` a file lacks (written before the column existed) come back as nulls.
+    """
+    files = [paths] if isinstance(paths, Path) else list(paths)
+    if not files:
+        raise ValueError("read_frame needs at least one file")
+    frames = []
+    for path in files:
+        with parquet_file(path, lake) as f:
+            names = f.schema_arrow.names
+            want = None if columns is None else [c for c in columns if c in names]
+            table = f.read(columns=want)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        if columns is not None:
+            frame = frame.with_columns(
+                pl.lit(None).alias(c) for c in columns if c not in frame.columns
+            ).select(list(columns))
+        frames.append(frame)
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+# --------------------------------------------------------------------------- DuckDB
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def glob_files(glob: Path) -> list[Path]:
+    """The Parquet files a DuckDB glob such as ``<dir>/**/*.parquet`` matches (no temporary files)."""
+    text = str(glob)
+    star = min((i for i in (text.find("*"), text.find("?"), text.find("[")) if i >= 0), default=-1)
+    if star < 0:
+        return [glob] if glob.exists() else []
+    base = Path(text[:star]).parent if not text[:star].endswith(os.sep) else Path(text[:star])
+    pattern = str(Path(text).relative_to(base))
+    return sorted(p for p in base.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def source_name(glob: Path) -> str:
+    return SOURCE_PREFIX + str(glob)
+
+
+def quoted_source(glob: Path) -> str:
+    return '"' + source_name(glob).replace('"', '""') + '"'
+
+
+def parquet_from(glob: Path, *, options: str = "union_by_name = true") -> str:
+    """The FROM item of a view over ``glob``: ``read_parquet(...)``, or the encrypted source's name."""
+    files = glob_files(glob)
+    if files and any(is_encrypted(f) for f in (files[0], files[-1])):
+        return quoted_source(glob)
+    return f"read_parquet({_literal(str(glob))}{', ' + options if options else ''})"
+
+
+def encrypted_source(files: list[Path], lake: Lake) -> ds.Dataset:
+    """One Arrow dataset over ``files``, decrypting those that are encrypted.
+
+    Its schema is the newest file's (contracts only add columns; an older file lacking
+    one reads it as NULL, like DuckDB's ``union_by_name``).
+    """
+    enc = [f for f in files if is_encrypted(f)]
+    plain = [f for f in files if f not in set(enc)]
+    newest = files[-1]
+    with parquet_file(newest, lake) as f:
+        schema = f.schema_arrow
+    parts: list[ds.Dataset] = []
+    if enc:
+        options = ds.ParquetFragmentScanOptions(
+            decryption_properties=pe.create_decryption_properties(_zone_key(lake, enc[0]))
+        )
+        fmt = ds.ParquetFileFormat(default_fragment_scan_options=options)
+        parts.append(ds.dataset([str(f) for f in enc], format=fmt, schema=schema))
+    if plain:
+        parts.append(ds.dataset([str(f) for f in plain], format="parquet", schema=schema))
+    return parts[0] if len(parts) == 1 else ds.dataset(parts, schema=schema)
+
+
+def source_globs(sql: str) -> list[Path]:
+    """The globs of the encrypted sources an SQL text reads."""
+    return sorted({Path(m.replace('""', '"')) for m in _SOURCE_RE.findall(sql)})
+
+
+def register_sources(con: duckdb.DuckDBPyConnection, lake: Lake, sql: str | Iterable[str]) -> int:
+    """Register (again: the file list is read now) every encrypted source ``sql`` reads on ``con``.
+
+    Returns the number registered; a source whose files are gone is skipped (its views
+    then fail to bind, like a ``read_parquet`` over a missing file).
+    """
+    text = sql if isinstance(sql, str) else "\n".join(sql)
+    n = 0
+    for glob in source_globs(text):
+        files = glob_files(glob)
+        if not files:
+            continue
+        con.register(source_name(glob), encrypted_source(files, lake))
+        n += 1
+    return n
+
+
+def register_view_sources(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:
+    """Register the encrypted sources of every view the connection's database holds."""
+    rows = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
+    ).fetchall()
+    return register_sources(con, lake, [str(r[0]) for r in rows])
