@@ -146,7 +146,8 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None) -> str
     ctes.append(f"observations AS (\n    {union}\n)")
     ctes.append(
         "candidates AS (SELECT elder_key, attribute, value, source_table, priority, via_id, "
-        "count(*) AS n, max(observed_at) AS observed_at, arg_max(record_id, (observed_at, record_id)) AS record_id "
+        "count(*) AS n, max(observed_at) AS observed_at, "
+        "arg_max(record_id, (observed_at, record_id)) AS record_id "
         "FROM observations GROUP BY ALL)"
     )
     typo_checked = [a for a, r in rules.attributes.items() if r.tie_break == "character_frequency"]

@@ -76,7 +76,7 @@ def test_duckdb_scans_a_large_encrypted_table_with_filters_through_arrow(tmp_pat
     assert con.sql("SELECT v FROM big WHERE elder_key = 'E00000042'").fetchall() == [(42,)]
 
 
-@pytest.mark.xfail(reason="DuckDB 2.0.1 misreads Arrow-encrypted files (AES tag) with several row groups or filters")
+@pytest.mark.xfail(reason="DuckDB 2.0.1 misreads Arrow-encrypted files (AES tag) with several row groups")
 def test_duckdb_native_read_of_arrow_encrypted_files(tmp_path: Path) -> None:
     """When this passes, DuckDB's own read_parquet(encryption_config=...) can replace the Arrow datasets."""
     import base64
