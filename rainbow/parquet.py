@@ -246,9 +246,25 @@ def register_sources(con: duckdb.DuckDBPyConnection, lake: Lake, sql: str | Iter
         files = glob_files(glob)
         if not files:
             continue
-        con.register(source_name(glob), encrypted_source(files, lake))
+        con.register(source_name(glob), _cached_source(glob, files, lake))
         n += 1
     return n
+
+
+_sources: dict[Path, tuple[tuple[object, ...], ds.Dataset]] = {}
+
+
+def _cached_source(glob: Path, files: list[Path], lake: Lake) -> ds.Dataset:
+    """The dataset of ``glob``, reused while its files (path, size, mtime) and the key are unchanged:
+    every step of a build opens connections, and building a dataset reads every file's footer magic."""
+    stats = tuple((str(f), s.st_size, s.st_mtime_ns) for f in files for s in (f.stat(),))
+    signature = (master_key(lake), stats)
+    hit = _sources.get(glob)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    dataset = encrypted_source(files, lake)
+    _sources[glob] = (signature, dataset)
+    return dataset
 
 
 def register_view_sources(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:

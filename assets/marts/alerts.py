@@ -754,6 +754,14 @@ def _days(start: datetime, end: datetime) -> list[date]:
 DayCache = dict[tuple[str, date], pl.DataFrame]
 
 
+def _time_slice(day: pl.DataFrame, time_col: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Rows of ``day`` (sorted by ``time_col``, no nulls) with ``start <= time_col < end``."""
+    col = day.get_column(time_col)
+    bounds = pl.Series([start, end]).cast(col.dtype)
+    lo, hi = (int(i) for i in col.search_sorted(bounds, side="left"))
+    return day.slice(lo, hi - lo)
+
+
 def read_staged_window(
     lake: Lake,
     table: str,
@@ -771,11 +779,15 @@ def read_staged_window(
     for d in _days(start, end):
         path = lake.staged / table / f"date={d.isoformat()}" / "data.parquet"
         if cache is not None and (table, d) in cache:
-            frames.append(cache[(table, d)].filter(window))
+            frames.append(_time_slice(cache[(table, d)], time_col, start, end))
         elif path.exists():
             if cache is not None:
-                cache[(table, d)] = read_frame(path, lake, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
-                frames.append(cache[(table, d)].filter(window))
+                # kept sorted by time (stable), so each hour's window is a slice, not a scan
+                day = read_frame(path, lake, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
+                cache[(table, d)] = day.filter(pl.col(time_col).is_not_null()).sort(
+                    time_col, maintain_order=True
+                )
+                frames.append(_time_slice(cache[(table, d)], time_col, start, end))
             else:
                 day = read_frame(path, lake, columns=list(schema)).filter(window)
                 frames.append(day.cast(schema))  # type: ignore[arg-type]
