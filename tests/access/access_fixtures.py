@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from rainbow.parquet import parquet_from, register_sources, write_frame
 from rainbow.settings import Lake
 from rainbow.warehouse import connect_warehouse, publish_views
 from schemas import load_registry
@@ -228,21 +229,26 @@ def build_lake(root: Path) -> AccessLake:
         cols = list(registry.derived(name).columns)
         path = lake.zone(zone) / name / "data.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame(cols, rows).write_parquet(path)
+        write_frame(frame(cols, rows), path, lake)  # library: encrypted at rest, marts plain
+        view = f"CREATE VIEW {zone}.\"{name}\" AS SELECT * FROM {parquet_from(path)}"
+        register_sources(con, lake, view)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {zone}")
-        con.execute(f"CREATE VIEW {zone}.\"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        con.execute(view)
         written.add((zone, name))
     # one staged table, with a lineage column the contract does not declare
     reg_cols = list(registry.table("district_registry").columns)
     path = lake.staged / "district_registry" / "part-0.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame(
+    registry_rows = frame(
         reg_cols,
         [{"name": "孙小美", "phone": "13700001234", "street": A, "_source_file": "registry_a.xlsx"}],
         STAGED_EXTRA,
-    ).write_parquet(path)
+    )
+    write_frame(registry_rows, path, lake)
+    view = f"CREATE VIEW staged.district_registry AS SELECT * FROM {parquet_from(path)}"
+    register_sources(con, lake, view)
     con.execute("CREATE SCHEMA staged")
-    con.execute(f"CREATE VIEW staged.district_registry AS SELECT * FROM read_parquet('{path}')")
+    con.execute(view)
     written.add(("staged", "district_registry"))
     # a file outside every role's zones, and a secret-looking file, for the sandbox tests
     (lake.root / "raw").mkdir()

@@ -77,6 +77,10 @@ def test_street_staff_naming_another_street_is_refused_and_base_tables_too(acces
                 con.query(sql)
         with pytest.raises(AccessDenied, match="not one of this role's views"):
             con.query("SELECT * FROM rb_wh.library.dim_elder")
+        # the decrypting source behind library.dim_elder is registered on this connection too
+        source = access_lake.lake.library / "dim_elder" / "data.parquet"
+        with pytest.raises(AccessDenied, match="not one of this role's views"):
+            con.query(f'SELECT * FROM "enc:{source}"')
         with pytest.raises(AccessDenied):
             con.query("SELECT * FROM dim_caregiver")  # not visible to street staff
         assert con.query("SELECT count(*) AS n FROM dim_elder WHERE street = ?", [A])["n"][0] == 7
