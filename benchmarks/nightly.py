@@ -17,7 +17,10 @@ Steps, all on one generated data set (cached under ``.bench/``):
    scrubbing (:func:`masking.scrub.scrub_texts`).
 
 Results are appended as one JSON line to ``benchmarks/results.jsonl`` so runs can be
-compared over time.
+compared over time. The run ends with the issue's targets, each judged on this run:
+peak memory under 8 GiB, full build within 4x floor (a), a new day within 2% of the full
+build, and the scaling against the earlier result (same machine, same code path) whose
+data is closest to a quarter of this run's (time ratio within 4.5x at 4x the data).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import polars as pl
 
 from benchmarks.common import cached_landing, console, measure, print_table
+from rainbow.parquet import encryption_on
 from rainbow.settings import Lake
 from sample_data.config import GeneratorConfig
 from sample_data.truth import read_truth
@@ -222,6 +226,15 @@ def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULT
             for s in steps
         ],
     )  # fmt: skip
+    inc_steps = sorted(incremental.result["steps"], key=lambda s: -s["seconds"])
+    print_table(
+        f"incremental run per asset (the {len(held)} files of the last day; 15 slowest)",
+        ["step", "seconds", "rows (table)", "peak MB"],
+        [
+            [s["step"], f"{s['seconds']:.2f}", f"{s['rows']:,}", f"{s['peak_mb']:,.0f}"]
+            for s in inc_steps[:15]
+        ],
+    )  # fmt: skip
     floor_rows = int(floor.result["rows"])
     floor_rate = floor_rows / floor.seconds if floor.seconds else 0.0
     floor_all = landing_rows / floor_rate if floor_rate else float("nan")
@@ -238,8 +251,12 @@ def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULT
              "1.00"],
             ["full build (rainbow build)", f"{full_s:.1f}", f"{full.result['peak_mb']:,.0f}",
              f"{(landing_rows - held_rows) / full_s:,.0f}", f"{full_s / floor_all:.2f} x floor"],
+            ["  of which inside asset steps (sum)", f"{_step_sum(full.result):.1f}", "", "",
+             f"{_step_sum(full.result) / full_s:.0%} of the run"],
             ["incremental: one new day", f"{inc_s:.1f}", f"{incremental.result['peak_mb']:,.0f}",
              f"{held_rows / inc_s:,.0f}", f"{inc_s / full_s:.1%} of full"],
+            ["  of which inside asset steps (sum)", f"{_step_sum(incremental.result):.1f}", "", "",
+             f"{_step_sum(incremental.result) / inc_s:.0%} of the run"],
             ["floor (b): plain regex over every note", f"{regex_s:.3f}", "", f"{notes / regex_s:,.0f}",
              "1.00"],
             ["scrub_texts over every note", f"{scrub_s:.3f}", "", f"{notes / scrub_s:,.0f}",
@@ -262,12 +279,78 @@ def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULT
         "floor_rows_per_s": round(floor_rate),
         "full_vs_floor": round(full_s / floor_all, 2),
         "scrub_vs_regex": round(scrub_s / regex_s, 2),
+        "full_steps_s": round(_step_sum(full.result), 2),
+        "incremental_steps_s": round(_step_sum(incremental.result), 2),
+        "incremental_peak_mb": round(incremental.result["peak_mb"]),
+        "encrypted_at_rest": encryption_on(),
         "steps": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in steps],
+        "incremental_steps": [
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in inc_steps
+        ],
     }
+    print_targets(record, earlier(results, record))
     with results.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     console.print(f"appended to {results}")
     return record
+
+
+def _step_sum(run: dict[str, Any]) -> float:
+    return float(sum(s["seconds"] for s in run["steps"]))
+
+
+def earlier(results: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The earlier result on this machine whose data (landing rows) is closest to a quarter of
+    ``record``'s (log distance), among smaller runs with the same encryption setting."""
+    import math
+
+    if not results.exists():
+        return None
+    best: tuple[float, dict[str, Any]] | None = None
+    for line in results.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (
+            r.get("machine") != record["machine"]
+            or r.get("encrypted_at_rest", False) != record["encrypted_at_rest"]
+            or not r.get("full_ok")
+            or not 0 < r.get("landing_rows", 0) < record["landing_rows"]
+        ):
+            continue
+        distance = abs(math.log(record["landing_rows"] / r["landing_rows"] / 4))
+        if best is None or distance <= best[0]:
+            best = (distance, r)
+    return best[1] if best else None
+
+
+def print_targets(record: dict[str, Any], base: dict[str, Any] | None) -> None:
+    """The issue's targets, judged on this run (and the scaling against ``base``)."""
+
+    def verdict(ok: bool) -> str:
+        return "[green]met[/green]" if ok else "[red]not met[/red]"
+
+    peak = max(record["full_peak_mb"], record["incremental_peak_mb"])
+    floor_x, share = record["full_vs_floor"], record["incremental_share"]
+    rows = [
+        ["full build completes", "yes" if record["full_ok"] else "no", verdict(bool(record["full_ok"]))],
+        ["peak memory < 8 GiB", f"{peak:,} MB", verdict(peak < 8 * 1024)],
+        ["full build <= 4x floor (a)", f"{floor_x:.1f}x", verdict(floor_x <= 4)],
+        ["one new day <= 2% of full", f"{share:.1%}", verdict(share <= 0.02)],
+    ]
+    if base is not None:
+        data = record["landing_rows"] / base["landing_rows"]
+        time_ratio = record["full_s"] / base["full_s"]
+        # the target (4.5x time at 4x data) scaled to the data ratio actually compared
+        allowed = 4.5 * data / 4
+        rows.append([
+            f"scaling vs {base['elders']:,}x{base['days']} ({base['commit']}): {data:.1f}x data",
+            f"{time_ratio:.2f}x time", verdict(time_ratio <= allowed) + f" (allowed {allowed:.2f}x)",
+        ])  # fmt: skip
+    else:
+        rows.append(["scaling (4x data)", "no smaller earlier run on record", ""])
+    print_table("targets (issue: performance at district scale)", ["target", "this run", "verdict"], rows)
 
 
 def main() -> None:
