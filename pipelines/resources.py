@@ -13,7 +13,7 @@ from pydantic import Field
 
 from rainbow.parquet import register_view_sources
 from rainbow.settings import Lake, lake_root
-from rainbow.warehouse import publish_views
+from rainbow.warehouse import limit_memory, publish_views
 
 
 def _default_root() -> str:
@@ -58,6 +58,7 @@ class LakeResource(dg.ConfigurableResource):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         try:
+            limit_memory(con)
             register_view_sources(con, self.lake)  # encrypted restricted zones: rainbow.parquet
             yield con
             if not read_only:

@@ -16,6 +16,8 @@ atomically (temp name, then rename), so readers do not need the file itself:
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -88,6 +90,19 @@ def open_reader(lake: Lake) -> duckdb.DuckDBPyConnection:
     return con
 
 
+MEMORY_LIMIT_ENV = "RAINBOW_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "4GB"  # DuckDB's own default is 80% of RAM; past the limit it spills to disk
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """Cap DuckDB's memory (``$RAINBOW_DUCKDB_MEMORY_LIMIT``, default 4GB): big joins and
+    aggregates spill to ``<warehouse>.tmp`` instead of growing the build past its budget."""
+    limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, flags=re.IGNORECASE):
+        raise ValueError(f"${MEMORY_LIMIT_ENV} must be like 4GB or 512MB, not {limit!r}")
+    con.execute(f"SET memory_limit = '{limit}'")
+
+
 def connect_warehouse(lake: Lake, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """``<lake>/warehouse.duckdb`` with the encrypted sources of its views registered.
 
@@ -98,6 +113,7 @@ def connect_warehouse(lake: Lake, *, read_only: bool = False) -> duckdb.DuckDBPy
 
     con = duckdb.connect(str(lake.warehouse), read_only=read_only)
     try:
+        limit_memory(con)
         register_view_sources(con, lake)
     except BaseException:
         con.close()

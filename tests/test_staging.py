@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from stdnum.cn import ric
 
+from assets.ingest.ledger import read_ledger
 from assets.ingest.raw import ingest_table
 from assets.staging import normalise as n
 from assets.staging.stage import stage_frame, stage_table
@@ -357,3 +358,23 @@ def test_a_run_killed_mid_write_leaves_the_previous_version_readable(
     assert target.read_bytes() == before
     assert read_parquet(target).height > 0
     assert not [p for p in target.parent.iterdir() if p.name != "data.parquet"]  # no temp file left
+
+
+def test_staging_days_in_passes_under_a_row_budget_writes_what_one_pass_writes(tmp_path: Path) -> None:
+    from assets.staging.stage import day_chunks, stage_partitions
+
+    lake = Lake(tmp_path / "lake")
+    generate(GeneratorConfig(elders=300, days=4), lake)
+    table = REG.table("water_readings")
+    ingest_table(lake, table, datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
+    days = sorted(read_ledger(lake, table.name)["delivered_date"].drop_nulls().unique().to_list())
+    assert len(days) == 4
+    assert day_chunks(lake, table, days, 1) == [[d] for d in days]  # one day per pass
+    assert day_chunks(lake, table, days, 10**9) == [days]
+    one_pass = stage_partitions(lake, table, REG, days, row_budget=10**9)
+    first = content_digest(lake.staged)
+    by_day = stage_partitions(lake, table, REG, days, row_budget=1)
+    assert content_digest(lake.staged) == first
+    assert [(r.partition, r.staged_rows, r.quarantined_rows) for r in by_day] == [
+        (r.partition, r.staged_rows, r.quarantined_rows) for r in one_pass
+    ]

@@ -25,8 +25,9 @@ from assets.library.golden import provenance_sql
 from assets.library.mei import KEY_CHANGES, table_path
 from masking.encryption import ROW_GROUP_ROWS
 from rainbow.io import atomic_path
-from rainbow.parquet import register_view_sources, row_count, write_batches
+from rainbow.parquet import row_count, write_batches
 from rainbow.settings import Lake
+from rainbow.warehouse import connect_warehouse
 from schemas.contract import DerivedTable
 from schemas.registry import Registry
 
@@ -180,9 +181,8 @@ def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str,
     mei = build_mei(lake, registry, run_at)
     seconds = time.perf_counter() - t0
     out = {"elder_links": (mei.links.height, seconds), "match_review_queue": (mei.review.height, 0.0)}
-    con = duckdb.connect(str(lake.warehouse))
+    con = connect_warehouse(lake)
     try:
-        register_view_sources(con, lake)
         for _, t in registry.tables():
             create_staged_views(con, lake, t)
         create_library_views(con, lake, registry)

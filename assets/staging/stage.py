@@ -9,6 +9,7 @@ Outputs (written atomically; re-running rewrites identical bytes):
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -205,14 +206,51 @@ def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | 
     return _stage(lake, table, registry, [partition])[0]
 
 
-def stage_partitions(lake: Lake, table: Table, registry: Registry, days: list[date]) -> list[StageReport]:
-    """Stage several delivery dates of an event table in one pass (one report per date).
+STAGE_ROW_BUDGET_ENV = "RAINBOW_STAGE_ROW_BUDGET"
+STAGE_ROW_BUDGET = 1_000_000  # delivered rows held in memory by one staging pass
 
-    Reads the ledger and the raw parts once; each date's output is written to its
-    own partition and equals what staging that date alone writes (keys are
+
+def stage_row_budget() -> int:
+    return int(os.environ.get(STAGE_ROW_BUDGET_ENV, STAGE_ROW_BUDGET))
+
+
+def day_chunks(lake: Lake, table: Table, days: list[date], budget: int) -> list[list[date]]:
+    """``days`` in order, cut into runs whose delivered rows (from the ledger) stay within
+    ``budget`` (a day over the budget alone is its own run)."""
+    ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
+    per_day = dict(
+        ledger.group_by("delivered_date").agg(pl.col("delivered_rows").fill_null(0).sum()).iter_rows()
+    )
+    chunks: list[list[date]] = []
+    current: list[date] = []
+    rows = 0
+    for day in sorted(set(days)):
+        n = int(per_day.get(day) or 0)
+        if current and rows + n > budget:
+            chunks.append(current)
+            current, rows = [], 0
+        current.append(day)
+        rows += n
+    return [*chunks, current] if current else chunks
+
+
+def stage_partitions(
+    lake: Lake, table: Table, registry: Registry, days: list[date], *, row_budget: int | None = None
+) -> list[StageReport]:
+    """Stage several delivery dates of an event table (one report per date).
+
+    Days are staged in passes of at most ``row_budget`` delivered rows (default
+    ``$RAINBOW_STAGE_ROW_BUDGET`` or 1,000,000), so a first build over a year of
+    telemetry holds a few days at a time, not the year. Each pass reads the ledger
+    and its days' raw parts once; each date's output is written to its own
+    partition and equals what staging that date alone writes (keys are
     de-duplicated within a date, never across dates).
     """
-    return _stage(lake, table, registry, sorted(set(days)))
+    budget = row_budget if row_budget is not None else stage_row_budget()
+    reports: list[StageReport] = []
+    for chunk in day_chunks(lake, table, days, budget):
+        reports += _stage(lake, table, registry, chunk)
+    return reports
 
 
 def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None) -> list[StageReport]:
