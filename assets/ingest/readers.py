@@ -250,6 +250,64 @@ def _csv_records(lines: list[str]) -> Generator[tuple[int, int, list[str]], int 
         pos = restart
 
 
+def _plain_csv_body(
+    text: str, lines: list[str], header_record: int, table: Table, header: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, _Layout] | None:
+    """What :func:`_tabular` makes of the records after the header, computed by Polars on
+    whole columns, for a file where every record is one physical line: no quote, NUL or
+    lone carriage return anywhere (the usual machine export). None when the file is not
+    like that, or when a column beyond the contract holds a value (``_extra`` JSON): the
+    record-by-record path then reads it, with the same result."""
+    if '"' in text or "\x00" in text or text.count("\r") != text.count("\r\n"):
+        return None
+    layout = _layout(header, table)
+    width = len(header)
+    body = pl.Series("line", lines[header_record:], dtype=pl.String).str.strip_chars_end("\r\n")
+    frame = pl.DataFrame(
+        {
+            ROW_NUMBER: pl.int_range(1, body.len() + 1, eager=True, dtype=pl.Int64),
+            RAW_TEXT: body,
+            "_cells": body.str.split(","),
+        }
+    ).with_columns(_n=pl.col("_cells").list.len())
+    # a record of empty fields only (a blank line, or only commas) keeps its number, is no row
+    frame = frame.filter(pl.col(RAW_TEXT).str.replace_all(",", "", literal=True) != "")
+    surplus = pl.col("_cells").list.slice(width).list.eval(pl.element() != "").list.any()
+    frame = frame.with_columns(
+        pl.when(pl.col("_n") < width)
+        .then(pl.format("{} fields, the header has {}", pl.col("_n"), pl.lit(width)))
+        .when((pl.col("_n") > width) & surplus)
+        .then(pl.format("{} fields, the header has {}", pl.col("_n"), pl.lit(width)))
+        .alias(ERROR)
+    )
+    broken = (
+        frame.filter(pl.col(ERROR).is_not_null()).select(list(BROKEN_SCHEMA)).cast(pl.Schema(BROKEN_SCHEMA))
+    )
+    kept = frame.filter(pl.col(ERROR).is_null())
+    cells = [
+        pl.col("_cells").list.get(pos, null_on_oob=True).replace("", None).alias(f"_{pos}")
+        for pos in range(width)
+    ]
+    kept = kept.select(ROW_NUMBER, *cells)
+    extra = [f"_{pos}" for pos, (kind, _) in enumerate(layout.targets) if kind == "extra"]
+    if extra and kept.select(pl.any_horizontal(pl.col(c).is_not_null().any() for c in extra)).item():
+        return None  # values outside the contract: _extra JSON, built record by record
+    position = {name: pos for pos, (kind, name) in enumerate(layout.targets) if kind == "col"}
+    rows = kept.select(
+        *[
+            (pl.col(f"_{position[c.name]}") if c.name in position else pl.lit(None, pl.String)).alias(c.name)
+            for c in table.columns
+        ],
+        pl.lit(None, pl.String).alias(EXTRA),
+        pl.col(ROW_NUMBER),
+    )
+    return (
+        rows.cast(pl.Schema(rows_schema(table))),
+        broken,
+        _Layout(layout.targets, (), layout.missing_columns),
+    )
+
+
 def read_csv(path: Path, table: Table) -> Delivered:
     """Read a CSV delivery (UTF-8, UTF-8 with BOM or GBK/GB18030).
 
@@ -301,7 +359,8 @@ def read_csv(path: Path, table: Table) -> Delivered:
             yield rownum, rec, "".join(lines[start:end]).rstrip("\r\n"), None
             item = next(records, None)
 
-    rows, broken, layout = _tabular(table, header, body())
+    fast = _plain_csv_body(text, lines, header_record, table, header)
+    rows, broken, layout = fast if fast is not None else _tabular(table, header, body())
     notes = [f"{header_record - 1} line(s) above the header row"] if header_record > 1 else []
     return Delivered(
         rows=rows,
