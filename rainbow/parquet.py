@@ -122,10 +122,8 @@ def write_batches(
     compression: str = "zstd",
 ) -> int:
     """Write an Arrow table or stream (e.g. a DuckDB result) to ``path``; returns rows written."""
-    key = key if key is not None else write_key(lake, path)
-    props = pe.create_encryption_properties(key) if key is not None else None
     rows = 0
-    with pq.ParquetWriter(path, data.schema, compression=compression, encryption_properties=props) as w:
+    with open_writer(path, data.schema, lake, key=key, compression=compression) as w:
         if isinstance(data, pa.Table):
             w.write_table(data, row_group_size=ROW_GROUP_ROWS)
             return data.num_rows
@@ -134,6 +132,15 @@ def write_batches(
                 w.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
                 rows += batch.num_rows
     return rows
+
+
+def open_writer(
+    path: Path, schema: pa.Schema, lake: Lake, *, key: bytes | None = None, compression: str = "zstd"
+) -> pq.ParquetWriter:
+    """A Parquet writer for ``path``, encrypting when the path lies in a restricted zone."""
+    key = key if key is not None else write_key(lake, path)
+    props = pe.create_encryption_properties(key) if key is not None else None
+    return pq.ParquetWriter(path, schema, compression=compression, encryption_properties=props)
 
 
 def parquet_file(path: Path, lake: Lake) -> pq.ParquetFile:

@@ -262,3 +262,16 @@ def test_steward_decisions_are_honoured_and_recorded(lake_copy: Lake) -> None:
     assert read_key_changes(lake_copy).height == changes.height
     decided = read(lake_copy, "match_review_queue").filter(pl.col("status") == "DECIDED")
     assert set(decided["decided_by"]) <= {"张管理员"}
+
+
+def test_provenance_built_in_elder_ranges_equals_the_single_query(lake_copy: Lake) -> None:
+    """Ranges of 300 elders (the district build uses 100,000) give the one-query rows, in order."""
+    from assets.library.build import build_provenance, elder_key_ranges
+
+    with connect_warehouse(lake_copy) as con:
+        whole = con.sql(provenance_sql(REG)).pl()
+        ranges = elder_key_ranges(con, 300)
+        assert len(ranges) > 5 and ranges[0][0] == "" and ranges[-1][1] > "E99999999"
+        rows = build_provenance(con, lake_copy, REG, per_range=300)
+    assert rows == whole.height > 10_000
+    assert read(lake_copy, "elder_attribute_provenance").equals(whole)

@@ -92,8 +92,21 @@ def _order(rule: Rule) -> str:
     }[rule]
 
 
-def provenance_sql(registry: Registry, rules: Survivorship | None = None) -> str:
-    """One SELECT producing ``elder_attribute_provenance`` (contract: schemas/library/basics.yaml)."""
+CHAR_TABLE = "_provenance_char_people"
+
+
+def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, part: str = "whole") -> str:
+    """One SELECT producing ``elder_attribute_provenance`` (contract: schemas/library/basics.yaml).
+
+    ``part`` splits it for big districts, where the window functions over every elder do
+    not fit in memory: ``"chars"`` selects only the district-wide character plausibility
+    (``char_people``, the one step that looks across elders); ``"range"`` is the whole
+    query for the elders with ``getvariable('prov_lo') <= elder_key < getvariable('prov_hi')``
+    reading that step from the temporary table :data:`CHAR_TABLE`. Ranges in key order,
+    concatenated, give exactly the ``"whole"`` result.
+    """
+    if part not in ("whole", "chars", "range"):
+        raise ValueError(f"part must be whole, chars or range, not {part!r}")
     rules = rules or load_rules()
     validate_rules(rules, registry)
     by_table: dict[str, dict[str, str]] = {}  # table -> attribute -> column
@@ -103,9 +116,14 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None) -> str
             table, column = source_column(src, attr)
             by_table.setdefault(table, {})[attr] = column
             priority[(table, attr)] = prio
+    in_range = (
+        " WHERE elder_key >= getvariable('prov_lo') AND elder_key < getvariable('prov_hi')"
+        if part == "range"
+        else ""
+    )
     ctes = [
         "links AS (SELECT record_id, source_table, source_file, row_number, elder_key "
-        "FROM library.elder_links)"
+        f"FROM library.elder_links{in_range})"
     ]
     branches: list[str] = []
     for table, attrs in by_table.items():
@@ -156,9 +174,15 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None) -> str
         "chars AS (SELECT DISTINCT attribute, elder_key, value, unnest(string_split(value, '')) AS ch "
         f"FROM candidates WHERE attribute IN ({listed}))"
     )
-    ctes.append(
-        "char_people AS (SELECT attribute, ch, count(DISTINCT elder_key) AS people FROM chars GROUP BY ALL)"
-    )
+    if part == "range":
+        ctes.append(f"char_people AS (SELECT attribute, ch, people FROM {CHAR_TABLE})")
+    else:
+        ctes.append(
+            "char_people AS (SELECT attribute, ch, count(DISTINCT elder_key) AS people "
+            "FROM chars GROUP BY ALL)"
+        )
+    if part == "chars":
+        return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, ch, people FROM char_people"
     ctes.append(
         "plausible AS (SELECT c.attribute, c.elder_key, c.value, min(p.people) AS plausibility "
         "FROM chars AS c JOIN char_people AS p USING (attribute, ch) GROUP BY ALL)"
