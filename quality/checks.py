@@ -13,9 +13,10 @@ Which data a check validates (:func:`choose_batches`):
   a backfill): the run's days found on disk. The newest
   ``checks.per_day_partitions`` days (default 1) are validated one by one, so
   the history has a row per day; the older days of a longer run are validated
-  together as one batch labelled ``first..last`` (GX costs ~5 ms per
-  expectation and batch whatever its size, so a 30-day backfill is 2 runs of
-  the suite instead of 30; every row is still checked);
+  together in batches labelled ``first..last`` of at most ``checks.max_batch_rows``
+  delivered rows (GX costs ~5 ms per expectation and batch whatever its size, so
+  a 30-day backfill is a few runs of the suite instead of 30, and a batch's pandas
+  copy stays bounded; every row is still checked);
 * an event table, without partitions in the run (the check launched alone):
   the newest ``checks.latest_partitions`` days on disk.
 
@@ -39,7 +40,7 @@ import polars as pl
 
 from assets.partitions import PARTITION_TIMEZONE, daily_partitions, partition_date, partitions_for
 from assets.staged_assets import staged_asset_key
-from assets.staging.stage import staged_dir, staged_schema
+from assets.staging.stage import day_chunks, staged_dir, staged_schema
 from pipelines.resources import LakeResource
 from quality.redact import scrub
 from quality.report import write_report
@@ -98,7 +99,12 @@ def choose_batches(
     missing = sorted(d for d in set(run_days) if d not in on_disk)
     split = max(len(days) - settings.per_day_partitions, 0)
     older, newest = days[:split], days[split:]
-    batches = [Batch(f"{older[0].isoformat()}..{older[-1].isoformat()}", tuple(older))] if older else []
+    # older days together, in batches of at most max_batch_rows delivered rows (GX validates a
+    # pandas copy: a month of district water readings in one batch would not fit in memory)
+    batches = [
+        Batch(f"{run[0].isoformat()}..{run[-1].isoformat()}", tuple(run))
+        for run in (day_chunks(lake, table, older, settings.max_batch_rows) if older else [])
+    ]
     batches += [Batch(d.isoformat(), (d,)) for d in newest]
     return batches, missing
 

@@ -67,6 +67,8 @@ class VolumeSettings(_Model):
 class CheckSettings(_Model):
     per_day_partitions: int = Field(default=1, ge=0)
     latest_partitions: int = Field(default=1, ge=1)
+    # older days of a run are validated together in batches of at most this many delivered rows
+    max_batch_rows: int = Field(default=2_000_000, ge=1)
     # library / mart tables validated by their newest month of this date column (else whole)
     derived_batches: dict[str, str] = Field(default_factory=dict)
 

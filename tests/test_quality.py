@@ -343,6 +343,11 @@ def test_choose_batches_validates_the_newest_day_alone_and_older_days_together(s
     assert choose_batches(staged_lake, REG.table("facilities"), False, [], CheckSettings())[0] == [
         Batch("all", None)
     ]
+    # older days in batches under the row budget: one day each with a budget of one row
+    small, _ = choose_batches(staged_lake, table, True, days, CheckSettings(max_batch_rows=1))
+    assert small == [Batch(f"{d.isoformat()}..{d.isoformat()}", (d,)) for d in days[:9]] + [
+        Batch("2026-11-10", (days[9],))
+    ]
 
 
 def _check_for(table: str, daily: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
