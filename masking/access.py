@@ -79,10 +79,12 @@ def _register_encrypted(
     plans: list[ViewPlan],
     base: dict[tuple[str, str], list[tuple[str, str]] | None],
 ) -> dict[tuple[str, str], str]:
-    """Register every encrypted table the views read as an Arrow dataset (key from the
-    environment); returns (zone, table) -> registered name and updates ``base``."""
+    """Register every encrypted table the views read that the warehouse has no view for (a
+    lake whose build has not published its views yet) as an Arrow dataset (key from the
+    environment); returns (zone, table) -> registered name and updates ``base``. Tables with
+    a warehouse view read it: :func:`rainbow.warehouse.load_views` registered its source."""
     sources = sorted({tuple(s.split(".", 1)) for p in plans for s in p.sources})
-    encrypted = [(z, t) for z, t in sources if is_encrypted_table(lake, z, t)]
+    encrypted = [(z, t) for z, t in sources if (z, t) not in base and is_encrypted_table(lake, z, t)]
     if not encrypted:
         return {}
     master = load_secret(lake, ENCRYPTION_KEY, create=False)
@@ -248,7 +250,13 @@ def open_role_connection(
         if attached:
             con.execute(f"ATTACH ':memory:' AS {WAREHOUSE_ALIAS}")
             con.execute(f"USE {WAREHOUSE_ALIAS}")
-            load_views(con, lake)
+            try:
+                load_views(con, lake)  # registers the decrypting sources of the restricted zones
+            except (OSError, pa.ArrowException) as exc:
+                raise PermissionError(
+                    f"cannot decrypt the warehouse's tables with the key from {ENCRYPTION_KEY.env} "
+                    "(is it set? was it rotated?)"
+                ) from exc
             con.execute("USE memory")
         base = dict(_base_columns(con, zones)) if attached else {}
         refs = _register_encrypted(con, lake, contract_plans, base)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from masking.access import open_role_connection
 from masking.encryption import RESTRICTED_ZONES, is_encrypted, zone_files
 from masking.secrets import ENCRYPTION_KEY, secret_path
 from rainbow.cli import app
@@ -79,6 +80,9 @@ def test_a_wrong_key_reads_nothing(library_lake: Lake, monkeypatch: pytest.Monke
         read_frame(library_lake.library / "dim_elder" / "data.parquet", library_lake)
     with pytest.raises((OSError, pa.ArrowException)):  # registering the views' sources fails already
         connect_warehouse(library_lake, read_only=True)
+    # a dashboard's role connection says what is wrong instead of an Arrow error
+    with pytest.raises(PermissionError, match=ENCRYPTION_KEY.env):
+        open_role_connection(library_lake, "analyst", "wrong-key-1")
 
 
 def test_rotate_key_re_encrypts_every_restricted_zone(
@@ -129,6 +133,9 @@ def test_rotate_key_re_encrypts_every_restricted_zone(
     )
     with pytest.raises((OSError, pa.ArrowException)):
         read_frame(lake.library / "dim_elder" / "data.parquet", lake)
+    # a dashboard over the published views (the old key in the environment) is told why
+    with pytest.raises(PermissionError, match=rf"cannot decrypt the warehouse.*{ENCRYPTION_KEY.env}"):
+        open_role_connection(lake, "analyst", "old-key-1")
 
 
 def test_encryption_can_be_switched_off_for_comparisons(
