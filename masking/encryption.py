@@ -139,11 +139,12 @@ def is_encrypted_table(lake: Lake, zone: str, table: str) -> bool:
     return bool(files) and is_encrypted(files[0])
 
 
-def encrypted_dataset(files: list[Path], key: bytes) -> ds.Dataset:
-    """A ``pyarrow.dataset`` over encrypted files that decrypts with ``key`` as it scans."""
+def encrypted_dataset(files: list[Path], key: bytes, schema: pa.Schema | None = None) -> ds.Dataset:
+    """A ``pyarrow.dataset`` over encrypted files that decrypts with ``key`` as it scans
+    (``schema``: the dataset's, else the first file's)."""
     options = ds.ParquetFragmentScanOptions(decryption_properties=pe.create_decryption_properties(key))
     fmt = ds.ParquetFileFormat(default_fragment_scan_options=options)
-    return ds.dataset([str(f) for f in files], format=fmt)
+    return ds.dataset([str(f) for f in files], format=fmt, schema=schema)
 
 
 def register_encrypted_table(

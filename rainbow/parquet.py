@@ -42,6 +42,7 @@ import pyarrow.parquet.encryption as pe
 from masking.encryption import (
     PLAIN_DIRS,
     ROW_GROUP_ROWS,
+    encrypted_dataset,
     is_encrypted,
     open_encrypted,
     zone_key,
@@ -226,11 +227,7 @@ def encrypted_source(files: list[Path], lake: Lake) -> ds.Dataset:
         schema = f.schema_arrow
     parts: list[ds.Dataset] = []
     if enc:
-        options = ds.ParquetFragmentScanOptions(
-            decryption_properties=pe.create_decryption_properties(_zone_key(lake, enc[0]))
-        )
-        fmt = ds.ParquetFileFormat(default_fragment_scan_options=options)
-        parts.append(ds.dataset([str(f) for f in enc], format=fmt, schema=schema))
+        parts.append(encrypted_dataset(enc, _zone_key(lake, enc[0]), schema))
     if plain:
         parts.append(ds.dataset([str(f) for f in plain], format="parquet", schema=schema))
     return parts[0] if len(parts) == 1 else ds.dataset(parts, schema=schema)
