@@ -208,9 +208,10 @@ def contract_rules(table: Table, registry: Registry) -> list[QualityRule]:
     ]
     for col in table.columns:
         out.extend(_column_rules(table, col, registry))
-    # Event tables are de-duplicated per delivery day at staging (a later day may resend a
-    # record): the key is unique within a day, so a batch of several days stays checkable.
-    out.extend(uniqueness_rules(table, scope=["_delivery_date"] if table.delivery.partitioned else []))
+    # Staging de-duplicates keys within each delivery date: a later day may resend an event, and
+    # full lists (monthly facilities, caregivers, meters, ...) keep one snapshot per delivery. The
+    # key is unique within a delivery date, so a batch of several days or snapshots stays checkable.
+    out.extend(uniqueness_rules(table, scope=["_delivery_date"]))
     return out
 
 

@@ -173,6 +173,18 @@ def test_when_a_key_is_delivered_twice_in_a_day_then_only_the_uniqueness_rule_fa
     assert _failed(pl.concat([screenings, screenings.head(1)])) == {"uniqueness.primary_key"}
 
 
+def test_monthly_full_lists_keep_one_snapshot_per_delivery_and_pass(staged_lake: Lake) -> None:
+    """A full list delivered every month repeats every key once per snapshot: that is not a
+    duplicate (a year of deliveries failed here); a key twice in one snapshot is."""
+    caregivers = _staged(staged_lake, "caregivers")
+    assert caregivers.height > 10 and caregivers["_delivery_date"].n_unique() == 1
+    later = caregivers.with_columns(pl.col("_delivery_date") + timedelta(days=30))
+    assert _failed(pl.concat([caregivers, later]), "caregivers") == set()
+    assert _failed(pl.concat([caregivers, later, later.head(1)]), "caregivers") == {
+        "uniqueness.primary_key"
+    }
+
+
 def test_when_the_birth_date_disagrees_with_the_id_then_only_the_consistency_rule_fails(
     screenings: pl.DataFrame,
 ) -> None:
