@@ -30,7 +30,8 @@ class Measured:
 
 def cached_landing(cache: Path, cfg: GeneratorConfig) -> Lake:
     """A generated lake for this config, generated once and reused by later runs."""
-    lake = Lake(cache / f"lake-{cfg.elders}x{cfg.days}-s{cfg.seed}")
+    since = "" if cfg.start == GeneratorConfig().start else f"-from{cfg.start:%Y%m%d}"
+    lake = Lake(cache / f"lake-{cfg.elders}x{cfg.days}-s{cfg.seed}{since}")
     stamp = lake.truth / "generator.txt"
     if not stamp.exists():
         console.print(

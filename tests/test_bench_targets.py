@@ -56,3 +56,15 @@ def test_target_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "not met" in lines["one new day <= 2% of full"]
     scaling = next(v for k, v in lines.items() if k.startswith("scaling vs"))
     assert "not met" not in scaling  # exactly 4.5x at 4x the data
+
+
+def test_every_bench_period_ends_on_the_sample_s_last_day_in_the_past() -> None:
+    from datetime import date
+
+    from benchmarks.nightly import BENCH_END, bench_config
+    from sample_data.config import GeneratorConfig
+
+    assert bench_config(10_000, 30, 1).start == GeneratorConfig().start  # 30-day caches stay valid
+    year = bench_config(10_000, 365, 1)
+    assert year.end == BENCH_END < date.today() and year.start == date(2025, 12, 1)
+    assert len(year.period()) == 365
