@@ -41,6 +41,7 @@ from quality.library_checks import (
     validate_batches,
 )
 from quality.scorecard import load_thresholds
+from rainbow.settings import Lake
 from schemas import load_registry
 from schemas.contract import Dataset, DerivedTable
 from schemas.registry import Registry
@@ -84,14 +85,14 @@ def prepare_warehouse(con: duckdb.DuckDBPyConnection, lake: LakeResource, regist
     for _, t in registry.tables():
         create_staged_views(con, lake.lake, t)
     create_library_views(con, lake.lake, registry)
-    as_of = _as_of(con, registry)
+    as_of = _as_of(lake.lake, registry)
     bind_as_of(con, as_of)
     return as_of
 
 
-def _as_of(con: duckdb.DuckDBPyConnection, registry: Registry) -> str:
+def _as_of(lake: Lake, registry: Registry) -> str:
     """The latest staged delivery date; with nothing staged yet, today in Shanghai (tables are empty)."""
-    return as_of_date(con, registry) or datetime.now(SHANGHAI).date().isoformat()
+    return as_of_date(lake, registry) or datetime.now(SHANGHAI).date().isoformat()
 
 
 def build_mei_asset(registry: Registry) -> dg.AssetsDefinition:

@@ -25,7 +25,6 @@ import polars as pl
 from benchmarks.common import cached_landing, console, measure, print_table
 from rainbow.parquet import read_frame, row_count
 from rainbow.settings import Lake
-from rainbow.warehouse import connect_warehouse
 from sample_data.config import GeneratorConfig
 from schemas import load_registry
 
@@ -83,13 +82,11 @@ def main() -> None:
     title = f"library tables ({cfg.elders:,} elders x {cfg.days} days)"
     print_table(title, ["table", "rows", "seconds"], rows)
 
+    from assets.library.build import as_of_date
     from assets.library.identity import pairwise_scores
     from sample_data.scoring import golden_truth, score_golden
 
-    with connect_warehouse(lake, read_only=True) as con:
-        from assets.library.build import as_of_date
-
-        as_of = date.fromisoformat(as_of_date(con, load_registry()) or "2026-12-01")
+    as_of = date.fromisoformat(as_of_date(lake, load_registry()) or "2026-12-01")
     links = read_frame(lake.library / "elder_links" / "data.parquet", lake)
     truth = golden_truth(lake, as_of)  # elder_key -> majority person (for golden accuracy)
     from sample_data.truth import read_truth

@@ -92,7 +92,7 @@ def load_library_frames(lake_root: str, rows: int) -> dict[str, pl.DataFrame]:
         for _, t in reg.tables():
             create_staged_views(con, lake, t)
         create_library_views(con, lake, reg)
-        as_of = date.fromisoformat(as_of_date(con, reg) or "2026-12-01")
+        as_of = date.fromisoformat(as_of_date(lake, reg) or "2026-12-01")
         frames = {
             f"{LIBRARY}{t.name}": fetch(con, f"SELECT * FROM library.{t.name}").with_columns(
                 pl.lit(as_of).alias(AS_OF)

@@ -38,9 +38,13 @@ def read(lake: Lake, table: str) -> pl.DataFrame:
 
 
 def as_of(lake: Lake) -> date:
+    """The as-of date, read from the staged files' statistics - checked against the maximum
+    delivery date of every staged row (what it stands for)."""
+    value = as_of_date(lake, REG)
+    parts = [f"SELECT max(_delivery_date) AS d FROM staged.{t.name}" for _, t in REG.tables()]
     with connect_warehouse(lake, read_only=True) as con:
-        value = as_of_date(con, REG)
-    assert value is not None
+        row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()
+    assert row is not None and value is not None and date.fromisoformat(value) == row[0]
     return date.fromisoformat(value)
 
 

@@ -58,8 +58,7 @@ PLANTED_WARN = {"consistency.served_while_alive", "consistency.meal_point_open"}
 
 
 def as_of(lake: Lake) -> date:
-    with connect_warehouse(lake, read_only=True) as con:
-        value = as_of_date(con, REG)
+    value = as_of_date(lake, REG)
     assert value is not None
     return date.fromisoformat(value)
 
@@ -146,8 +145,10 @@ def test_no_rule_is_evaluated_twice_by_gx_and_by_sql() -> None:
     }
 
 
-def test_every_library_suite_passes_on_the_generated_library(views: duckdb.DuckDBPyConnection) -> None:
-    day = date.fromisoformat(as_of_date(views, REG) or "")
+def test_every_library_suite_passes_on_the_generated_library(
+    views: duckdb.DuckDBPyConnection, library_lake: Lake
+) -> None:
+    day = as_of(library_lake)
     for _, table in REG.derived_tables("library"):
         for result in validate_derived(views, table, REG, day):
             assert not result.failed("ERROR"), (table.name, [o.rule_id for o in result.failed("ERROR")])
@@ -156,8 +157,10 @@ def test_every_library_suite_passes_on_the_generated_library(views: duckdb.DuckD
             assert result.rows > 0 or table.name == "elder_key_changes", table.name
 
 
-def test_big_facts_are_validated_by_their_newest_month(views: duckdb.DuckDBPyConnection) -> None:
-    day = date.fromisoformat(as_of_date(views, REG) or "")
+def test_big_facts_are_validated_by_their_newest_month(
+    views: duckdb.DuckDBPyConnection, library_lake: Lake
+) -> None:
+    day = as_of(library_lake)
     table = REG.derived("fact_service_event")
     (batch,) = load_batches(views, table, REG, day)
     assert batch.label == day.strftime("%Y-%m")

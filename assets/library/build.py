@@ -14,11 +14,12 @@ clock, so a rebuild of the same deliveries gives the same tables.
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from assets.ingest.views import empty_select, ensure_views, parquet_select
@@ -26,7 +27,7 @@ from assets.library.golden import CHAR_TABLE, provenance_sql
 from assets.library.mei import KEY_CHANGES, table_path
 from masking.encryption import ROW_GROUP_ROWS
 from rainbow.io import atomic_path
-from rainbow.parquet import open_writer, row_count, write_batches
+from rainbow.parquet import glob_files, open_writer, parquet_file, row_count, write_batches
 from rainbow.settings import Lake
 from rainbow.warehouse import connect_warehouse
 from schemas.contract import DerivedTable
@@ -70,11 +71,48 @@ def contract_schema(table: DerivedTable) -> dict[str, pl.DataType]:
     return {c.name: POLARS_TYPES[c.type] for c in table.columns}
 
 
-def as_of_date(con: duckdb.DuckDBPyConnection, registry: Registry) -> str | None:
-    """The latest delivery date over every staged table (ISO), or None when nothing is staged."""
-    parts = [f"SELECT max(_delivery_date) AS d FROM staged.{t.name}" for _, t in registry.tables()]
-    row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()
-    return row[0].isoformat() if row and row[0] is not None else None
+def as_of_date(lake: Lake, registry: Registry) -> str | None:
+    """The latest delivery date over every staged table (ISO), or None when nothing is staged.
+
+    Read from the ``_delivery_date`` statistics of the staged files, newest first (a
+    partitioned table's day folders sort by date: its newest file holding rows decides),
+    not by scanning rows: every library step binds it, and a scan of a year of staged rows
+    through the decrypting datasets cost 0.9 s a step at 10,000 elders.
+    """
+    from assets.partitions import is_partitioned
+    from assets.staging.stage import staged_dir
+
+    best: date | None = None
+    for _, table in registry.tables():
+        for path in reversed(glob_files(staged_dir(lake, table) / "**" / "*.parquet")):
+            latest = _max_delivery_date(path, lake)
+            if latest is None:
+                continue
+            best = latest if best is None else max(best, latest)
+            if is_partitioned(table):
+                break
+    return best.isoformat() if best is not None else None
+
+
+def _max_delivery_date(path: Path, lake: Lake) -> date | None:
+    """The largest ``_delivery_date`` of one file: its row groups' statistics, else its column."""
+    with parquet_file(path, lake) as f:
+        meta = f.metadata
+        leaves = [meta.schema.column(j).path for j in range(meta.num_columns)]
+        if "_delivery_date" not in leaves or meta.num_rows == 0:
+            return None
+        j = leaves.index("_delivery_date")
+        found: list[date] = []
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            stats = group.column(j).statistics
+            if group.num_rows == 0:
+                continue
+            if stats is None or not stats.has_min_max:  # no statistics written: read the column
+                value = pc.max(f.read(columns=["_delivery_date"]).column(0)).as_py()
+                return value if isinstance(value, date) else None
+            found.append(stats.max)
+        return max(found, default=None)
 
 
 def bind_as_of(con: duckdb.DuckDBPyConnection, as_of: str) -> None:
@@ -239,7 +277,7 @@ def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str,
         for _, t in registry.tables():
             create_staged_views(con, lake, t)
         create_library_views(con, lake, registry)
-        as_of = as_of_date(con, registry) or run_at.date().isoformat()
+        as_of = as_of_date(lake, registry) or run_at.date().isoformat()
         bind_as_of(con, as_of)
         for table in library_order(registry):
             if table.name in MEI_TABLES:
