@@ -250,6 +250,25 @@ def test_person_records_cover_every_elder_row_and_skip_other_people(staged_sampl
     assert meals.filter(pl.col("id_number").is_not_null())["birth_date"].null_count() == 0
 
 
+def test_normalising_distinct_attributes_once_gives_every_record_the_same_values(
+    staged_sample: Lake,
+) -> None:
+    from assets.library.identity import DISTINCT_FIRST_MIN_ROWS, _normalise_rows
+
+    records = person_records(staged_sample, REG)
+    # raw text as a steward's file would hold it, some records without an id, an extra column
+    text = pl.concat([records] * 3).with_columns(
+        pl.col("birth_date").dt.strftime("%Y年%m月%d日"),
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("record_id")).alias("record_id"),
+    )
+    assert text.height >= DISTINCT_FIRST_MIN_ROWS
+    assert text.select([c for c in STANDARD_COLUMNS if c != "record_id"]).n_unique() < text.height // 2
+    fast = normalise_records(text, REG)
+    assert fast.columns == [*STANDARD_COLUMNS, "_source_file", "_row_number", "_delivery_date"]
+    assert fast.equals(_normalise_rows(text, REG))
+    assert fast["record_id"].str.starts_with("row:").sum() == text["record_id"].null_count() > 0
+
+
 def test_generated_sample_pairwise_precision_and_recall(staged_sample: Lake) -> None:
     records = person_records(staged_sample, REG)
     links = read_truth(staged_sample.truth, "links")

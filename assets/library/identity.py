@@ -218,6 +218,44 @@ def record_contract() -> Table:
 def normalise_records(frame: pl.DataFrame, registry: Registry | None = None) -> pl.DataFrame:
     """Person records (any of the standard columns, as text or typed) -> typed and normalised.
 
+    Each distinct combination of the attributes is normalised once (a year of daily
+    deliveries names the same elder with the same attributes hundreds of times), then
+    joined back to its records: the result is row for row what :func:`_normalise_rows`
+    gives the whole frame.
+    """
+    attrs = [c for c in STANDARD_COLUMNS if c != "record_id" and c in frame.columns]
+    if frame.height < DISTINCT_FIRST_MIN_ROWS or not attrs:
+        return _normalise_rows(frame, registry)
+    distinct = frame.select(attrs).unique(maintain_order=True)
+    if distinct.height > frame.height // 2:
+        return _normalise_rows(frame, registry)
+    distinct = distinct.with_row_index(_ATTRS_ROW)
+    typed = _normalise_rows(distinct, registry).drop("record_id")
+    given = (
+        pl.col("record_id").cast(pl.String) if "record_id" in frame.columns else pl.lit(None, dtype=pl.String)
+    )
+    keep = [c for c in frame.columns if c not in STANDARD_COLUMNS]
+    return (
+        frame.join(distinct, on=attrs, how="left", nulls_equal=True, maintain_order="left")
+        .select(
+            pl.coalesce(given, pl.format("row:{}", pl.int_range(1, pl.len() + 1))).alias("record_id"),
+            _ATTRS_ROW,
+            *keep,
+        )
+        .join(typed, on=_ATTRS_ROW, how="left", maintain_order="left")
+        .select(*STANDARD_COLUMNS, *keep)
+        .cast(pl.Schema(RECORD_SCHEMA), strict=False)
+    )
+
+
+# Below this many records every row is normalised directly.
+DISTINCT_FIRST_MIN_ROWS = 10_000
+_ATTRS_ROW = "__attrs_row"
+
+
+def _normalise_rows(frame: pl.DataFrame, registry: Registry | None = None) -> pl.DataFrame:
+    """Person records (any of the standard columns, as text or typed) -> typed and normalised.
+
     The same rules as staging: resident IDs upgraded 15 -> 18 digits and
     validated (an invalid ID becomes null: it is not trustworthy), phones
     canonical, names without spaces, addresses completed, streets to codes,
