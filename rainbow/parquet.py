@@ -27,9 +27,10 @@ work either way. ``rainbow rotate-key --zone Z`` re-encrypts a zone under a new 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -195,7 +196,34 @@ def glob_files(glob: Path) -> list[Path]:
         return [glob] if glob.exists() else []
     base = Path(text[:star]).parent if not text[:star].endswith(os.sep) else Path(text[:star])
     pattern = str(Path(text).relative_to(base))
+    parts = pattern.split(os.sep)
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "**" and "**" not in parts[1]):
+        # The lake's own globs (<dir>/*.parquet, <dir>/**/*.parquet): a plain scandir walk.
+        # pathlib's glob cost 50 s of a 170 s incremental build over a year of day folders
+        # (every connection registers every view's files).
+        names = re.compile(fnmatch.translate(parts[-1])).match
+        found = _scan(str(base), names, recursive=len(parts) == 2)
+        return [Path(f) for f in sorted(found, key=lambda f: f.split(os.sep))]
     return sorted(p for p in base.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def _scan(base: str, names: Callable[[str], object], *, recursive: bool) -> list[str]:
+    """Files under ``base`` (every level when ``recursive``, not into linked folders) whose
+    name matches and does not start with a dot - what ``Path.glob`` then ``is_file`` keep."""
+    out: list[str] = []
+    stack = [base]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        with entries:
+            for e in entries:
+                if recursive and e.is_dir() and not e.is_symlink():
+                    stack.append(e.path)
+                elif not e.name.startswith(".") and names(e.name) and e.is_file():
+                    out.append(e.path)
+    return out
 
 
 def source_name(glob: Path) -> str:
@@ -261,7 +289,7 @@ _sources: dict[Path, tuple[tuple[object, ...], ds.Dataset]] = {}
 def _cached_source(glob: Path, files: list[Path], lake: Lake) -> ds.Dataset:
     """The dataset of ``glob``, reused while its files (path, size, mtime) and the key are unchanged:
     every step of a build opens connections, and building a dataset reads every file's footer magic."""
-    stats = tuple((str(f), s.st_size, s.st_mtime_ns) for f in files for s in (f.stat(),))
+    stats = tuple((f, s.st_size, s.st_mtime_ns) for f in map(str, files) for s in (os.stat(f),))
     signature = (master_key(lake), stats)
     hit = _sources.get(glob)
     if hit is not None and hit[0] == signature:
