@@ -52,6 +52,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pyarrow.parquet.encryption as pe
 
+from rainbow.io import replace_file
 from rainbow.settings import Lake
 
 RESTRICTED_ZONES = ("raw", "staged", "library")
@@ -85,7 +86,7 @@ def _atomic(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from rainbow.parquet import register_view_sources
+from rainbow.parquet import listing_scope, register_view_sources
 from rainbow.settings import Lake, lake_root
 from rainbow.warehouse import limit_memory, publish_views
 
@@ -59,8 +59,9 @@ class LakeResource(dg.ConfigurableResource):
                 delay = min(delay * 2, 2.0)
         try:
             limit_memory(con)
-            register_view_sources(con, self.lake)  # encrypted restricted zones: rainbow.parquet
-            yield con
+            with listing_scope():  # the step's files are listed once until it writes one
+                register_view_sources(con, self.lake)  # encrypted restricted zones: rainbow.parquet
+                yield con
             if not read_only:
                 publish_views(con, self.lake)  # readers (dashboards) open these, not the locked file
         finally:

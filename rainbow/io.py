@@ -13,6 +13,21 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+_commits = 0
+
+
+def commit_count() -> int:
+    """How many files this process has renamed into place (listings of the lake cached by
+    :func:`rainbow.parquet.listing_scope` hold while it is unchanged)."""
+    return _commits
+
+
+def replace_file(tmp: Path, final: Path) -> None:
+    """``os.replace`` that counts the commit."""
+    global _commits
+    os.replace(tmp, final)
+    _commits += 1
+
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
@@ -23,7 +38,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, final)
+        replace_file(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()

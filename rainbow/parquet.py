@@ -27,10 +27,12 @@ work either way. ``rainbow rotate-key --zone Z`` re-encrypts a zone under a new 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 import duckdb
@@ -50,6 +52,7 @@ from masking.encryption import (
 )
 from masking.encryption import RESTRICTED_ZONES as ENCRYPTED_ZONES
 from masking.secrets import ENCRYPTION_KEY, require_secret
+from rainbow.io import commit_count
 from rainbow.settings import Lake
 
 ENCRYPT_ENV = "RAINBOW_ENCRYPT_AT_REST"
@@ -188,8 +191,64 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class _Listings:
+    """Globs listed and files stat'ed in one :func:`listing_scope`, valid until a commit."""
+
+    def __init__(self) -> None:
+        self.commits = commit_count()
+        self.globs: dict[str, tuple[Path, ...]] = {}
+        self.stats: dict[str, tuple[tuple[str, int, int], ...]] = {}
+
+    def current(self) -> _Listings:
+        if self.commits != commit_count():
+            self.commits = commit_count()
+            self.globs.clear()
+            self.stats.clear()
+        return self
+
+
+_scope: ContextVar[_Listings | None] = ContextVar("rainbow_listings", default=None)
+
+
+@contextlib.contextmanager
+def listing_scope() -> Iterator[None]:
+    """Within the block, each glob is listed (and its files stat'ed) once until this process
+    commits a file (:func:`rainbow.io.atomic_path`): a pipeline step registers every view's
+    files on its connection, then again per table it (re)creates views for. Outside a scope
+    (the dashboards' long-lived readers) every call lists afresh."""
+    if _scope.get() is not None:
+        yield
+        return
+    token = _scope.set(_Listings())
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
 def glob_files(glob: Path) -> list[Path]:
     """The Parquet files a DuckDB glob such as ``<dir>/**/*.parquet`` matches (no temporary files)."""
+    scope = _scope.get()
+    if scope is None:
+        return _glob_files(glob)
+    listings, key = scope.current(), str(glob)
+    if key not in listings.globs:
+        listings.globs[key] = tuple(_glob_files(glob))
+    return list(listings.globs[key])
+
+
+def _file_stats(glob: Path, files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    scope = _scope.get()
+    listings = scope.current() if scope is not None else None
+    if listings is not None and str(glob) in listings.stats:
+        return listings.stats[str(glob)]
+    stats = tuple((f, s.st_size, s.st_mtime_ns) for f in map(str, files) for s in (os.stat(f),))
+    if listings is not None:
+        listings.stats[str(glob)] = stats
+    return stats
+
+
+def _glob_files(glob: Path) -> list[Path]:
     text = str(glob)
     star = min((i for i in (text.find("*"), text.find("?"), text.find("[")) if i >= 0), default=-1)
     if star < 0:
@@ -289,8 +348,7 @@ _sources: dict[Path, tuple[tuple[object, ...], ds.Dataset]] = {}
 def _cached_source(glob: Path, files: list[Path], lake: Lake) -> ds.Dataset:
     """The dataset of ``glob``, reused while its files (path, size, mtime) and the key are unchanged:
     every step of a build opens connections, and building a dataset reads every file's footer magic."""
-    stats = tuple((f, s.st_size, s.st_mtime_ns) for f in map(str, files) for s in (os.stat(f),))
-    signature = (master_key(lake), stats)
+    signature = (master_key(lake), _file_stats(glob, files))
     hit = _sources.get(glob)
     if hit is not None and hit[0] == signature:
         return hit[1]

@@ -60,3 +60,23 @@ def test_the_walk_lists_what_it_should(tree: Path) -> None:
 def test_other_patterns_still_glob(tree: Path) -> None:
     glob = tree / "date=*" / "*.parquet"
     assert [p.parent.name for p in glob_files(glob)] == ["date=2026-11-30"] * 2 + ["date=2026-12-01"] * 2
+
+
+def test_a_listing_scope_lists_once_until_this_process_commits_a_file(tree: Path) -> None:
+    from rainbow.io import write_bytes_atomic
+    from rainbow.parquet import listing_scope
+
+    glob = tree / "**" / "*.parquet"
+    before = glob_files(glob)
+    with listing_scope():
+        assert glob_files(glob) == before
+        (tree / "elsewhere.parquet").write_bytes(b"PAR1")  # written by another process, say
+        assert glob_files(glob) == before  # listed once in the scope
+        write_bytes_atomic(tree / "date=2026-12-02" / "data.parquet", b"PAR1")  # this process commits
+        after = glob_files(glob)
+        assert set(after) - set(before) == {
+            tree / "elsewhere.parquet",
+            tree / "date=2026-12-02" / "data.parquet",
+        }
+    (tree / "late.parquet").write_bytes(b"PAR1")
+    assert tree / "late.parquet" in glob_files(glob)  # outside a scope every call lists afresh
