@@ -32,6 +32,7 @@ from assets.marts.alert_assets import SAFETY_ALERTS_JOB
 from assets.partitions import partition_date, partition_key
 from pipelines.jobs import ALERTS_RUN, EVENTS_RUN, NIGHTLY_BUILD, UNPARTITIONED_RUN, keys_by_partitioning
 from rainbow.io import write_bytes_atomic
+from rainbow.parquet import listing_scope
 from rainbow.settings import Lake
 from schemas import Registry, load_registry
 
@@ -205,7 +206,9 @@ def run_nightly(lake: Lake, console: Console | None = None) -> bool:
         runs.append((ALERTS_RUN, {"asset_selection": None, "tags": alert_tags}))
 
     results: list[dg.ExecuteInProcessResult] = []
-    with dg.DagsterInstance.get() as instance:
+    # the steps run in this process, one after another: the lake's file listings are shared
+    # by every step, each dropped when a step commits a file under its folder
+    with dg.DagsterInstance.get() as instance, listing_scope():
         for kind, selection in runs:
             results.append(
                 (alerts_job if kind == ALERTS_RUN else job).execute_in_process(

@@ -13,20 +13,24 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-_commits = 0
+_committed: list[str] = []
 
 
 def commit_count() -> int:
-    """How many files this process has renamed into place (listings of the lake cached by
-    :func:`rainbow.parquet.listing_scope` hold while it is unchanged)."""
-    return _commits
+    """How many files this process has renamed into place."""
+    return len(_committed)
+
+
+def commits_since(count: int) -> list[str]:
+    """The real paths of the files committed after the first ``count`` (listings of the lake
+    cached by :func:`rainbow.parquet.listing_scope` are dropped for the folders they touch)."""
+    return _committed[count:]
 
 
 def replace_file(tmp: Path, final: Path) -> None:
-    """``os.replace`` that counts the commit."""
-    global _commits
+    """``os.replace`` that records the commit."""
     os.replace(tmp, final)
-    _commits += 1
+    _committed.append(os.path.realpath(final))
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ from masking.encryption import (
 )
 from masking.encryption import RESTRICTED_ZONES as ENCRYPTED_ZONES
 from masking.secrets import ENCRYPTION_KEY, require_secret
-from rainbow.io import commit_count
+from rainbow.io import commit_count, commits_since
 from rainbow.settings import Lake
 
 ENCRYPT_ENV = "RAINBOW_ENCRYPT_AT_REST"
@@ -192,19 +192,31 @@ def _literal(text: str) -> str:
 
 
 class _Listings:
-    """Globs listed and files stat'ed in one :func:`listing_scope`, valid until a commit."""
+    """Globs listed and files stat'ed in one :func:`listing_scope`; a glob's entries are
+    dropped when this process commits a file under the glob's folder."""
 
     def __init__(self) -> None:
         self.commits = commit_count()
         self.globs: dict[str, tuple[Path, ...]] = {}
         self.stats: dict[str, tuple[tuple[str, int, int], ...]] = {}
+        self.folders: dict[str, str] = {}  # glob -> real path of its fixed folder (+ separator)
 
     def current(self) -> _Listings:
-        if self.commits != commit_count():
-            self.commits = commit_count()
-            self.globs.clear()
-            self.stats.clear()
+        new = commits_since(self.commits)
+        if new:
+            self.commits += len(new)
+            for key, folder in list(self.folders.items()):
+                if any(path.startswith(folder) for path in new):
+                    del self.folders[key]
+                    self.globs.pop(key, None)
+                    self.stats.pop(key, None)
         return self
+
+    def remember(self, glob: Path) -> str:
+        key = str(glob)
+        if key not in self.folders:
+            self.folders[key] = os.path.join(os.path.realpath(_fixed_folder(glob)), "")
+        return key
 
 
 _scope: ContextVar[_Listings | None] = ContextVar("rainbow_listings", default=None)
@@ -212,10 +224,11 @@ _scope: ContextVar[_Listings | None] = ContextVar("rainbow_listings", default=No
 
 @contextlib.contextmanager
 def listing_scope() -> Iterator[None]:
-    """Within the block, each glob is listed (and its files stat'ed) once until this process
-    commits a file (:func:`rainbow.io.atomic_path`): a pipeline step registers every view's
-    files on its connection, then again per table it (re)creates views for. Outside a scope
-    (the dashboards' long-lived readers) every call lists afresh."""
+    """Within the block, each glob is listed (and its files stat'ed) once, until this process
+    commits a file under the glob's folder (:func:`rainbow.io.atomic_path`): a nightly build
+    registers every view's files on every step's connection, then again per table it
+    (re)creates views for. Outside a scope (the dashboards' long-lived readers) every call
+    lists afresh. Files another process writes meanwhile are seen from the next scope on."""
     if _scope.get() is not None:
         yield
         return
@@ -231,7 +244,8 @@ def glob_files(glob: Path) -> list[Path]:
     scope = _scope.get()
     if scope is None:
         return _glob_files(glob)
-    listings, key = scope.current(), str(glob)
+    listings = scope.current()
+    key = listings.remember(glob)
     if key not in listings.globs:
         listings.globs[key] = tuple(_glob_files(glob))
     return list(listings.globs[key])
@@ -244,16 +258,24 @@ def _file_stats(glob: Path, files: list[Path]) -> tuple[tuple[str, int, int], ..
         return listings.stats[str(glob)]
     stats = tuple((f, s.st_size, s.st_mtime_ns) for f in map(str, files) for s in (os.stat(f),))
     if listings is not None:
-        listings.stats[str(glob)] = stats
+        listings.stats[listings.remember(glob)] = stats
     return stats
+
+
+def _fixed_folder(glob: Path) -> Path:
+    """The folder a glob's wildcards start below (a plain path: its folder)."""
+    text = str(glob)
+    star = min((i for i in (text.find("*"), text.find("?"), text.find("[")) if i >= 0), default=-1)
+    if star < 0:
+        return glob.parent
+    return Path(text[:star]).parent if not text[:star].endswith(os.sep) else Path(text[:star])
 
 
 def _glob_files(glob: Path) -> list[Path]:
     text = str(glob)
-    star = min((i for i in (text.find("*"), text.find("?"), text.find("[")) if i >= 0), default=-1)
-    if star < 0:
+    if not any(c in text for c in "*?["):
         return [glob] if glob.exists() else []
-    base = Path(text[:star]).parent if not text[:star].endswith(os.sep) else Path(text[:star])
+    base = _fixed_folder(glob)
     pattern = str(Path(text).relative_to(base))
     parts = pattern.split(os.sep)
     if len(parts) == 1 or (len(parts) == 2 and parts[0] == "**" and "**" not in parts[1]):

@@ -72,6 +72,8 @@ def test_a_listing_scope_lists_once_until_this_process_commits_a_file(tree: Path
         assert glob_files(glob) == before
         (tree / "elsewhere.parquet").write_bytes(b"PAR1")  # written by another process, say
         assert glob_files(glob) == before  # listed once in the scope
+        write_bytes_atomic(tree.parent / "other" / "data.parquet", b"PAR1")  # another table's folder
+        assert glob_files(glob) == before
         write_bytes_atomic(tree / "date=2026-12-02" / "data.parquet", b"PAR1")  # this process commits
         after = glob_files(glob)
         assert set(after) - set(before) == {
