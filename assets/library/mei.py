@@ -27,7 +27,14 @@ from pathlib import Path
 
 import polars as pl
 
-from assets.library.identity import COMPARISONS, LinkResult, LinkSettings, link_records, person_records
+from assets.library.identity import (
+    COMPARISONS,
+    STANDARD_COLUMNS,
+    LinkResult,
+    LinkSettings,
+    link_records,
+    person_records,
+)
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
 from rainbow.parquet import read_frame, write_frame
@@ -180,18 +187,7 @@ def build_mei(
     decisions = read_decisions(lake)
     previous = read_previous_links(lake)
     result = link_records(
-        records.select(
-            "record_id",
-            "source",
-            "name",
-            "sex",
-            "birth_date",
-            "id_number",
-            "other_id",
-            "phone",
-            "address",
-            "street",
-        ),
+        records.select(STANDARD_COLUMNS),
         previous=previous,
         decisions=decisions.select("record_id_l", "record_id_r", "decision"),
         settings=settings,
