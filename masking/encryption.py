@@ -40,8 +40,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +50,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pyarrow.parquet.encryption as pe
 
-from rainbow.io import replace_file
+from rainbow.io import atomic_path
 from rainbow.settings import Lake
 
 RESTRICTED_ZONES = ("raw", "staged", "library")
@@ -80,17 +78,6 @@ def is_encrypted(path: Path) -> bool:
     return magic == ENCRYPTED_MAGIC
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        replace_file(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_encrypted_parquet(
     data: pa.Table | pl.DataFrame | pa.RecordBatchReader,
     path: Path,
@@ -106,7 +93,7 @@ def write_encrypted_parquet(
     if isinstance(data, pl.DataFrame):
         data = data.to_arrow()
     rows = 0
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         schema = data.schema
         with pq.ParquetWriter(tmp, schema, compression=compression, encryption_properties=props) as w:
             if isinstance(data, pa.Table):
@@ -164,7 +151,7 @@ def _reencrypt(path: Path, old: bytes | None, new: bytes) -> None:
     props = pe.create_encryption_properties(new)
     try:
         with (
-            _atomic(path) as tmp,
+            atomic_path(path) as tmp,
             pq.ParquetWriter(tmp, src.schema_arrow, compression="zstd", encryption_properties=props) as w,
         ):
             for i in range(src.num_row_groups):
