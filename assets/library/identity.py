@@ -164,7 +164,10 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
         parts = sorted(staged_dir(lake, table).rglob("*.parquet"))
         if not parts:
             continue
-        frames.append(read_frame(parts, lake).lazy().select(_record_select(table)))
+        select = _record_select(table)
+        # only the columns the records use: a staged event table has many more, all encrypted
+        columns = sorted({name for expr in select for name in expr.meta.root_names()})
+        frames.append(read_frame(parts, lake, columns=columns).lazy().select(select))
     schema = {
         **RECORD_SCHEMA,
         "_source_file": pl.String(),

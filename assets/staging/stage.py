@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -24,8 +24,9 @@ from assets.ingest.raw import BROKEN_RAW_SCHEMA, LINEAGE_SCHEMA, raw_schema
 from assets.ingest.readers import RAW_TEXT
 from assets.ingest.views import empty_select, ensure_views, parquet_select
 from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
+from rainbow.filefacts import cached_facts
 from rainbow.io import atomic_path
-from rainbow.parquet import read_frame, write_frame
+from rainbow.parquet import glob_files, read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.contract import Table
 from schemas.registry import Registry
@@ -331,12 +332,22 @@ class StagedReconciliation:
         return not self.mismatches
 
 
+def _part_counts(lake: Lake) -> Callable[[Path], dict[str, int]]:
+    def count(part: Path) -> dict[str, int]:
+        counts = read_frame(part, lake, columns=["_source_file"]).group_by("_source_file").len()
+        return {str(k): int(v) for k, v in counts.iter_rows()}
+
+    return count
+
+
 def _count_by_file(folder: Path, lake: Lake) -> dict[str, int]:
-    parts = sorted(folder.rglob("*.parquet"))
-    if not parts:
-        return {}
-    counts = read_frame(parts, lake, columns=["_source_file"]).group_by("_source_file").len()
-    return {str(k): int(v) for k, v in counts.iter_rows()}
+    """Rows per delivered source file over the folder's parts (each part read only when it
+    changed since the last count: :func:`rainbow.filefacts.cached_facts`)."""
+    parts = glob_files(folder / "**" / "*.parquet")
+    total: Counter[str] = Counter()
+    for counts in cached_facts(lake, "rows_by_source_file", parts, _part_counts(lake)):
+        total.update(counts)
+    return dict(total)
 
 
 def reconcile_staged(lake: Lake, table: Table) -> StagedReconciliation:
