@@ -19,6 +19,7 @@ and only under its output directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
@@ -40,9 +41,8 @@ from catalog.scenarios import (
     load_scenarios,
     segment_names,
 )
-from rainbow.filefacts import cached_facts
+from rainbow.filefacts import row_counts
 from rainbow.io import atomic_path
-from rainbow.parquet import row_count
 from rainbow.settings import Lake
 from schemas.contract import Column, Dataset, DerivedTable, SourceSystem, Table
 from schemas.registry import Registry, load_registry
@@ -242,15 +242,15 @@ def _parquet_facts(files: Sequence[Path], lake: Lake) -> tuple[int | None, datet
     """(rows from the Parquet footers, newest modification time) of ``files`` (decrypting footers)."""
     if not files:
         return None, None
-
-    def rows_of(f: Path) -> int | None:
-        try:
-            return row_count(f, lake)
-        except (OSError, ValueError, pa.ArrowException):  # a file being replaced: count the rest
-            return None
-
+    unreadable = (OSError, ValueError, pa.ArrowException)  # a file being replaced: count the rest
     # footers are read only for files changed since the last catalogue (a year is ~20,000 files)
-    rows = sum(n for n in cached_facts(lake, "rows", files, rows_of) if n is not None)
+    try:
+        rows = sum(row_counts(lake, files))
+    except unreadable:
+        rows = 0
+        for f in files:
+            with contextlib.suppress(*unreadable):
+                rows += row_counts(lake, [f])[0]
     newest = max(f.stat().st_mtime for f in files)
     return rows, datetime.fromtimestamp(newest, UTC)
 

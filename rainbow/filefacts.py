@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rainbow.io import atomic_path
+from rainbow.parquet import row_count
 from rainbow.settings import Lake
 
 T = TypeVar("T")
 CACHE_DIR = "_cache"
+ROWS = "rows"  # rows in a Parquet file (its footer)
 
 # cache file -> (its mtime_ns when read, entries): one parse per shard and process
 _memo: dict[Path, tuple[int, dict[str, list[Any]]]] = {}
@@ -103,3 +105,8 @@ def cached_facts(lake: Lake, kind: str, files: Sequence[Path], compute: Callable
         if updated != entries:
             _store(path, updated)
     return out
+
+
+def row_counts(lake: Lake, files: Sequence[Path]) -> list[int]:
+    """Rows of each Parquet file (decrypting footers), from the cache where the file is unchanged."""
+    return cached_facts(lake, ROWS, files, lambda f: row_count(f, lake))

@@ -30,6 +30,7 @@ import polars as pl
 
 from assets.ingest.ledger import LedgerEntry, read_ledger, save_entries
 from assets.ingest.readers import ERROR, EXTRA, RAW_TEXT, ROW_NUMBER, Delivered, ReadError, read_delivery
+from rainbow.filefacts import row_counts
 from rainbow.io import atomic_path, sha256_file
 from rainbow.parquet import row_count, write_frame
 from rainbow.settings import Lake
@@ -585,6 +586,13 @@ def reconcile_table(lake: Lake, table: Table | str) -> Reconciliation:
     mismatches: list[dict[str, object]] = []
     declared: list[dict[str, object]] = []
     referenced: set[str] = set()
+    # footers are read only for parts written since the last check (rainbow.filefacts)
+    parts = [
+        path
+        for rel in ledger.select(pl.concat_list("raw_part", "broken_part")).to_series().explode().drop_nulls()
+        if (path := lake.root / rel).exists()
+    ]
+    rows_of = dict(zip(parts, row_counts(lake, parts), strict=True))
     for r in ledger.iter_rows(named=True):
         raw_rel, broken_rel = r["raw_part"], r["broken_part"]
         referenced.update(p for p in (raw_rel, broken_rel) if p)
@@ -595,10 +603,10 @@ def reconcile_table(lake: Lake, table: Table | str) -> Reconciliation:
         if raw_path is None or not raw_path.exists():
             problems.append("raw part missing")
         else:
-            raw_rows = row_count(raw_path, lake)
+            raw_rows = rows_of[raw_path]
         if broken_path is not None:
             if broken_path.exists():
-                broken_rows = row_count(broken_path, lake)
+                broken_rows = rows_of[broken_path]
             else:
                 problems.append("broken part missing")
         delivered = r["delivered_rows"]
