@@ -412,6 +412,7 @@ def test_a_new_delivery_of_a_dated_list_stages_only_its_date_and_equals_a_full_r
     tables = ("muni_elders", "district_registry")
     mine = files.filter(pl.col("table").is_in(tables))
     last = mine.filter(pl.col("table") == "muni_elders")["delivery_date"].max()
+    assert isinstance(last, date)
     held = set(mine.filter(pl.col("delivery_date") == last)["source_file"].to_list())
     assert held
     for src in mine["source_file"].to_list():
