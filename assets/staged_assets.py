@@ -21,9 +21,12 @@ from assets.staging.stage import (
     stage_partitions,
     stage_table,
     staged_dir,
+    stale_days,
 )
 from catalog.dagster_meta import spec_fields
 from pipelines.resources import LakeResource
+from rainbow.filefacts import row_counts
+from rainbow.parquet import glob_files
 from schemas import load_registry
 from schemas.contract import SourceSystem, Table
 from schemas.registry import Registry
@@ -80,16 +83,23 @@ def build_staged_asset(
             days = [partition_date(k) for k in context.partition_keys]
             reports = stage_partitions(lake.lake, table, registry, days)
         else:
-            days = []
+            # only the delivery dates with new or changed files; the rest is on disk already
+            days = stale_days(lake.lake, table)
             reports = [stage_table(lake.lake, table, registry)]
         with lake.warehouse() as con:
             create_staged_views(con, lake.lake, table)
         merged = StageReport.merge(table.name, reports)
         context.log.info(
             f"staged {merged.staged_rows} rows, quarantined {merged.quarantined_rows} "
-            f"({merged.reasons}) over {len(days) or 'all'} partition(s)"
+            f"({merged.reasons}) over {len(days)} delivery date(s)"
         )
-        return dg.MaterializeResult(metadata=_metadata(merged, str(staged_dir(lake.lake, table))))
+        metadata = _metadata(merged, str(staged_dir(lake.lake, table)))
+        if partitions_def is None:  # the table's rows, not only those of the dates staged now
+            parts = glob_files(staged_dir(lake.lake, table) / "**" / "*.parquet")
+            metadata["dagster/row_count"] = sum(row_counts(lake.lake, parts))
+            metadata["staged_rows_this_run"] = merged.staged_rows
+            metadata["delivery_dates_staged"] = dg.MetadataValue.json([d.isoformat() for d in days])
+        return dg.MaterializeResult(metadata=metadata)
 
     description = (
         f"{table.zh}（标准化层）：按契约类型化、标准化、码值统一；违反硬性规则的行进入隔离表并注明原因。\n\n"

@@ -56,7 +56,7 @@ from quality.scorecard import (
     source_health,
 )
 from quality.suites import rules_for
-from rainbow.parquet import read_frame
+from rainbow.parquet import glob_files, read_frame
 from rainbow.settings import Lake
 from schemas import load_registry
 from schemas.contract import Table
@@ -111,12 +111,10 @@ def choose_batches(
 
 def load_batch(lake: Lake, table: Table, batch: Batch) -> pl.DataFrame:
     folder = staged_dir(lake, table)
-    paths = (
-        [folder / "data.parquet"]
-        if batch.days is None
-        else [folder / f"date={d.isoformat()}" / "data.parquet" for d in batch.days]
-    )
-    paths = [p for p in paths if p.exists()]
+    if batch.days is None:  # the whole table: every delivery date's part
+        paths = glob_files(folder / "**" / "*.parquet")
+    else:
+        paths = [p for d in batch.days if (p := folder / f"date={d.isoformat()}" / "data.parquet").exists()]
     if not paths:
         return pl.DataFrame(schema=staged_schema(table))
     return read_frame(paths, lake)

@@ -265,9 +265,28 @@ def read_history(lake: Lake, newest_partitions: int | None = None) -> pl.DataFra
             files += sorted(runs, key=lambda f: (f.stem, f.parent.name))[-newest_partitions:]
     if not files:
         return pl.DataFrame(schema=HISTORY_SCHEMA)
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed").cast(
+    return pl.concat([_history_file(f) for f in files], how="vertical_relaxed").cast(
         pl.Schema(HISTORY_SCHEMA)
     )
+
+
+# history file -> ((size, mtime_ns, inode), its rows): every check of a build re-renders the
+# report from the same files, only the one it just wrote is new
+_HISTORY_FILES: dict[Path, tuple[tuple[int, int, int], pl.DataFrame]] = {}
+_HISTORY_FILES_MAX = 20_000
+
+
+def _history_file(path: Path) -> pl.DataFrame:
+    st = path.stat()
+    sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _HISTORY_FILES.get(path)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    if len(_HISTORY_FILES) >= _HISTORY_FILES_MAX:
+        _HISTORY_FILES.clear()
+    frame = pl.read_parquet(path)
+    _HISTORY_FILES[path] = (sig, frame)
+    return frame
 
 
 # ------------------------------------------------------------------ scores

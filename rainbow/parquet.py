@@ -31,7 +31,7 @@ import contextlib
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -109,13 +109,31 @@ def write_key(lake: Lake, path: Path) -> bytes | None:
     return zone_key(master_key(lake), zone)
 
 
-def write_frame(frame: pl.DataFrame, path: Path, lake: Lake, *, compression: str = "zstd") -> None:
-    """Write ``frame`` to ``path`` (callers rename a temporary path into place)."""
+def write_frame(
+    frame: pl.DataFrame,
+    path: Path,
+    lake: Lake,
+    *,
+    compression: str = "zstd",
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``frame`` to ``path`` (callers rename a temporary path into place); ``metadata``:
+    key-value pairs for the file's footer (:func:`file_metadata` reads them back)."""
     key = write_key(lake, path)
-    if key is None:
+    if key is None and metadata is None:
         frame.write_parquet(path, compression=compression, statistics=True)  # type: ignore[arg-type]
         return
-    write_batches(frame.to_arrow(), path, lake, key=key, compression=compression)
+    table = frame.to_arrow()
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    write_batches(table, path, lake, key=key, compression=compression)
+
+
+def file_metadata(path: Path, lake: Lake) -> dict[str, str]:
+    """The key-value pairs a writer put in the file's footer (decrypting it when encrypted)."""
+    with parquet_file(path, lake) as f:
+        raw = f.schema_arrow.metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
 
 
 def write_batches(

@@ -382,7 +382,7 @@ def test_the_check_blocks_with_masked_examples_when_a_guarding_rule_fails(
 ) -> None:
     lake = Lake(tmp_path / "lake")
     shutil.copytree(staged_lake.root, lake.root)
-    part = staged_dir(lake, "district_registry") / "data.parquet"
+    part = sorted(staged_dir(lake, "district_registry").glob("date=*/data.parquet"))[-1]
     frame = read_parquet(part)
     rows = (frame["id_number"].is_not_null() & frame["birth_date"].is_not_null()).arg_true()[:3].to_list()
     for r in rows:  # a phone not in its staged form (ERROR) and a birth date off its ID (WARN)
@@ -471,3 +471,16 @@ def test_the_nightly_build_with_the_checks_wired_in_passes_them_all(
     checked = {t.name for _, t in REG.tables()} | {t.name for _, t in REG.derived_tables("library")}
     checked |= {"elder_portrait", "elder_risk_tags", "elder_scenarios", "kpi_values"}
     assert set(read_history(lake)["table"]) == checked
+
+
+def test_history_read_again_sees_a_partition_recorded_again(staged_lake: Lake, tmp_path: Path) -> None:
+    """read_history keeps files it has read in memory; a file replaced since is read again."""
+    lake = Lake(tmp_path / "lake")
+    df = _staged(staged_lake, "screenings")
+    whole = validate(df, "screenings", REG, partition="all")
+    fewer = validate(df.head(2), "screenings", REG, partition="all")
+    assert whole.rows != fewer.rows
+    record_results(lake, REG, [whole], run_date=date(2026, 11, 12))
+    assert set(read_history(lake)["rows"]) == {whole.rows}
+    record_results(lake, REG, [fewer], run_date=date(2026, 11, 12))  # replaces the same file
+    assert set(read_history(lake)["rows"]) == {fewer.rows}

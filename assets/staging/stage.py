@@ -9,6 +9,7 @@ Outputs (written atomically; re-running rewrites identical bytes):
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -26,7 +27,7 @@ from assets.ingest.views import empty_select, ensure_views, parquet_select
 from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
 from rainbow.filefacts import cached_facts
 from rainbow.io import atomic_path
-from rainbow.parquet import glob_files, read_frame, write_frame
+from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.contract import Table
 from schemas.registry import Registry
@@ -190,8 +191,8 @@ def quarantine_dir(lake: Lake, table: Table | str) -> Path:
     return lake.staged / "_quarantine" / (table if isinstance(table, str) else table.name)
 
 
-def _partition_leaf(partition: date | None) -> str:
-    return f"date={partition.isoformat()}/data.parquet" if partition else "data.parquet"
+def _partition_leaf(partition: date) -> str:
+    return f"date={partition.isoformat()}/data.parquet"
 
 
 def _read_parts(lake: Lake, parts: list[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -201,10 +202,79 @@ def _read_parts(lake: Lake, parts: list[str], schema: dict[str, pl.DataType]) ->
 
 
 def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | None = None) -> StageReport:
-    """Stage every ingested file of ``table`` (of one delivery date when ``partition`` is given)."""
-    if partition is None:
-        return _stage(lake, table, registry, None)[0]
-    return _stage(lake, table, registry, [partition])[0]
+    """Stage ``table``: the delivery dates whose staged part is missing or was staged from other
+    ledger files than the ledger now holds for that date (see :func:`stale_days`), each into its
+    own ``date=YYYY-MM-DD`` folder; one delivery date when ``partition`` is given.
+
+    A table delivered as dated full lists or changes (the monthly registry, the daily municipal
+    roster) thus stages the new day's files, not its whole history, each night. The report covers
+    what this call staged.
+    """
+    if partition is not None:
+        return _stage(lake, table, registry, [partition])[0]
+    reports = stage_partitions(lake, table, registry, stale_days(lake, table))
+    _drop_single_file_layout(lake, table)
+    return StageReport.merge(table.name, reports)
+
+
+# the footer key of a staged part naming the ledger files it was staged from
+STAGED_FROM = "rainbow.staged_from"
+
+
+def _ingested(lake: Lake, table: Table | str) -> pl.DataFrame:
+    """The table's ingested ledger rows with ``_delivery_date`` (files without a date in their
+    name are dated by their ingest day)."""
+    ledger = read_ledger(lake, table if isinstance(table, str) else table.name)
+    return ledger.filter(pl.col("status") == "ingested").with_columns(
+        _delivery_date=pl.coalesce("delivered_date", pl.col("ingested_at").dt.date())
+    )
+
+
+def _staged_from(ledger_day: pl.DataFrame) -> str:
+    pairs = sorted(ledger_day.select("source_file", "file_sha256").iter_rows())
+    return json.dumps(pairs, ensure_ascii=False)
+
+
+def _partition_path(folder: Path, day: date) -> Path:
+    return folder / _partition_leaf(day)
+
+
+def stale_days(lake: Lake, table: Table) -> list[date]:
+    """Delivery dates to (re)stage: the staged or quarantine part is missing, or the staged part
+    was staged from other ledger files (name + SHA-256, kept in its footer under
+    :data:`STAGED_FROM`) than the ledger holds for the date now. Footers are read through
+    :func:`rainbow.filefacts.cached_facts`, so only parts written since the last run are opened.
+    A lake staged as one ``data.parquet`` per table (before per-date parts) restages every date."""
+    ledger = _ingested(lake, table)
+    want = {
+        day: _staged_from(group)
+        for (day,), group in ledger.group_by("_delivery_date")
+        if isinstance(day, date)
+    }
+    if (staged_dir(lake, table) / "data.parquet").exists():
+        return sorted(want)
+    parts = {
+        day: p
+        for day in want
+        if (p := _partition_path(staged_dir(lake, table), day)).exists()
+        and _partition_path(quarantine_dir(lake, table), day).exists()
+    }
+    files = list(parts.values())
+    have = dict(
+        zip(
+            files,
+            cached_facts(lake, "staged_from", files, lambda f: file_metadata(f, lake).get(STAGED_FROM)),
+            strict=True,
+        )
+    )
+    return sorted(day for day, inputs in want.items() if day not in parts or have[parts[day]] != inputs)
+
+
+def _drop_single_file_layout(lake: Lake, table: Table) -> None:
+    """Remove ``data.parquet`` at the root of the table's staged and quarantine folders (the layout
+    before per-date parts), once every date has its own part."""
+    for folder in (staged_dir(lake, table), quarantine_dir(lake, table)):
+        (folder / "data.parquet").unlink(missing_ok=True)
 
 
 STAGE_ROW_BUDGET_ENV = "RAINBOW_STAGE_ROW_BUDGET"
@@ -218,9 +288,11 @@ def stage_row_budget() -> int:
 def day_chunks(lake: Lake, table: Table, days: list[date], budget: int) -> list[list[date]]:
     """``days`` in order, cut into runs whose delivered rows (from the ledger) stay within
     ``budget`` (a day over the budget alone is its own run)."""
-    ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
     per_day = dict(
-        ledger.group_by("delivered_date").agg(pl.col("delivered_rows").fill_null(0).sum()).iter_rows()
+        _ingested(lake, table)
+        .group_by("_delivery_date")
+        .agg(pl.col("delivered_rows").fill_null(0).sum())
+        .iter_rows()
     )
     chunks: list[list[date]] = []
     current: list[date] = []
@@ -254,14 +326,8 @@ def stage_partitions(
     return reports
 
 
-def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None) -> list[StageReport]:
-    ledger = read_ledger(lake, table.name).filter(pl.col("status") == "ingested")
-    if days is not None:
-        ledger = ledger.filter(pl.col("delivered_date").is_in(days))
-    # Files without a date in their name are dated by their ingest day.
-    ledger = ledger.with_columns(
-        _delivery_date=pl.coalesce("delivered_date", pl.col("ingested_at").dt.date())
-    ).sort("source_file")
+def _stage(lake: Lake, table: Table, registry: Registry, days: list[date]) -> list[StageReport]:
+    ledger = _ingested(lake, table).filter(pl.col("_delivery_date").is_in(days)).sort("source_file")
     dates = ledger.select(pl.col("source_file").alias("_source_file"), "_delivery_date")
     raw = _read_parts(lake, ledger["raw_part"].drop_nulls().to_list(), raw_schema(table))
     broken = _read_parts(lake, ledger["broken_part"].drop_nulls().to_list(), BROKEN_RAW_SCHEMA)
@@ -272,17 +338,14 @@ def _stage(lake: Lake, table: Table, registry: Registry, days: list[date] | None
     broken = broken.join(dates, on="_source_file", how="left")
     staged, quarantine = stage_frame(raw, broken, table, registry)
     reports = []
-    for day in days if days is not None else [None]:
-        if day is None:
-            s_part, q_part, l_part = staged, quarantine, ledger
-        else:
-            s_part = staged.filter(pl.col("_delivery_date") == day)
-            q_part = quarantine.filter(pl.col("_delivery_date") == day)
-            l_part = ledger.filter(pl.col("_delivery_date") == day)
-        leaf = _partition_leaf(day)
+    for day in days:
+        s_part = staged.filter(pl.col("_delivery_date") == day)
+        q_part = quarantine.filter(pl.col("_delivery_date") == day)
+        l_part = ledger.filter(pl.col("_delivery_date") == day)
+        footer = {STAGED_FROM: _staged_from(l_part)}
         for frame, folder in ((s_part, staged_dir(lake, table)), (q_part, quarantine_dir(lake, table))):
-            with atomic_path(folder / leaf) as tmp:
-                write_frame(frame, tmp, lake)
+            with atomic_path(_partition_path(folder, day)) as tmp:
+                write_frame(frame, tmp, lake, metadata=footer)
         reports.append(_report(table, day, l_part, s_part, q_part))
     return reports
 

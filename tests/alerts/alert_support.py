@@ -58,7 +58,7 @@ def devices_from_staged(lake: Lake) -> pl.DataFrame:
         ("wristband_devices", WRISTBAND, "device_id"),
         ("water_meters", WATER_METER, "meter_id"),
     ):
-        d = read_parquet(lake.staged / table / "data.parquet")
+        d = read_parquet(lake.staged / table / "**" / "*.parquet")
         d = d.join(
             links.filter(pl.col("table") == table).drop("table"),
             on=["_source_file", "_row_number"],

@@ -131,7 +131,7 @@ def test_the_mart_holds_no_direct_identifier(alert_lake: AlertLake) -> None:
     assert not [c.name for c in table.columns if c.pii == "direct_identifier"]
     secrets: set[str] = set()
     for name in ("wristband_devices", "water_meters"):
-        staged = read_parquet(alert_lake.lake.staged / name / "data.parquet")
+        staged = read_parquet(alert_lake.lake.staged / name / "**" / "*.parquet")
         direct = [c.name for c in registry.table(name).columns if c.pii == "direct_identifier"]
         for col in direct:
             secrets |= {v for v in staged[col].drop_nulls().to_list() if len(v) >= 2}
