@@ -210,7 +210,54 @@ def bench_config(elders: int, days: int, seed: int) -> GeneratorConfig:
     return cfg
 
 
-def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULTS) -> dict[str, Any]:
+def snapshot_dir(work: Lake) -> Path:
+    """Where ``--keep-full`` keeps the work lake as the full build left it."""
+    return work.root.with_name(work.root.name + "-full")
+
+
+@dataclass(frozen=True)
+class _Measured:
+    seconds: float
+    peak_mb: float
+    result: dict[str, Any]
+
+
+def _keep_full(work: Lake, full: Any) -> None:
+    snap = snapshot_dir(work)
+    shutil.rmtree(snap, ignore_errors=True)
+    shutil.copytree(work.root, snap, symlinks=True)
+    record = {"seconds": full.seconds, "peak_mb": full.peak_mb, "result": full.result}
+    record["commit"] = _git_commit()
+    (snap / "_full_build.json").write_text(json.dumps(record, default=str), encoding="utf-8")
+    console.print(f"kept the lake after the full build in {snap} (--reuse-full measures a new day from it)")
+
+
+def _reuse_full(work: Lake) -> _Measured:
+    snap = snapshot_dir(work)
+    saved = snap / "_full_build.json"
+    if not saved.exists():
+        raise SystemExit(f"no kept full build at {snap}: run once with --keep-full")
+    record = json.loads(saved.read_text(encoding="utf-8"))
+    shutil.rmtree(work.root, ignore_errors=True)
+    # the same path as when it was built: the lake's views and Dagster storage hold absolute paths
+    shutil.copytree(snap, work.root, symlinks=True, ignore=shutil.ignore_patterns("_full_build.json"))
+    console.print(f"full build reused from {snap} (built at {record['commit']})")
+    return _Measured(record["seconds"], record["peak_mb"], record["result"])
+
+
+def bench(
+    elders: int,
+    days: int,
+    seed: int,
+    cache: Path,
+    results: Path = RESULTS,
+    *,
+    keep_full: bool = False,
+    reuse_full: bool = False,
+) -> dict[str, Any]:
+    """One bench run. ``keep_full``: keep a copy of the lake after the full build; ``reuse_full``:
+    start from that copy instead of building (its recorded time stands for the full build), so a
+    change to the incremental path is measured without rebuilding a year."""
     cfg = bench_config(elders, days, seed)
     work, landing, held = work_lake(cache, cfg)
     files = read_truth(landing.truth, "files")
@@ -218,7 +265,12 @@ def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULT
     held_rows = int(files.filter(pl.col("source_file").is_in(list(held)))["rows"].sum())
 
     console.print(f"full build: {landing_rows - held_rows:,} delivered rows ({len(held)} files held back)")
-    full = measure(run_build, str(work.root))
+    if reuse_full:
+        full: Any = _reuse_full(work)
+    else:
+        full = measure(run_build, str(work.root))
+        if keep_full:
+            _keep_full(work, full)
     for rel in sorted(held):
         link(landing, work, rel)
     console.print(f"incremental: the last day's {len(held)} files ({held_rows:,} rows)")
@@ -296,6 +348,7 @@ def bench(elders: int, days: int, seed: int, cache: Path, results: Path = RESULT
         "incremental_steps_s": round(_step_sum(incremental.result), 2),
         "incremental_peak_mb": round(incremental.result["peak_mb"]),
         "encrypted_at_rest": encryption_on(),
+        "full_reused": reuse_full,
         "steps": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in steps],
         "incremental_steps": [
             {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in inc_steps
@@ -372,8 +425,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--seed", type=int, default=20261101)
     ap.add_argument("--cache", type=Path, default=Path(".bench"))
+    ap.add_argument("--keep-full", action="store_true", help="keep a copy of the lake after the full build")
+    ap.add_argument("--reuse-full", action="store_true", help="measure a new day from the kept copy")
     args = ap.parse_args()
-    bench(args.elders, args.days, args.seed, args.cache)
+    bench(args.elders, args.days, args.seed, args.cache, keep_full=args.keep_full, reuse_full=args.reuse_full)
 
 
 if __name__ == "__main__":

@@ -335,11 +335,17 @@ def bench(
     days: Annotated[int, typer.Option(help="Days of deliveries (a year: 365).")] = 30,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 20261101,
     cache: Annotated[Path, typer.Option(help="Where generated data sets are cached.")] = Path(".bench"),
+    keep_full: Annotated[
+        bool, typer.Option(help="Keep a copy of the lake after the full build (for --reuse-full).")
+    ] = False,
+    reuse_full: Annotated[
+        bool, typer.Option(help="Start from the kept full build and measure a new day only.")
+    ] = False,
 ) -> None:
     """Benchmark the nightly build (性能基准): per asset time/rows/peak memory, floors, incremental day."""
     from benchmarks.nightly import bench as run_bench
 
-    record = run_bench(elders, days, seed, cache)
+    record = run_bench(elders, days, seed, cache, keep_full=keep_full, reuse_full=reuse_full)
     raise typer.Exit(0 if record["full_ok"] else 1)
 
 
