@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from catalog.graph import KpiFormula, build_lineage_graph, load_kpi_formulas, type_name
+from catalog.graph import KpiFormula, build_lineage_graph, lineage_graph, load_kpi_formulas, type_name
 from catalog.lineage import ColumnRef, LineageGraph
 from catalog.roles import RoleGrant, RolesConfig, department_slug, load_roles
 from catalog.scenarios import (
@@ -836,7 +836,9 @@ def build_catalog(
     scenarios = scenarios or load_scenarios(
         registry, kpi_ids={k.id for k in formulas} if formulas else None, check_kpis=bool(formulas)
     )
-    graph = graph or build_lineage_graph(registry, kpis=formulas)
+    # the KPI formulas on disk: the graph the asset definitions already built in this process
+    if graph is None:
+        graph = lineage_graph(registry) if kpis is None else build_lineage_graph(registry, kpis=formulas)
     roles = load_roles()
     kpi_entries = _kpi_entries(formulas, graph, scenarios)
     builder = _Builder(lake, registry, graph, roles, scenarios, {k.id: k.reads for k in kpi_entries})

@@ -30,7 +30,7 @@ from typing import Any
 
 import dagster as dg
 
-from catalog.graph import build_lineage_graph, type_name
+from catalog.graph import lineage_graph, type_name
 from catalog.lineage import ColumnRef, LineageGraph
 from catalog.roles import department_slug
 from schemas.contract import Column, DerivedTable, Table
@@ -47,17 +47,6 @@ PII_ZH = {
 ZONES = ("raw", "staged", "library", "marts")
 
 
-_GRAPHS: dict[int, tuple[Registry, LineageGraph]] = {}
-
-
-def lineage_graph(registry: Registry | None = None) -> LineageGraph:
-    """The lake's lineage graph (built once per registry object; KPI formulas included)."""
-    registry = registry or load_registry()
-    hit = _GRAPHS.get(id(registry))
-    if hit is None or hit[0] is not registry:
-        hit = (registry, build_lineage_graph(registry))
-        _GRAPHS[id(registry)] = hit
-    return hit[1]
 
 
 def asset_key(qualified: str) -> dg.AssetKey:

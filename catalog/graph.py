@@ -40,7 +40,7 @@ from catalog.lineage import (
     iter_sql_files,
     sql_table_lineage,
 )
-from schemas.registry import Registry
+from schemas.registry import Registry, load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON_LINEAGE_PATH = Path(__file__).with_name("python_lineage.yaml")
@@ -356,6 +356,21 @@ def staging_lineage(registry: Registry, schema: SchemaDict) -> list[TableLineage
             lineage.columns[column] = {"value": frozenset(deps)}
         out.append(lineage)
     return out
+
+
+_GRAPHS: dict[int, tuple[Registry, LineageGraph]] = {}
+
+
+def lineage_graph(registry: Registry | None = None) -> LineageGraph:
+    """The lake's lineage graph with the KPI formulas on disk, built once per process and registry
+    object (the asset definitions and the catalogue step of a build share it; it only changes
+    when the code does). Treat it as read-only."""
+    registry = registry or load_registry()
+    hit = _GRAPHS.get(id(registry))
+    if hit is None or hit[0] is not registry:
+        hit = (registry, build_lineage_graph(registry))
+        _GRAPHS[id(registry)] = hit
+    return hit[1]
 
 
 def build_lineage_graph(
