@@ -86,11 +86,20 @@ def partitions_on_disk(lake: Lake, table: Table | str) -> list[date]:
 
 
 def choose_batches(
-    lake: Lake, table: Table, partitioned: bool, run_days: list[date], settings: CheckSettings
+    lake: Lake, table: Table, partitioned: bool, run_days: list[date] | None, settings: CheckSettings
 ) -> tuple[list[Batch], list[date]]:
-    """The batches to validate, and the run's days that have no staged partition on disk."""
-    if not partitioned:
-        return [Batch(ALL, None)], []
+    """The batches to validate, and the run's days that have no staged partition on disk.
+
+    ``run_days``: the delivery dates the run staged (None for a table that is not partitioned
+    when they are not known: the whole table then). Tables delivered as dated lists are staged
+    per date too, so they are validated like event partitions: a night without a new list
+    validates the newest one, not every snapshot of the year again.
+    """
+    if run_days is None:
+        if partitioned:
+            run_days = []
+        else:
+            return [Batch(ALL, None)], []
     on_disk = set(partitions_on_disk(lake, table))
     if not run_days:
         newest = sorted(on_disk)[-settings.latest_partitions :]
@@ -142,7 +151,7 @@ def validate_staged(
 ) -> tuple[list[QualityResult], list[date]]:
     """Validate what a check of ``table`` validates (see :func:`choose_batches`); no Dagster needed."""
     settings = (thresholds or load_thresholds()).checks
-    batches, missing = choose_batches(lake, table, partitioned, run_days or [], settings)
+    batches, missing = choose_batches(lake, table, partitioned, run_days, settings)
     related = load_related(lake, table, registry)
     results = [
         validate(load_batch(lake, table, b), table, registry, related=related, partition=b.label)
@@ -243,6 +252,18 @@ def _health_of(health: pl.DataFrame, table: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ the checks
 
 
+def dates_staged_in_run(context: dg.AssetCheckExecutionContext, table: Table) -> list[date] | None:
+    """The delivery dates the staged asset of an unpartitioned table staged in this run (its
+    ``delivery_dates_staged`` metadata), or None when it did not materialise in this run."""
+    event = context.instance.get_latest_materialization_event(staged_asset_key(table))
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    staged = event.asset_materialization.metadata.get("delivery_dates_staged")
+    if staged is None:
+        return None
+    return [date.fromisoformat(str(d)) for d in staged.value]
+
+
 def build_expectations_check(
     table: Table, registry: Registry, daily: dg.PartitionsDefinition, thresholds: Thresholds
 ) -> dg.AssetChecksDefinition:
@@ -257,20 +278,27 @@ def build_expectations_check(
         description=(
             f"{table.zh}：按契约与业务规则生成的 {total} 条质量规则"
             f"（其中 {guards} 条守护主题库，失败为 ERROR 并阻断下游；其余失败为 WARN）。"
-            + ("校验本次运行的分区（最新分区逐日，较早分区合并为一批）。" if partitioned else "校验整表。")
+            + (
+                "校验本次运行的分区（最新分区逐日，较早分区合并为一批）。"
+                if partitioned
+                else "校验本次运行新标准化的交付日期（无新交付时校验最新一期）。"
+            )
             + f"\n\n{table.en}: {total} expectations from the contract and the domain rules; "
             f"{guards} guard the library (failure: ERROR, blocks downstream), the rest warn. "
             + (
                 "Validates the run's partitions (newest day by day, older days as one batch)."
                 if partitioned
-                else "Validates the whole table."
+                else "Validates the delivery dates staged in this run (the newest one when none was "
+                "new; the whole table when the check runs without its asset)."
             )
         ),
     )
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-        run_days: list[date] = []
+        run_days: list[date] | None = []
         if partitioned and (context.has_partition_key or context.has_partition_key_range):
             run_days = [partition_date(k) for k in context.partition_keys]
+        elif not partitioned:
+            run_days = dates_staged_in_run(context, table)
         results, missing = validate_staged(
             lake.lake, table, registry, partitioned=partitioned, run_days=run_days, thresholds=thresholds
         )

@@ -107,7 +107,7 @@ def test_every_suite_passes_on_clean_generated_staged_data(staged_lake: Lake) ->
     settings = load_thresholds()
     for _, table in REG.tables():
         days = (
-            []
+            None  # the whole table
             if not table.delivery.partitioned
             else sorted(
                 date.fromisoformat(p.parent.name[5:])
@@ -352,8 +352,11 @@ def test_choose_batches_validates_the_newest_day_alone_and_older_days_together(s
         Batch("2026-11-09", (days[8],)),
         Batch("2026-11-10", (days[9],)),
     ]
-    assert choose_batches(staged_lake, REG.table("facilities"), False, [], CheckSettings())[0] == [
-        Batch("all", None)
+    facilities = REG.table("facilities")
+    assert choose_batches(staged_lake, facilities, False, None, CheckSettings())[0] == [Batch("all", None)]
+    # a dated list with nothing new in the run: its newest delivery (the one list of these days)
+    assert choose_batches(staged_lake, facilities, False, [], CheckSettings())[0] == [
+        Batch("2026-11-01", (date(2026, 11, 1),))
     ]
     # older days in batches under the row budget: one day each with a budget of one row
     small, _ = choose_batches(staged_lake, table, True, days, CheckSettings(max_batch_rows=1))
@@ -484,3 +487,35 @@ def test_history_read_again_sees_a_partition_recorded_again(staged_lake: Lake, t
     assert set(read_history(lake)["rows"]) == {whole.rows}
     record_results(lake, REG, [fewer], run_date=date(2026, 11, 12))  # replaces the same file
     assert set(read_history(lake)["rows"]) == {fewer.rows}
+
+
+@pytest.mark.integration
+def test_a_dated_list_is_validated_by_the_dates_its_run_staged(staged_lake: Lake, tmp_path: Path) -> None:
+    """muni_elders is not partitioned, but staged per delivery date: its check validates what the
+    run staged (older dates as one batch, the newest alone), the newest date when nothing was new,
+    and the whole table when the check runs without its asset."""
+    lake = Lake(tmp_path / "lake")
+    shutil.copytree(staged_lake.root, lake.root)
+    table = REG.table("muni_elders")
+    parts = staged_dir(lake, table).glob("date=*/data.parquet")
+    days = sorted(p.parent.name.removeprefix("date=") for p in parts)
+    assert len(days) >= 3
+    for p in staged_dir(lake, table).glob("date=*"):  # as if never staged: every date is new
+        shutil.rmtree(p)
+    daily = daily_partitions("2026-11-01")
+    check = _check_for("muni_elders", daily)
+    asset = build_staged_asset(REG.system_of(table.name), table, REG, daily)
+    resources = {"lake": LakeResource(root=str(lake.root))}
+    with dg.DagsterInstance.ephemeral() as instance:
+
+        def validated(selection: dg.AssetSelection) -> list[str]:
+            result = dg.materialize(
+                [asset, check], resources=resources, selection=selection, instance=instance
+            )
+            (evaluation,) = result.get_asset_check_evaluations()
+            return list(evaluation.metadata["partitions_validated"].value)  # type: ignore[attr-defined]
+
+        everything = dg.AssetSelection.assets(asset) | dg.AssetSelection.checks(check)
+        assert validated(everything) == [f"{days[0]}..{days[-2]}", days[-1]]
+        assert validated(everything) == [days[-1]]  # nothing new: the newest list
+        assert validated(dg.AssetSelection.checks(check)) == ["all"]
