@@ -3,10 +3,12 @@
 A nightly build keeps a year of day files per table and checks or catalogues all of
 them (rows per file, rows per delivered source file). Re-reading ~20,000 encrypted
 footers every night made those steps grow with history; the files of earlier days
-never change. :func:`cached_facts` reads a file only when its size, modification
-time (ns) or inode differ from what the cache holds for it, so a new day reads the
-new day's files. Every write in the lake goes through an atomic rename
-(:mod:`rainbow.io`), which gives the file a new inode and modification time.
+never change. :func:`cached_facts` reads a file only when its size or modification
+time (ns) differ from what the cache holds for it, so a new day reads the new day's
+files. Every write in the lake goes through an atomic rename (:mod:`rainbow.io`) of a
+file written just then, so a new version has a new modification time. The inode is
+not part of the signature: a lake copied with its times (``cp -a``, ``shutil.copytree``,
+a restored backup) keeps its cache.
 
 The cache is ``<lake>/_cache/<kind>/<shard>.json``, one shard per table folder (the
 path relative to the lake with hive segments like ``date=...`` and the file name
@@ -44,7 +46,7 @@ def _shard(rel: str) -> str:
 
 
 def _signature(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _load(path: Path) -> dict[str, list[Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -118,11 +119,26 @@ def test_rows_per_source_file_follow_a_rewritten_part_and_a_copied_lake(tmp_path
     # a part that loses a row is counted again (the reconciliation check then fails on it)
     _part(lake, "2026-11-01", ["a.csv", "b.csv"])
     assert _count_by_file(folder, lake) == {"a.csv": 1, "b.csv": 1, "c.csv": 1}
-    # a copy of the lake (other inodes) counts its own files, even when the cache came along
+    # a copy of the lake with its times (a restored backup) keeps the cache and counts its own
+    # changes: a part rewritten in the copy
     copy = Lake(tmp_path / "copy")
     shutil.copytree(lake.root, copy.root)
-    part = copy.staged / "meals" / "date=2026-11-02" / "data.parquet"
     _part(copy, "2026-11-02", ["c.csv", "c.csv"])
-    assert part.exists()
     assert _count_by_file(copy.staged / "meals", copy) == {"a.csv": 1, "b.csv": 1, "c.csv": 2}
     assert _count_by_file(folder, lake) == {"a.csv": 1, "b.csv": 1, "c.csv": 1}
+
+
+def test_a_copied_lake_reads_no_unchanged_file_again(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    files = _day_files(lake, 2)
+    cached_facts(lake, "size", files, Counting())
+    copy = Lake(tmp_path / "copy")
+    shutil.copytree(lake.root, copy.root)  # copy2: same sizes and modification times
+    compute = Counting()
+    copied = [copy.root / f.relative_to(lake.root) for f in files]
+    assert cached_facts(copy, "size", copied, compute) == [1, 2]
+    assert compute.calls == []
+    # a file changed in place (same size, later time) is read again
+    os.utime(copied[0], ns=(copied[0].stat().st_atime_ns, copied[0].stat().st_mtime_ns + 1_000_000))
+    assert cached_facts(copy, "size", copied, compute) == [1, 2]
+    assert compute.calls == ["d1.bin"]
