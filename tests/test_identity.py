@@ -334,3 +334,50 @@ def test_rainbow_link_on_a_raw_csv(tmp_path: Path) -> None:
     )
     assert again.exit_code == 0, again.output
     assert dict(pl.read_csv(out_csv).select("record_id", "elder_key").iter_rows()) == k
+
+
+def test_person_records_are_kept_between_runs_and_follow_new_and_changed_parts(tmp_path: Path) -> None:
+    """A year of daily parts is read once: later runs read the parts that are new or changed,
+    and the result always equals reading every part."""
+    import json
+    import shutil
+
+    from assets.library.identity import RECORDS_PARTS, person_records, records_cache
+    from masking.encryption import is_encrypted
+    from rainbow.io import atomic_path
+    from rainbow.parquet import file_metadata, read_frame, write_frame
+
+    reg = load_registry()
+    lake = Lake(tmp_path / "lake")
+    generate(GeneratorConfig(elders=200, days=3), lake)
+    ingest_and_stage(lake, reg, datetime(2026, 12, 1, 2, tzinfo=UTC))
+
+    def uncached() -> pl.DataFrame:
+        shutil.rmtree(lake.library / "_cache", ignore_errors=True)
+        return person_records(lake, reg)
+
+    parts = sorted((lake.staged / "meal_transactions").glob("date=*/data.parquet"))
+    assert len(parts) >= 2
+    held = tmp_path / "held.parquet"
+    shutil.move(parts[-1], held)  # the newest day is not staged yet
+    first = uncached()
+    cache = records_cache(lake, "meal_transactions")
+    assert is_encrypted(cache)  # names and IDs: encrypted like the rest of the library zone
+    covered = json.loads(file_metadata(cache, lake)[RECORDS_PARTS])
+    assert len(covered) == len(parts) - 1
+    assert person_records(lake, reg).equals(first)  # from the cache
+
+    shutil.move(held, parts[-1])  # the new day lands
+    with_new = person_records(lake, reg)
+    assert len(json.loads(file_metadata(cache, lake)[RECORDS_PARTS])) == len(parts)
+    assert with_new.height > first.height
+    assert with_new.equals(uncached())
+
+    # a part restaged with a row fewer: its records are read again, the others come from the cache
+    part = parts[0]
+    rows = read_frame(part, lake)
+    with atomic_path(part) as tmp:
+        write_frame(rows.head(rows.height - 1), tmp, lake)
+    fewer = person_records(lake, reg)
+    assert fewer.height == with_new.height - 1
+    assert fewer.equals(uncached())

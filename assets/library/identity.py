@@ -31,10 +31,14 @@ Pure functions, no Dagster:
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from assets.library.identity_keys import Clustering, Constraints, assign_keys
 from assets.library.identity_model import (
@@ -46,7 +50,8 @@ from assets.library.identity_model import (
 )
 from assets.staging.normalise import Rule, clean_text, rule_for
 from assets.staging.stage import staged_dir
-from rainbow.parquet import read_frame
+from rainbow.io import atomic_path
+from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.contract import Column, Delivery, Table
 from schemas.registry import Registry, load_registry
@@ -157,17 +162,15 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
     emergency contacts named on the same row are other people. Where a table
     has no birth date or sex column, the ones derived from the validated ID are
     used. ``record_id`` is ``<table>:<_source_file>:<_row_number>``, stable
-    across runs because staging keeps the lineage of every row.
+    across runs because staging keeps the lineage of every row. Each table's
+    records are kept between runs (:func:`table_records`), so a new day reads
+    the new day's staged parts.
     """
     frames = []
     for table in elder_tables(registry):
-        parts = sorted(staged_dir(lake, table).rglob("*.parquet"))
-        if not parts:
-            continue
-        select = _record_select(table)
-        # only the columns the records use: a staged event table has many more, all encrypted
-        columns = sorted({name for expr in select for name in expr.meta.root_names()})
-        frames.append(read_frame(parts, lake, columns=columns).lazy().select(select))
+        records = table_records(lake, table)
+        if records is not None:
+            frames.append(records)
     schema = {
         **RECORD_SCHEMA,
         "_source_file": pl.String(),
@@ -176,8 +179,71 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
     }
     if not frames:
         return pl.DataFrame(schema=schema)
-    out = pl.concat([f.collect() for f in frames], how="vertical_relaxed").cast(pl.Schema(schema))
+    out = pl.concat(frames, how="vertical_relaxed").cast(pl.Schema(schema))
     return out.sort("source", "_source_file", "_row_number")
+
+
+# the staged parts (path relative to the lake -> [size, mtime_ns]) a table's kept records cover
+RECORDS_PARTS = "rainbow.record_parts"
+# the extraction the kept records were made with (a code change rebuilds them)
+RECORDS_VERSION = "rainbow.record_select"
+PART = "_part"
+
+
+def records_cache(lake: Lake, table: Table | str) -> Path:
+    """``library/_cache/person_records/<table>.parquet``: encrypted like the rest of the zone."""
+    name = table if isinstance(table, str) else table.name
+    return lake.library / "_cache" / "person_records" / f"{name}.parquet"
+
+
+def table_records(lake: Lake, table: Table) -> pl.DataFrame | None:
+    """The person records of one staged table (None when it has no staged part).
+
+    A year of daily parts is ~3,000 files, and opening each one costs more than its rows: the
+    records are kept in :func:`records_cache` with the size and mtime of each part they came
+    from; a run reads only the parts that are new or changed since, drops the records of parts
+    that are gone, and rewrites the cache when anything differs. The result equals reading
+    every part (same rows; callers sort).
+    """
+    select = _record_select(table)
+    columns = sorted({name for expr in select for name in expr.meta.root_names()})
+    version = hashlib.sha256(repr([str(e) for e in select]).encode()).hexdigest()[:16]
+    parts = glob_files(staged_dir(lake, table) / "**" / "*.parquet")
+    if not parts:
+        return None
+    root = lake.root.resolve()
+    rel = {p: p.resolve().relative_to(root).as_posix() for p in parts}
+    sigs = {rel[p]: [st.st_size, st.st_mtime_ns] for p in parts if (st := p.stat())}
+    cache = records_cache(lake, table)
+    kept, covered = None, {}
+    if cache.exists():
+        try:
+            meta = file_metadata(cache, lake)
+            if meta.get(RECORDS_VERSION) == version:
+                covered = json.loads(meta.get(RECORDS_PARTS, "{}"))
+                kept = read_frame(cache, lake)
+        except (OSError, ValueError, pa.ArrowException):  # unreadable: read every part again
+            kept, covered = None, {}
+    valid = {r for r, sig in covered.items() if sigs.get(r) == sig}
+    todo = [p for p in parts if rel[p] not in valid]
+    fresh = [
+        read_frame(p, lake, columns=columns).lazy().select(select).with_columns(pl.lit(rel[p]).alias(PART))
+        for p in todo
+    ]
+    frames = [pl.concat([f.collect() for f in fresh], how="vertical_relaxed")] if fresh else []
+    if kept is not None and valid:
+        frames.insert(0, kept.filter(pl.col(PART).is_in(list(valid))))
+    records = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+    if todo or valid != set(covered):
+        keep = {r: sigs[r] for r in sorted(valid | {rel[p] for p in todo})}
+        with atomic_path(cache) as tmp:
+            write_frame(
+                records,
+                tmp,
+                lake,
+                metadata={RECORDS_PARTS: json.dumps(keep), RECORDS_VERSION: version},
+            )
+    return records.drop(PART)
 
 
 @functools.cache
