@@ -28,6 +28,7 @@ rule that guards the library gives severity ERROR (the check is blocking, so
 downstream assets wait); other failures give WARN.
 """
 
+import json
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -45,12 +46,13 @@ from pipelines.resources import LakeResource
 from quality.redact import scrub
 from quality.report import write_report
 from quality.rules import FAMILY_ZH
-from quality.runner import QualityResult, validate
+from quality.runner import Outcome, QualityResult, validate
 from quality.scorecard import (
     CheckSettings,
     Thresholds,
     family_scores,
     load_thresholds,
+    read_history,
     record_results,
     record_source_health,
     source_health,
@@ -252,6 +254,59 @@ def _health_of(health: pl.DataFrame, table: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ the checks
 
 
+def unchanged_list_result(
+    lake: Lake, table: Table, registry: Registry
+) -> tuple[QualityResult, dict[str, Any]] | None:
+    """The recorded validation of the newest list of an unpartitioned table, when it can stand for
+    this run's: the run staged nothing (the caller knows), the table has no cross-table rule (the
+    other table may have changed), and the newest list's latest record in the quality history has
+    exactly the current suite's rules. Returns (that result, where it comes from) or None."""
+    rules = rules_for(table, registry)
+    if any(r.needs for r in rules):
+        return None
+    days = partitions_on_disk(lake, table)
+    if not days:
+        return None
+    label = days[-1].isoformat()
+    history = read_history(lake, newest_partitions=1).filter(
+        (pl.col("table") == table.name) & (pl.col("partition") == label)
+    )
+    if history.is_empty():
+        return None
+    latest = history.filter(pl.col("run_at") == pl.col("run_at").max())
+    order = {r.id: i for i, r in enumerate(rules)}
+    if set(latest["rule_id"]) != set(order) or latest.height != len(order):
+        return None
+    outcomes = tuple(
+        Outcome(
+            rule_id=row["rule_id"],
+            family=row["family"],
+            severity=row["severity"],
+            zh=row["rule_zh"],
+            expectation_type=row["expectation_type"],
+            columns=(),
+            evaluated=row["evaluated"],
+            success=row["success"],
+            element_count=row["element_count"] or 0,
+            unexpected_count=row["unexpected_count"] or 0,
+            unexpected_percent=row["unexpected_percent"],
+            observed=row["observed"],
+            examples=tuple(json.loads(row["examples_json"])) if row["examples_json"] else (),
+            note=row["note"],
+        )
+        for row in sorted(latest.iter_rows(named=True), key=lambda r: order[r["rule_id"]])
+    )
+    result = QualityResult(table.name, label, int(latest["rows"][0] or 0), outcomes, seconds=0.0)
+    source = {
+        "partition": label,
+        "run_id": latest["run_id"][0],
+        "run_date": str(latest["run_date"][0]),
+        "why": "本次运行无新交付，沿用最新一期的校验结果 / "
+        "nothing new in this run: the newest list's last validation stands",
+    }
+    return result, source
+
+
 def dates_staged_in_run(context: dg.AssetCheckExecutionContext, table: Table) -> list[date] | None:
     """The delivery dates the staged asset of an unpartitioned table staged in this run (its
     ``delivery_dates_staged`` metadata), or None when it did not materialise in this run."""
@@ -299,14 +354,22 @@ def build_expectations_check(
             run_days = [partition_date(k) for k in context.partition_keys]
         elif not partitioned:
             run_days = dates_staged_in_run(context, table)
-        results, missing = validate_staged(
-            lake.lake, table, registry, partitioned=partitioned, run_days=run_days, thresholds=thresholds
-        )
-        run_at = datetime.now(UTC)
-        run_date = run_at.astimezone(ZoneInfo(PARTITION_TIMEZONE)).date()
-        record_results(
-            lake.lake, registry, results, run_date=run_date, run_at=run_at, run_id=context.run.run_id
-        )
+        # a dated list with nothing new in the run: last validation of its newest list stands
+        reused = None
+        if run_days == [] and not partitioned:
+            reused = unchanged_list_result(lake.lake, table, registry)
+        missing: list[date] = []
+        if reused is not None:
+            results = [reused[0]]
+        else:
+            results, missing = validate_staged(
+                lake.lake, table, registry, partitioned=partitioned, run_days=run_days, thresholds=thresholds
+            )
+            run_at = datetime.now(UTC)
+            run_date = run_at.astimezone(ZoneInfo(PARTITION_TIMEZONE)).date()
+            record_results(
+                lake.lake, registry, results, run_date=run_date, run_at=run_at, run_id=context.run.run_id
+            )
         health = source_health(lake.lake, registry, thresholds)
         record_source_health(lake.lake, health)
         report = write_report(lake.lake, registry, thresholds, health=health, run_id=context.run.run_id)
@@ -316,10 +379,13 @@ def build_expectations_check(
             f"{table.name}: {len(results)} batch(es), {sum(r.rows for r in results)} rows, "
             f"{errors} ERROR and {warns} WARN rule failures"
         )
+        metadata = check_metadata(results, missing, _health_of(health, table.name), str(report))
+        if reused is not None:
+            metadata["validation_reused"] = dg.MetadataValue.json(reused[1])
         return dg.AssetCheckResult(
             passed=errors == 0 and warns == 0,
             severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-            metadata=check_metadata(results, missing, _health_of(health, table.name), str(report)),
+            metadata=metadata,
         )
 
     return _check

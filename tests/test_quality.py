@@ -25,6 +25,7 @@ from quality.rules import FAMILIES
 from quality.runner import QualityResult, validate
 from quality.scorecard import (
     CheckSettings,
+    history_dir,
     load_thresholds,
     read_history,
     record_results,
@@ -508,14 +509,39 @@ def test_a_dated_list_is_validated_by_the_dates_its_run_staged(staged_lake: Lake
     resources = {"lake": LakeResource(root=str(lake.root))}
     with dg.DagsterInstance.ephemeral() as instance:
 
-        def validated(selection: dg.AssetSelection) -> list[str]:
+        def evaluate(selection: dg.AssetSelection) -> dg.AssetCheckEvaluation:
             result = dg.materialize(
-                [asset, check], resources=resources, selection=selection, instance=instance
+                [asset, check],
+                resources=resources,
+                selection=selection,
+                instance=instance,
+                raise_on_error=False,
             )
             (evaluation,) = result.get_asset_check_evaluations()
+            return evaluation
+
+        def validated(evaluation: dg.AssetCheckEvaluation) -> list[str]:
             return list(evaluation.metadata["partitions_validated"].value)  # type: ignore[attr-defined]
 
         everything = dg.AssetSelection.assets(asset) | dg.AssetSelection.checks(check)
-        assert validated(everything) == [f"{days[0]}..{days[-2]}", days[-1]]
-        assert validated(everything) == [days[-1]]  # nothing new: the newest list
-        assert validated(dg.AssetSelection.checks(check)) == ["all"]
+        first = evaluate(everything)
+        assert validated(first) == [f"{days[0]}..{days[-2]}", days[-1]] and first.passed
+        assert "validation_reused" not in first.metadata
+        records = sorted(history_dir(lake).rglob("*.parquet"))
+        # nothing new: the newest list's validation of the first run stands, GX does not run again
+        again = evaluate(everything)
+        assert validated(again) == [days[-1]] and again.passed
+        assert again.metadata["validation_reused"].value["partition"] == days[-1]  # type: ignore[attr-defined]
+        assert sorted(history_dir(lake).rglob("*.parquet")) == records  # nothing recorded
+        # ... and so does its verdict: a guarding rule recorded as failed fails the check again
+        newest = next(p for p in records if f"/{days[-1]}/" in p.as_posix() and "muni_elders" in p.as_posix())
+        one = pl.col("rule_id") == pl.col("rule_id").first()
+        failed = pl.read_parquet(newest).with_columns(
+            success=pl.when(one).then(False).otherwise("success"),
+            evaluated=pl.lit(True),
+            severity=pl.when(one).then(pl.lit("ERROR")).otherwise("severity"),
+        )
+        failed.write_parquet(newest)
+        blocked = evaluate(everything)
+        assert not blocked.passed and blocked.severity == dg.AssetCheckSeverity.ERROR
+        assert validated(evaluate(dg.AssetSelection.checks(check))) == ["all"]
