@@ -18,10 +18,9 @@ from assets.staging.stage import (
     StageReport,
     create_staged_views,
     reconcile_staged,
+    stage_new_dates,
     stage_partitions,
-    stage_table,
     staged_dir,
-    stale_days,
 )
 from catalog.dagster_meta import spec_fields
 from pipelines.resources import LakeResource
@@ -84,8 +83,8 @@ def build_staged_asset(
             reports = stage_partitions(lake.lake, table, registry, days)
         else:
             # only the delivery dates with new or changed files; the rest is on disk already
-            days = stale_days(lake.lake, table)
-            reports = [stage_table(lake.lake, table, registry)]
+            reports = stage_new_dates(lake.lake, table, registry)
+            days = [partition_date(r.partition) for r in reports if r.partition]
         with lake.warehouse() as con:
             create_staged_views(con, lake.lake, table)
         merged = StageReport.merge(table.name, reports)

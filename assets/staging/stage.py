@@ -212,9 +212,14 @@ def stage_table(lake: Lake, table: Table, registry: Registry, partition: date | 
     """
     if partition is not None:
         return _stage(lake, table, registry, [partition])[0]
+    return StageReport.merge(table.name, stage_new_dates(lake, table, registry))
+
+
+def stage_new_dates(lake: Lake, table: Table, registry: Registry) -> list[StageReport]:
+    """Stage the :func:`stale_days` of ``table``; one report per date staged (``partition``)."""
     reports = stage_partitions(lake, table, registry, stale_days(lake, table))
     _drop_single_file_layout(lake, table)
-    return StageReport.merge(table.name, reports)
+    return reports
 
 
 # the footer key of a staged part naming the ledger files it was staged from
