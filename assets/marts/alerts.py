@@ -14,7 +14,14 @@ Pure functions first (Polars frames in, frames out, no I/O), then the lake paths
   window: same ``alert_id``, earliest start) and writes the evidence in Chinese.
 
 An ongoing episode is therefore one alert: every hour it lasts adds one row (the
-alert's state in that hour) under the same ``alert_id``. The mart is
+alert's state in that hour) under the same ``alert_id``.
+
+Many hours at once (a backfill, a nightly run of a day): :func:`run_hours` detects a block
+of up to a day of hours in one pass. Each reading is repeated once per hour whose look-back
+window holds it, tagged with that hour (``_hour``), and every rule groups by device *and*
+``_hour``: the result is exactly what the hours would find one by one (same windows, same
+delivery days read, same order), at a fraction of the per-call cost. Only the chaining to
+earlier alerts stays hour by hour, because an hour continues the alerts of the hours before it. The mart is
 ``<lake>/marts/safety_alerts/hour=YYYY-MM-DDTHH/data.parquet``; an hour's file
 depends only on the data up to the end of that hour and on the files of earlier
 hours, so re-running an hour rewrites the same file. No names, ID numbers,
@@ -53,6 +60,8 @@ MART = "safety_alerts"
 HOUR_FORMAT = "%Y-%m-%dT%H"  # partition keys and folder names: hour=2026-11-05T13
 WRISTBAND = "WRISTBAND"
 WATER_METER = "WATER_METER"
+HOUR = "_hour"  # the hour a repeated reading/hit is evaluated for (blocks of hours, see run_hours)
+BLOCK_HOURS = 24  # hours detected in one pass by run_hours
 
 QUARANTINED_EVENT = "quarantined_event"
 # quarantine reasons that leave an event's device, time and type trustworthy (e.g. a GPS value
@@ -165,6 +174,11 @@ def _minutes(n: float) -> pl.Expr:
     return pl.duration(microseconds=round(n * 60_000_000))
 
 
+def _hour_cols(frame: pl.DataFrame) -> list[str]:
+    """``[HOUR]`` when the frame holds readings repeated per evaluated hour, else ``[]``."""
+    return [HOUR] if HOUR in frame.columns else []
+
+
 def _sustained(
     frame: pl.DataFrame,
     key: str,
@@ -179,11 +193,13 @@ def _sustained(
 ) -> pl.DataFrame:
     """Hits of a sustained condition: the flagged readings of a run of consecutive flagged
     readings (no gap over ``max_gap_minutes``) once it counts ``min_readings`` readings
-    spanning ``min_duration_minutes``. Columns: key, run_start, hit_at, value (the run's
-    ``extreme`` value so far, e.g. its lowest SpO2)."""
+    spanning ``min_duration_minutes``. Columns: key (and ``_hour``), run_start, hit_at, value
+    (the run's ``extreme`` value so far, e.g. its lowest SpO2)."""
+    keys = [key, *_hour_cols(frame)]
     empty = pl.DataFrame(
         schema={
             key: pl.String(),
+            **({HOUR: pl.Datetime("us")} if HOUR in keys else {}),
             "run_start": pl.Datetime("us"),
             "hit_at": pl.Datetime("us"),
             "value": pl.Float64(),
@@ -192,14 +208,14 @@ def _sustained(
     if frame.height == 0:
         return empty
     f = frame.select(
-        pl.col(key), pl.col(time).alias("hit_at"), flag.alias("_flag"), value.cast(pl.Float64).alias("value")
+        *keys, pl.col(time).alias("hit_at"), flag.alias("_flag"), value.cast(pl.Float64).alias("value")
     )
     if not f["_flag"].any():  # the usual hour: nothing abnormal, skip the run bookkeeping
         return empty
-    f = f.sort(key, "hit_at").with_columns(
+    f = f.sort(*keys, "hit_at", maintain_order=True).with_columns(
         _brk=(
-            (pl.col("_flag") != pl.col("_flag").shift(1).over(key))
-            | ((pl.col("hit_at") - pl.col("hit_at").shift(1).over(key)) > _minutes(max_gap_minutes))
+            (pl.col("_flag") != pl.col("_flag").shift(1).over(keys))
+            | ((pl.col("hit_at") - pl.col("hit_at").shift(1).over(keys)) > _minutes(max_gap_minutes))
         ).fill_null(True)
     )
     f = f.with_columns(_run=pl.col("_brk").cum_sum()).filter(pl.col("_flag"))
@@ -211,7 +227,7 @@ def _sustained(
     return f.filter(
         (pl.col("_n") >= min_readings)
         & (pl.col("hit_at") - pl.col("run_start") >= _minutes(min_duration_minutes))
-    ).select(key, "run_start", "hit_at", "value")
+    ).select(*keys, "run_start", "hit_at", "value")
 
 
 def _as_hits(
@@ -224,6 +240,7 @@ def _as_hits(
 ) -> pl.DataFrame:
     key = "meter_id" if "meter_id" in frame.columns else "device_id"
     return frame.select(
+        *_hour_cols(frame),
         pl.lit(device_kind).alias("device_kind"),
         pl.col(key).alias("device_id"),
         pl.lit(alert_type).alias("alert_type"),
@@ -291,6 +308,7 @@ def _event_hits(events: pl.DataFrame, event_type: str, alert_type: str, severity
     ev = events.filter(pl.col("event_type") == event_type)
     hits = _as_hits(
         ev.select(
+            *_hour_cols(ev),
             "device_id",
             pl.col("occurred_at").alias("run_start"),
             pl.col("occurred_at").alias("hit_at"),
@@ -320,36 +338,38 @@ def fall_hits(events: pl.DataFrame, vitals: pl.DataFrame, rules: AlertRules) -> 
     hits = _event_hits(events, "FALL", FALL, r.severity)
     if r.no_movement_minutes is None or hits.height == 0:
         return hits
-    falls = hits.select("device_id", pl.col("hit_at").alias("fall_at"))
+    h = _hour_cols(hits)
+    dev = ["device_id", *h]  # a fall is judged within the readings of its own evaluated hour
+    falls = hits.select(*dev, pl.col("hit_at").alias("fall_at"))
     need = timedelta(minutes=r.no_movement_minutes)
-    v = vitals.filter(pl.col("steps").is_not_null()).select("device_id", "measured_at", "steps")
+    v = vitals.filter(pl.col("steps").is_not_null()).select(*dev, "measured_at", "steps")
     # readings from the last one before the fall (within half an hour) to the first one at or
     # after fall + no_movement_minutes; flat steps over all of them = no movement
-    near = falls.join(v, on="device_id").filter(
+    near = falls.join(v, on=dev).filter(
         (pl.col("measured_at") >= pl.col("fall_at") - timedelta(minutes=30))
         & (pl.col("measured_at") <= pl.col("fall_at") + need + timedelta(minutes=30))
     )
     base = (
         near.filter(pl.col("measured_at") <= pl.col("fall_at"))
-        .group_by("device_id", "fall_at")
+        .group_by(*dev, "fall_at")
         .agg(pl.col("measured_at").max().alias("from_at"))
     )
     confirm = (
         near.filter(pl.col("measured_at") >= pl.col("fall_at") + need)
-        .group_by("device_id", "fall_at")
+        .group_by(*dev, "fall_at")
         .agg(pl.col("measured_at").min().alias("to_at"))
     )
-    spans = confirm.join(base, on=["device_id", "fall_at"], how="left").with_columns(
+    spans = confirm.join(base, on=[*dev, "fall_at"], how="left").with_columns(
         from_at=pl.coalesce("from_at", "fall_at")
     )
     flat = (
-        spans.join(near, on=["device_id", "fall_at"])
+        spans.join(near, on=[*dev, "fall_at"])
         .filter(pl.col("measured_at").is_between(pl.col("from_at"), pl.col("to_at")))
-        .group_by("device_id", "fall_at", "to_at")
+        .group_by(*dev, "fall_at", "to_at")
         .agg(moved=pl.col("steps").max() - pl.col("steps").min(), readings=pl.len())
         .filter((pl.col("moved") == 0) & (pl.col("readings") >= 2))
         .select(
-            "device_id",
+            *dev,
             pl.col("fall_at").alias("run_start"),
             pl.col("to_at").alias("hit_at"),
             value=pl.lit(0.0),
@@ -404,7 +424,7 @@ def geofence_hits(
                 on="device_id",
                 how="left",
             )
-            .select(list(HITS_SCHEMA))
+            .select(*_hour_cols(ev), *HITS_SCHEMA)
         )
     return pl.concat(out)
 
@@ -416,7 +436,8 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
     r = rules.water_inactivity
     if not r.enabled or water.height == 0:
         return _empty_hits()
-    w = water.filter(pl.col("reading_m3").is_not_null()).select("meter_id", "read_at", "reading_m3")
+    h = _hour_cols(water)
+    w = water.filter(pl.col("reading_m3").is_not_null()).select(*h, "meter_id", "read_at", "reading_m3")
     if r.lives_alone_only:
         alone = devices.filter(pl.col("device_kind") == WATER_METER).select(
             pl.col("device_id").alias("meter_id"), "lives_alone"
@@ -426,16 +447,17 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
         if r.unknown_lives_alone_alerts:
             keep = keep.fill_null(True)
         w = w.filter(keep.fill_null(False)).drop("lives_alone")
-    w = w.sort("meter_id", "read_at")
+    w = w.sort("meter_id", *h, "read_at", maintain_order=True)
     window = timedelta(hours=r.window_hours)
     starts = w.select(
         "meter_id",
+        *h,
         pl.col("read_at").alias("from_at"),
         pl.col("reading_m3").alias("from_m3"),
         (pl.col("read_at") + window).alias("_due"),
-    ).sort("meter_id", "_due")
+    ).sort("meter_id", *h, "_due", maintain_order=True)
     paired = w.with_columns(_due=pl.col("read_at")).join_asof(
-        starts, on="_due", by="meter_id", strategy="backward", check_sortedness=False
+        starts, on="_due", by=["meter_id", *h], strategy="backward", check_sortedness=False
     )
     quiet = paired.filter(
         pl.col("from_at").is_not_null()
@@ -443,6 +465,7 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
     ).with_columns(used=(pl.col("reading_m3") - pl.col("from_m3")).round(6))
     # a negative difference is a meter reset or a bad reading, not quietness
     quiet = quiet.filter((pl.col("used") >= 0) & (pl.col("used") < r.min_use_m3)).select(
+        *h,
         "meter_id",
         pl.col("from_at").alias("run_start"),
         pl.col("read_at").alias("hit_at"),
@@ -452,21 +475,46 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
     return _as_hits(quiet, WATER_METER, WATER_INACTIVITY, "reading", r.severity, aux=pl.col("_hours"))
 
 
-def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = None) -> pl.DataFrame:
-    """Every rule's hits over the inputs (readings and events before ``end`` only)."""
-    vitals, events, water = inputs.vitals, inputs.events, inputs.water
+def _conform(part: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A rule's hits in ``schema``; a disabled rule (or one without rows to read) answers an
+    empty frame without ``_hour``."""
+    if HOUR in schema and HOUR not in part.columns:
+        if part.height:
+            raise ValueError("hits of hour-tagged inputs lost their _hour column")
+        part = part.with_columns(pl.lit(None, pl.Datetime("us")).alias(HOUR))
+    return part.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+
+
+def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.DataFrame:
+    """Rows before ``end`` and, for rows repeated per hour, before their hour's end."""
     if end is not None:
-        vitals = vitals.filter(pl.col("measured_at") < end)
-        events = events.filter(pl.col("occurred_at") < end)
-        water = water.filter(pl.col("read_at") < end)
-    vitals = vitals.unique(["device_id", "measured_at"], keep="first", maintain_order=True)
+        frame = frame.filter(pl.col(time_col) < end)
+    if HOUR in frame.columns:
+        frame = frame.filter(pl.col(time_col) < pl.col(HOUR) + timedelta(hours=1))
+    return frame
+
+
+def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = None) -> pl.DataFrame:
+    """Every rule's hits over the inputs (readings and events before ``end`` only).
+
+    When the inputs carry ``_hour`` (readings repeated per evaluated hour, :func:`hourly_inputs`),
+    each hour is evaluated on its own rows only (readings before the hour's end) and the hits
+    carry ``_hour``."""
+    vitals, events, water = inputs.vitals, inputs.events, inputs.water
+    h = _hour_cols(vitals)
+    if {HOUR in f.columns for f in (vitals, events, water)} != {bool(h)}:
+        raise ValueError("vitals, events and water must all carry _hour or none")
+    vitals = _before_end(vitals, "measured_at", end)
+    events = _before_end(events, "occurred_at", end)
+    water = _before_end(water, "read_at", end)
+    vitals = vitals.unique(["device_id", *h, "measured_at"], keep="first", maintain_order=True)
     if "from_quarantine" not in events.columns:
         events = events.with_columns(from_quarantine=pl.lit(False))
     # a staged copy of an event wins over a rescued quarantined one
-    events = events.sort("from_quarantine", "event_id").unique(
-        ["event_id"], keep="first", maintain_order=True
+    events = events.sort(*h, "from_quarantine", "event_id", maintain_order=True).unique(
+        ["event_id", *h], keep="first", maintain_order=True
     )
-    water = water.unique(["meter_id", "read_at"], keep="first", maintain_order=True)
+    water = water.unique(["meter_id", *h, "read_at"], keep="first", maintain_order=True)
     parts = [
         heart_rate_hits(vitals, rules),
         spo2_hits(vitals, rules),
@@ -475,8 +523,11 @@ def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = N
         geofence_hits(vitals, events, inputs.devices, rules),
         water_hits(water, inputs.devices, rules),
     ]
-    hits = pl.concat([p.select(list(HITS_SCHEMA)).cast(HITS_SCHEMA) for p in parts])  # type: ignore[arg-type]
-    return hits.sort("device_kind", "device_id", "alert_type", "hit_at", "run_start", "source")
+    schema = {**({HOUR: pl.Datetime("us")} if h else {}), **HITS_SCHEMA}
+    hits = pl.concat([_conform(p, schema) for p in parts])
+    return hits.sort(
+        *h, "device_kind", "device_id", "alert_type", "hit_at", "run_start", "source", maintain_order=True
+    )
 
 
 # ---------------------------------------------------------------- hits -> episodes -> alerts
@@ -507,8 +558,9 @@ def group_episodes(hits: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
     dedup = pl.col("alert_type").replace_strict(
         {t: rules.dedup_minutes(t) for t in hits["alert_type"].unique().to_list()}, return_dtype=pl.Int64
     )
-    h = hits.sort("subject", "alert_type", "run_start", "hit_at").with_columns(
-        _prev_end=pl.col("hit_at").cum_max().shift(1).over("subject", "alert_type"),
+    by = [*_hour_cols(hits), "subject", "alert_type"]  # episodes never span two evaluated hours
+    h = hits.sort(*by, "run_start", "hit_at", maintain_order=True).with_columns(
+        _prev_end=pl.col("hit_at").cum_max().shift(1).over(by),
         _dedup=pl.duration(minutes=dedup),
     )
     new = pl.col("_prev_end").is_null() | (pl.col("run_start") > pl.col("_prev_end") + pl.col("_dedup"))
@@ -606,14 +658,33 @@ def alerts_for_hour(
     ``inputs`` hold the readings of the hour and its look-back (later ones are ignored);
     ``prior`` the mart rows of earlier hours (:func:`read_prior`) to chain ongoing alerts to.
     """
-    end = start + timedelta(hours=1)
-    hits = detect_hits(inputs, rules, end)
+    tagged = AlertInputs(
+        vitals=_at_hour(inputs.vitals, start),
+        events=_at_hour(inputs.events, start),
+        water=_at_hour(inputs.water, start),
+        devices=inputs.devices,
+    )
+    eps = hour_episodes(detect_hits(tagged, rules), inputs.devices, rules, pseudonymise)
+    return hour_rows(start, eps, rules, prior)
+
+
+def _at_hour(frame: pl.DataFrame, start: datetime) -> pl.DataFrame:
+    return frame.with_columns(pl.lit(start, dtype=pl.Datetime("us")).alias(HOUR))
+
+
+def hour_episodes(
+    hits: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules, pseudonymise: Pseudonymise
+) -> pl.DataFrame:
+    """Episodes of hits tagged with their evaluated hour (``_hour``): one row per episode with a
+    hit inside its hour, before chaining (:func:`hour_rows`)."""
     if hits.height == 0:
-        return pl.DataFrame(schema=ALERTS_SCHEMA)
-    hits = group_episodes(_subjects(hits, inputs.devices, pseudonymise), rules)
-    eps = (
-        hits.group_by("episode")
+        return pl.DataFrame(schema={HOUR: pl.Datetime("us"), "episode": pl.Int64()})
+    hits = group_episodes(_subjects(hits, devices, pseudonymise), rules)
+    in_hour = (pl.col("hit_at") >= pl.col(HOUR)) & (pl.col("hit_at") < pl.col(HOUR) + timedelta(hours=1))
+    return (
+        hits.group_by("episode", maintain_order=True)
         .agg(
+            pl.col(HOUR).first(),
             pl.col("subject").first(),
             pl.col("alert_type").first(),
             _severity_max("severity").alias("severity"),
@@ -624,7 +695,7 @@ def alerts_for_hour(
             pl.col("hit_at").min().alias("detected_at"),
             pl.col("run_start").min().alias("episode_start"),
             pl.col("hit_at").max().alias("episode_end"),
-            pl.col("hit_at").is_between(start, end, closed="left").sum().cast(pl.Int64).alias("hits"),
+            in_hour.sum().cast(pl.Int64).alias("hits"),
             _value_agg().alias("value"),
             pl.col("aux").drop_nulls().last().alias("aux"),
             pl.col("source").unique().sort().alias("sources"),
@@ -632,10 +703,19 @@ def alerts_for_hour(
         )
         .filter(pl.col("hits") > 0)
     )
+
+
+def hour_rows(
+    start: datetime, eps: pl.DataFrame, rules: AlertRules, prior: pl.DataFrame | None
+) -> pl.DataFrame:
+    """The mart rows of hour ``start`` from its episodes (:func:`hour_episodes` of that hour):
+    chained to the alerts of earlier hours (``prior``), escalated, with their evidence."""
+    if eps.height == 0:
+        return pl.DataFrame(schema=ALERTS_SCHEMA)
     eps = _chain(eps, prior, rules)
     eps = _escalate(eps, rules)
     rows = []
-    for row in eps.sort("alert_type", "subject", "episode_start").iter_rows(named=True):
+    for row in eps.sort("alert_type", "subject", "episode_start", maintain_order=True).iter_rows(named=True):
         rows.append(
             {
                 "alert_id": row["alert_id"],
@@ -762,6 +842,39 @@ def _time_slice(day: pl.DataFrame, time_col: str, start: datetime, end: datetime
     return day.slice(lo, hi - lo)
 
 
+def _staged_day(
+    lake: Lake, table: str, time_col: str, schema: dict[str, pl.DataType], d: date, cache: DayCache
+) -> pl.DataFrame | None:
+    """The staged rows of delivery day ``d`` (the columns of ``schema``), without null times,
+    sorted by time (stable, so an hour's window is a slice); None when the day has no file."""
+    if (table, d) in cache:
+        return cache[(table, d)]
+    path = lake.staged / table / f"date={d.isoformat()}" / "data.parquet"
+    if not path.exists():
+        return None
+    day = read_frame(path, lake, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
+    cache[(table, d)] = day.filter(pl.col(time_col).is_not_null()).sort(time_col, maintain_order=True)
+    return cache[(table, d)]
+
+
+def _window_by_day(
+    lake: Lake,
+    table: str,
+    time_col: str,
+    schema: dict[str, pl.DataType],
+    start: datetime,
+    end: datetime,
+    cache: DayCache,
+) -> list[tuple[date, pl.DataFrame]]:
+    """Per delivery day the window overlaps: its rows with ``start <= time_col < end``."""
+    out = []
+    for d in _days(start, end):
+        day = _staged_day(lake, table, time_col, schema, d, cache)
+        if day is not None:
+            out.append((d, _time_slice(day, time_col, start, end)))
+    return out
+
+
 def read_staged_window(
     lake: Lake,
     table: str,
@@ -772,25 +885,12 @@ def read_staged_window(
     cache: DayCache | None = None,
 ) -> pl.DataFrame:
     """Rows of a daily-partitioned staged table with ``start <= time_col < end``: reads the
-    delivery days the window overlaps (``staged/<table>/date=YYYY-MM-DD/data.parquet``).
-    ``cache`` keeps whole days (the columns of ``schema``) for the next hours of a run."""
-    window = (pl.col(time_col) >= start) & (pl.col(time_col) < end)
-    frames = []
-    for d in _days(start, end):
-        path = lake.staged / table / f"date={d.isoformat()}" / "data.parquet"
-        if cache is not None and (table, d) in cache:
-            frames.append(_time_slice(cache[(table, d)], time_col, start, end))
-        elif path.exists():
-            if cache is not None:
-                # kept sorted by time (stable), so each hour's window is a slice, not a scan
-                day = read_frame(path, lake, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
-                cache[(table, d)] = day.filter(pl.col(time_col).is_not_null()).sort(
-                    time_col, maintain_order=True
-                )
-                frames.append(_time_slice(cache[(table, d)], time_col, start, end))
-            else:
-                day = read_frame(path, lake, columns=list(schema)).filter(window)
-                frames.append(day.cast(schema))  # type: ignore[arg-type]
+    delivery days the window overlaps (``staged/<table>/date=YYYY-MM-DD/data.parquet``), in
+    day order and by time within a day. ``cache`` keeps whole days for the next hours of a run."""
+    frames = [
+        f
+        for _, f in _window_by_day(lake, table, time_col, schema, start, end, {} if cache is None else cache)
+    ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
@@ -838,40 +938,61 @@ def rescue_events(quarantined: pl.DataFrame, event_codes: dict[str, str]) -> pl.
     ).cast(schema)  # type: ignore[arg-type]
 
 
+QUARANTINED_EVENTS = "_quarantine/wristband_events"
+QUARANTINE_COLUMNS = (
+    "event_id",
+    "device_id",
+    "occurred_at",
+    "event_type",
+    "_reasons",
+    "_delivery_date",
+    "_source_file",
+    "_row_number",
+)
+
+
+def _rescued_day(lake: Lake, d: date, event_codes: dict[str, str], cache: DayCache) -> pl.DataFrame | None:
+    """:func:`rescue_events` of delivery day ``d``'s quarantined wristband events (None: no file)."""
+    key = (QUARANTINED_EVENTS, d)
+    if key in cache:
+        return cache[key]
+    path = lake.staged / QUARANTINED_EVENTS / f"date={d.isoformat()}" / "data.parquet"
+    if not path.exists():
+        return None
+    q = read_frame(path, lake)
+    need = list(QUARANTINE_COLUMNS)
+    cache[key] = rescue_events(
+        q.select(need) if all(c in q.columns for c in need) else pl.DataFrame(), event_codes
+    )
+    return cache[key]
+
+
+def _rescued_by_day(
+    lake: Lake, start: datetime, end: datetime, event_codes: dict[str, str], cache: DayCache
+) -> list[tuple[date, pl.DataFrame]]:
+    window = (pl.col("occurred_at") >= start) & (pl.col("occurred_at") < end)
+    return [
+        (d, day.filter(window))
+        for d in _days(start, end)
+        if (day := _rescued_day(lake, d, event_codes, cache)) is not None
+    ]
+
+
 def read_quarantined_events(
     lake: Lake, start: datetime, end: datetime, event_codes: dict[str, str], cache: DayCache | None = None
 ) -> pl.DataFrame:
     """:func:`rescue_events` over the quarantined wristband events of the days of ``[start, end)``."""
-    folder = lake.staged / "_quarantine" / "wristband_events"
-    need = [
-        "event_id",
-        "device_id",
-        "occurred_at",
-        "event_type",
-        "_reasons",
-        "_delivery_date",
-        "_source_file",
-        "_row_number",
-    ]
-    frames = []
-    for d in _days(start, end):
-        key = ("_quarantine/wristband_events", d)
-        if cache is not None and key in cache:
-            frames.append(cache[key])
-            continue
-        path = folder / f"date={d.isoformat()}" / "data.parquet"
-        if not path.exists():
-            continue
-        q = read_frame(path, lake)
-        rescued = rescue_events(
-            q.select(need) if all(c in q.columns for c in need) else pl.DataFrame(), event_codes
-        )
-        if cache is not None:
-            cache[key] = rescued
-        frames.append(rescued)
-    if not frames:
-        return rescue_events(pl.DataFrame(), event_codes)
-    return pl.concat(frames).filter((pl.col("occurred_at") >= start) & (pl.col("occurred_at") < end))
+    frames = [f for _, f in _rescued_by_day(lake, start, end, event_codes, {} if cache is None else cache)]
+    return pl.concat(frames) if frames else rescue_events(pl.DataFrame(), event_codes)
+
+
+def source_lookbacks(rules: AlertRules) -> tuple[int, int, int]:
+    """Hours of look-back the rules read of (vitals, events, water)."""
+    return (
+        max(rules.vitals_lookback_hours, rules.fall.lookback_hours),
+        max(rules.sos.lookback_hours, rules.fall.lookback_hours, rules.geofence_exit.lookback_hours),
+        rules.water_inactivity.lookback_hours,
+    )
 
 
 def read_inputs(
@@ -882,13 +1003,12 @@ def read_inputs(
     event_codes: dict[str, str] | None = None,
     cache: DayCache | None = None,
 ) -> AlertInputs:
-    """The staged telemetry one hour's rules need: each source from its longest look-back."""
+    """The staged telemetry one hour's rules need: each source from its longest look-back.
+    (:func:`hourly_inputs` reads the same for a block of hours at once.)"""
+    cache = {} if cache is None else cache
     end = start + timedelta(hours=1)
-    vitals_from = start - timedelta(hours=max(rules.vitals_lookback_hours, rules.fall.lookback_hours))
-    events_from = start - timedelta(
-        hours=max(rules.sos.lookback_hours, rules.fall.lookback_hours, rules.geofence_exit.lookback_hours)
-    )
-    water_from = start - timedelta(hours=rules.water_inactivity.lookback_hours)
+    vitals_lb, events_lb, water_lb = source_lookbacks(rules)
+    events_from = start - timedelta(hours=events_lb)
     events = read_staged_window(
         lake, "wristband_events", "occurred_at", EVENTS_SCHEMA, events_from, end, cache
     )
@@ -897,10 +1017,83 @@ def read_inputs(
         events = pl.concat([events, read_quarantined_events(lake, events_from, end, event_codes, cache)])
     return AlertInputs(
         vitals=read_staged_window(
-            lake, "wristband_vitals", "measured_at", VITALS_SCHEMA, vitals_from, end, cache
+            lake,
+            "wristband_vitals",
+            "measured_at",
+            VITALS_SCHEMA,
+            start - timedelta(hours=vitals_lb),
+            end,
+            cache,
         ),
         events=events,
-        water=read_staged_window(lake, "water_readings", "read_at", WATER_SCHEMA, water_from, end, cache),
+        water=read_staged_window(
+            lake, "water_readings", "read_at", WATER_SCHEMA, start - timedelta(hours=water_lb), end, cache
+        ),
+        devices=devices,
+    )
+
+
+def _per_hour(
+    by_day: list[tuple[date, pl.DataFrame]],
+    time_col: str,
+    schema: dict[str, pl.DataType],
+    lookback_hours: int,
+    first: datetime,
+    end: datetime,
+) -> pl.DataFrame:
+    """The rows of ``by_day`` repeated once per hour ``H`` of ``[first, end)`` that would read
+    them on its own: ``H - look-back <= time < H + 1 h`` and the row's delivery day among the
+    days of that window (what :func:`read_staged_window` reads for ``H``). Adds ``_hour``;
+    within an hour the rows keep their order."""
+    out_schema = {**schema, HOUR: pl.Datetime("us")}
+    if not by_day:
+        return pl.DataFrame(schema=out_schema)
+    f = pl.concat([frame.with_columns(pl.lit(d, dtype=pl.Date).alias("_day")) for d, frame in by_day])
+    ks = pl.DataFrame({"_k": list(range(lookback_hours + 1))}, schema={"_k": pl.Int64()})
+    f = f.join(ks, how="cross", maintain_order="left_right")
+    hour = pl.col(time_col).dt.truncate("1h") + pl.duration(hours=pl.col("_k"))
+    f = f.with_columns(hour.cast(pl.Datetime("us")).alias(HOUR))
+    back = timedelta(hours=lookback_hours)
+    return f.filter(
+        (pl.col(HOUR) >= first)
+        & (pl.col(HOUR) < end)
+        & (pl.col("_day") >= (pl.col(HOUR) - back).dt.date())
+        & (pl.col("_day") <= pl.col(HOUR).dt.date())
+    ).select(list(out_schema))
+
+
+def hourly_inputs(
+    lake: Lake,
+    first: datetime,
+    hours: int,
+    rules: AlertRules,
+    devices: pl.DataFrame,
+    event_codes: dict[str, str] | None = None,
+    cache: DayCache | None = None,
+) -> AlertInputs:
+    """What :func:`read_inputs` gives each hour of ``[first, first + hours)``, all at once: every
+    row once per hour that reads it, tagged with that hour (``_hour``)."""
+    cache = {} if cache is None else cache
+    end = first + timedelta(hours=hours)
+    vitals_lb, events_lb, water_lb = source_lookbacks(rules)
+
+    def repeat(table: str, time_col: str, schema: dict[str, pl.DataType], lb: int) -> pl.DataFrame:
+        by_day = _window_by_day(lake, table, time_col, schema, first - timedelta(hours=lb), end, cache)
+        return _per_hour(by_day, time_col, schema, lb, first, end)
+
+    events = repeat("wristband_events", "occurred_at", EVENTS_SCHEMA, events_lb).with_columns(
+        from_quarantine=pl.lit(False)
+    )
+    if rules.rescue_quarantined_events and event_codes is not None:
+        rescued = _rescued_by_day(lake, first - timedelta(hours=events_lb), end, event_codes, cache)
+        schema = {**EVENTS_SCHEMA, "from_quarantine": pl.Boolean()}
+        events = pl.concat(
+            [events, _per_hour(rescued, "occurred_at", schema, events_lb, first, end)], how="diagonal"
+        )
+    return AlertInputs(
+        vitals=repeat("wristband_vitals", "measured_at", VITALS_SCHEMA, vitals_lb),
+        events=events.select(*EVENTS_SCHEMA, "from_quarantine", HOUR),
+        water=repeat("water_readings", "read_at", WATER_SCHEMA, water_lb),
         devices=devices,
     )
 
@@ -963,43 +1156,61 @@ def write_hour(lake: Lake, key: str, rows: pl.DataFrame) -> Path:
 
 
 def run_hour(
-    lake: Lake,
-    key: str,
-    rules: AlertRules,
-    devices: pl.DataFrame,
-    pseudonymise: Pseudonymise,
-    cache: dict[str, pl.DataFrame] | None = None,
-    days: DayCache | None = None,
+    lake: Lake, key: str, rules: AlertRules, devices: pl.DataFrame, pseudonymise: Pseudonymise
 ) -> pl.DataFrame:
-    """Detect, chain and write one hour partition; returns its rows. ``cache``: rows of hours
-    already run (by hour), ``days``: staged days already read (both filled by :func:`run_hours`)."""
-    start = hour_start(key)
-    codes = load_registry().codelist("wristband_event").lookup()
-    rows = alerts_for_hour(
-        start,
-        read_inputs(lake, start, rules, devices, codes, days),
-        rules,
-        pseudonymise,
-        read_prior(lake, start, rules, cache),
-    )
-    write_hour(lake, key, rows)
-    return rows
+    """Detect, chain and write one hour partition; returns its rows."""
+    return run_hours(lake, [key], rules, devices, pseudonymise)
+
+
+def hour_blocks(keys: Iterable[str], block_hours: int = BLOCK_HOURS) -> list[list[str]]:
+    """Hour keys in time order, cut into blocks of consecutive hours of one day (at most
+    ``block_hours`` each)."""
+    blocks: list[list[str]] = []
+    for key in sorted(set(keys)):
+        last = blocks[-1][-1] if blocks else None
+        if (
+            last is not None
+            and len(blocks[-1]) < block_hours
+            and hour_start(key) - hour_start(last) == timedelta(hours=1)
+            and key[:10] == last[:10]
+        ):
+            blocks[-1].append(key)
+        else:
+            blocks.append([key])
+    return blocks
 
 
 def run_hours(
-    lake: Lake, keys: Iterable[str], rules: AlertRules, devices: pl.DataFrame, pseudonymise: Pseudonymise
+    lake: Lake,
+    keys: Iterable[str],
+    rules: AlertRules,
+    devices: pl.DataFrame,
+    pseudonymise: Pseudonymise,
+    block_hours: int = BLOCK_HOURS,
 ) -> pl.DataFrame:
     """Several hours in time order, each chained to the ones before it (also those of this run).
 
-    Staged days are read once per run and dropped when the hours have moved past them."""
+    Detection runs per block of up to ``block_hours`` consecutive hours (:func:`hourly_inputs`);
+    the result equals running the hours one by one. Staged days are read once per run and
+    dropped when the blocks have moved past them."""
     cache: dict[str, pl.DataFrame] = {}
     days: DayCache = {}
+    codes = load_registry().codelist("wristband_event").lookup()
     back = timedelta(hours=rules.max_lookback_hours + 1)
-    for key in sorted(keys):
-        oldest = (hour_start(key) - back).date()
+    for block in hour_blocks(keys, block_hours):
+        first = hour_start(block[0])
+        oldest = (first - back).date()
         for stale in [k for k in days if k[1] < oldest]:
             del days[stale]
-        cache[key] = run_hour(lake, key, rules, devices, pseudonymise, cache, days)
+        inputs = hourly_inputs(lake, first, len(block), rules, devices, codes, days)
+        eps = hour_episodes(detect_hits(inputs, rules), devices, rules, pseudonymise)
+        by_hour = eps.partition_by(HOUR, as_dict=True, maintain_order=True) if eps.height else {}
+        for key in block:
+            start = hour_start(key)
+            mine = by_hour.get((start,), eps.clear())
+            rows = hour_rows(start, mine, rules, read_prior(lake, start, rules, cache))
+            write_hour(lake, key, rows)
+            cache[key] = rows
     return pl.concat(list(cache.values())) if cache else pl.DataFrame(schema=ALERTS_SCHEMA)
 
 
