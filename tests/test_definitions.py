@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from assets.ingest.raw import ingest_table
 from assets.partitions import PARTITION_START_ENV
 from assets.raw_assets import build_raw_asset, build_reconciles_check, raw_asset_key
 from pipelines.definitions import build_definitions, defs
-from pipelines.instance import ensure_dagster_home, run_nightly
+from pipelines.instance import SUBSET_PLANNED_ENV, ensure_dagster_home, range_size, run_nightly
 from pipelines.resources import LakeResource
 from pipelines.sensors import load_cursor
 from rainbow.settings import Lake
@@ -355,6 +356,20 @@ def test_run_nightly_makes_one_ranged_event_run_and_a_second_build_changes_nothi
         assert partitions == {f"2024-11-0{d}" for d in range(3, 8)}
         latest = instance.get_latest_materialization_event(dg.AssetKey(["raw", "muni_elders"]))
         assert latest is not None and latest.run_id == runs[3].run_id
+        # "planned" events: one per partition for the 5 days, one per asset for the 120 hours
+        planned = dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        meal_planned = [
+            e
+            for e in instance.all_logs(events.run_id, of_type=planned)
+            if e.dagster_event and e.dagster_event.asset_key == meal
+        ]
+        assert len(meal_planned) == 5
+        (alerts_planned,) = instance.all_logs(alerts.run_id, of_type=planned)
+        assert alerts_planned.dagster_event is not None
+        assert alerts_planned.dagster_event.event_specific_data.partitions_subset is not None  # type: ignore[union-attr]
+        hours = instance.get_materialized_partitions(dg.AssetKey(["marts", "safety_alerts"]))
+        assert len(hours) == 120 and "2024-11-07T23" in hours
+        assert SUBSET_PLANNED_ENV not in os.environ  # restored after the run
 
 
 def write_meal(lake: Lake, day: str, n: int) -> Path:
@@ -623,3 +638,13 @@ def test_a_second_layer_with_the_same_partitioning_joins_the_sensor_targets() ->
     partitioned, unpartitioned = keys_by_partitioning(s for a in assets for s in a.specs)
     assert dg.AssetKey(["staged", "meal_transactions"]) in partitioned
     assert dg.AssetKey(["library", "services"]) in unpartitioned
+
+
+def test_range_size_counts_days_and_hours() -> None:
+    def tags(a: str, b: str) -> dict[str, str]:
+        return {"dagster/asset_partition_range_start": a, "dagster/asset_partition_range_end": b}
+
+    assert range_size(tags("2025-12-01", "2026-11-30")) == 365
+    assert range_size(tags("2024-11-03T00", "2024-11-07T23")) == 120
+    assert range_size(tags("2024-11-05", "2024-11-05")) == 1
+    assert range_size({}) == 0

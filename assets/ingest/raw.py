@@ -636,7 +636,7 @@ def reconcile_table(lake: Lake, table: Table | str) -> Reconciliation:
     )
 
 
-def _is_exception(f: FileReport) -> bool:
+def worth_a_look(f: FileReport) -> bool:
     """Anything a steward should look at: not a plain, clean ingest."""
     return (
         f.status != "ingested" or f.broken_rows > 0 or bool(f.notes or f.extra_columns or f.missing_columns)
@@ -651,7 +651,7 @@ def summarise(report: IngestReport, limit: int = 50) -> str:
     failures, broken rows, unexpected columns - and counts the clean ones.
     """
     several_days = report.dates is not None and len(report.dates) > 1
-    shown = [f for f in report.files if _is_exception(f)] if several_days else list(report.files)
+    shown = [f for f in report.files if worth_a_look(f)] if several_days else list(report.files)
     clean = len(report.files) - len(shown)
     lines = [
         "| file | status | delivered | raw | broken | encoding | header row | notes |",
