@@ -141,6 +141,9 @@ class AlertInputs:
     events: pl.DataFrame
     water: pl.DataFrame
     devices: pl.DataFrame
+    # (first, end, look-back hours) when vitals and events are repeated per hour of [first, end)
+    # but the water readings are not (see hourly_inputs): their hits are spread over the hours
+    water_block: tuple[datetime, datetime, int] | None = None
 
     @classmethod
     def empty(cls) -> AlertInputs:
@@ -485,6 +488,28 @@ def _conform(part: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
     return part.select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
+def _water_hits_per_hour(hits: pl.DataFrame, block: tuple[datetime, datetime, int] | None) -> pl.DataFrame:
+    """Water hits found once over a block's readings, tagged with every hour of the block that
+    would find them on its own: hour ``H`` sees a hit when its reading is before ``H``'s end
+    and the window's start reading is inside ``H``'s look-back (``run_start >= H - look-back``:
+    the start reading an hour pairs a reading with is the last one a window before it, the same
+    reading the whole block finds, if the hour reads it at all). Exact when every reading lies
+    in its own day's delivery file and no (meter, time) repeats (:func:`hourly_inputs` checks)."""
+    if block is None or hits.height == 0:
+        return hits
+    first, end, lookback = block
+    ks = pl.DataFrame({"_k": list(range(lookback + 1))}, schema={"_k": pl.Int64()})
+    hour = pl.col("hit_at").dt.truncate("1h") + pl.duration(hours=pl.col("_k"))
+    out = hits.join(ks, how="cross", maintain_order="left_right").with_columns(
+        hour.cast(pl.Datetime("us")).alias(HOUR)
+    )
+    return out.filter(
+        (pl.col(HOUR) >= first)
+        & (pl.col(HOUR) < end)
+        & (pl.col(HOUR) <= pl.col("run_start").dt.truncate("1h") + timedelta(hours=lookback))
+    ).drop("_k")
+
+
 def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.DataFrame:
     """Rows before ``end`` and, for rows repeated per hour, before their hour's end."""
     if end is not None:
@@ -502,8 +527,12 @@ def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = N
     carry ``_hour``."""
     vitals, events, water = inputs.vitals, inputs.events, inputs.water
     h = _hour_cols(vitals)
-    if {HOUR in f.columns for f in (vitals, events, water)} != {bool(h)}:
-        raise ValueError("vitals, events and water must all carry _hour or none")
+    water_once = inputs.water_block is not None
+    repeated = (vitals, events) if water_once else (vitals, events, water)
+    if {HOUR in f.columns for f in repeated} != {bool(h)} or (
+        water_once and (not h or HOUR in water.columns)
+    ):
+        raise ValueError("vitals, events and water must all carry _hour or none (water: see water_block)")
     vitals = _before_end(vitals, "measured_at", end)
     events = _before_end(events, "occurred_at", end)
     water = _before_end(water, "read_at", end)
@@ -514,14 +543,14 @@ def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = N
     events = events.sort(*h, "from_quarantine", "event_id", maintain_order=True).unique(
         ["event_id", *h], keep="first", maintain_order=True
     )
-    water = water.unique(["meter_id", *h, "read_at"], keep="first", maintain_order=True)
+    water = water.unique(["meter_id", *_hour_cols(water), "read_at"], keep="first", maintain_order=True)
     parts = [
         heart_rate_hits(vitals, rules),
         spo2_hits(vitals, rules),
         sos_hits(events, rules),
         fall_hits(events, vitals, rules),
         geofence_hits(vitals, events, inputs.devices, rules),
-        water_hits(water, inputs.devices, rules),
+        _water_hits_per_hour(water_hits(water, inputs.devices, rules), inputs.water_block),
     ]
     schema = {**({HOUR: pl.Datetime("us")} if h else {}), **HITS_SCHEMA}
     hits = pl.concat([_conform(p, schema) for p in parts])
@@ -1099,11 +1128,29 @@ def hourly_inputs(
         events = pl.concat(
             [events, _per_hour(rescued, "occurred_at", schema, events_lb, first, end)], how="diagonal"
         )
+    # water: the rule reads the longest look-back (16 copies of every reading). When every reading
+    # of the block lies in its own day's file and no (meter, time) repeats, the hours differ only
+    # in where their window starts: the rule runs once and its hits are spread over the hours
+    # (_water_hits_per_hour); otherwise the readings are repeated per hour like the others
+    water_days = _window_by_day(
+        lake, "water_readings", "read_at", WATER_SCHEMA, first - timedelta(hours=water_lb), end, cache
+    )
+    water = (
+        pl.concat([f.with_columns(pl.lit(d, dtype=pl.Date).alias("_day")) for d, f in water_days])
+        if water_days
+        else pl.DataFrame(schema={**WATER_SCHEMA, "_day": pl.Date()})
+    )
+    clean = bool((water["_day"] == water["read_at"].dt.date()).all()) and not bool(
+        water.select("meter_id", "read_at").is_duplicated().any()
+    )
     return AlertInputs(
         vitals=repeat("wristband_vitals", "measured_at", VITALS_SCHEMA, vitals_lb),
         events=events.select(*EVENTS_SCHEMA, "from_quarantine", HOUR),
-        water=repeat("water_readings", "read_at", WATER_SCHEMA, water_lb),
+        water=water.drop("_day")
+        if clean
+        else _per_hour(water_days, "read_at", WATER_SCHEMA, water_lb, first, end),
         devices=devices,
+        water_block=(first, end, water_lb) if clean else None,
     )
 
 

@@ -28,6 +28,7 @@ from assets.marts.alerts import (
     hour_blocks,
     hour_key,
     hour_start,
+    hourly_inputs,
     read_alerts,
     read_inputs,
     read_prior,
@@ -76,6 +77,13 @@ def test_blocks_equal_the_hours_run_one_by_one_on_the_generated_lake(
     copy = Lake(tmp_path / "lake")
     shutil.copytree(lake.root, copy.root)
     shutil.rmtree(copy.marts)
+    # the generated deliveries are clean: water runs once per block (its hits spread over the hours)
+    first = hour_start(alert_lake.hours[48])
+    assert hourly_inputs(lake, first, 24, rules, devices).water_block == (
+        first,
+        first + timedelta(days=1),
+        15,
+    )
     odd = run_hours(copy, alert_lake.hours, rules, devices, test_pseudonym, block_hours=5)
     assert_frame_equal(odd, reference)
     assert_frame_equal(read_alerts(copy).sort("hour", "alert_id"), reference.sort("hour", "alert_id"))
@@ -84,7 +92,7 @@ def test_blocks_equal_the_hours_run_one_by_one_on_the_generated_lake(
 # ---------------------------------------------------------------- a hand-made lake
 
 D1, D2, D3 = date(2026, 11, 4), date(2026, 11, 5), date(2026, 11, 6)
-BAND, METER = "860000000000009", "SB00000009"
+BAND, METER, SPARSE = "860000000000009", "SB00000009", "SB00000011"
 
 
 def _devices() -> pl.DataFrame:
@@ -100,6 +108,7 @@ def _devices() -> pl.DataFrame:
             500,
         ),
         ("WATER_METER", METER, "E00000010", "310110012000", True, None, None, None),
+        ("WATER_METER", SPARSE, "E00000011", "310110012000", True, None, None, None),
     ]
     return pl.DataFrame(rows, schema=DEVICES_SCHEMA, orient="row")
 
@@ -121,6 +130,13 @@ def odd_lake(tmp_path: Path) -> Lake:
     for d in (D1, D2, D3):
         # the meter stands still all day (water inactivity every hour after twelve)
         water = [{"meter_id": METER, "read_at": _at(d, h), "reading_m3": 12.5} for h in range(24)]
+        # a meter read every 5 hours: a window's start reading lies 15 hours back, at the edge of
+        # the look-back, so only the hour of the reading itself sees the hit
+        water += [
+            {"meter_id": SPARSE, "read_at": _at(d, h, 30), "reading_m3": 3.25}
+            for h in range(24)
+            if (_at(d, h) - _at(D1, 0)).total_seconds() // 3600 % 5 == 0
+        ]
         vitals = [
             {
                 "device_id": BAND,
@@ -178,6 +194,10 @@ def test_rows_filed_under_another_day_count_for_the_same_hours_as_one_by_one(odd
     reference = one_by_one(odd_lake, keys, rules, _devices())
     blocks = run_hours(odd_lake, keys, rules, _devices(), test_pseudonym)
     assert_frame_equal(blocks, reference)
+    # D2's block reads clean water (water once per block), D3's holds D2's late reading: repeated per hour
+    assert hourly_inputs(odd_lake, _at(D2, 0), 24, rules, _devices()).water_block is not None
+    late = hourly_inputs(odd_lake, _at(D3, 0), 24, rules, _devices())
+    assert late.water_block is None and "_hour" in late.water.columns
     sos = reference.filter(pl.col("alert_type") == "SOS")
     # the three on-time SOS only: the early one lies in no hour that reads D1's file; the late
     # one is read by D3's first hours, but an alert belongs to the hour its hit fell in (D2 23:00),
@@ -188,4 +208,6 @@ def test_rows_filed_under_another_day_count_for_the_same_hours_as_one_by_one(odd
         "06 08:00",
     ]
     assert set(reference["alert_type"]) == {"SOS", "HEART_RATE_HIGH", "WATER_INACTIVITY"}
+    sparse = reference.filter(pl.col("device_id") == SPARSE)
+    assert sparse.height > 0 and set(sparse["hits"]) == {1}
     assert reference.columns == list(ALERTS_SCHEMA)
