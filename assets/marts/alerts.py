@@ -20,8 +20,11 @@ Many hours at once (a backfill, a nightly run of a day): :func:`run_hours` detec
 of up to a day of hours in one pass. Each reading is repeated once per hour whose look-back
 window holds it, tagged with that hour (``_hour``), and every rule groups by device *and*
 ``_hour``: the result is exactly what the hours would find one by one (same windows, same
-delivery days read, same order), at a fraction of the per-call cost. Only the chaining to
-earlier alerts stays hour by hour, because an hour continues the alerts of the hours before it. The mart is
+delivery days read, same order), at a fraction of the per-call cost. Water readings, with the
+longest look-back (16 copies each), are not repeated when the block's deliveries are clean (each
+reading in its own day's file, no repeated meter and time): the water rule runs once and each hit
+goes to the hours that would find it. Only the chaining to earlier alerts stays hour by hour,
+because an hour continues the alerts of the hours before it. The mart is
 ``<lake>/marts/safety_alerts/hour=YYYY-MM-DDTHH/data.parquet``; an hour's file
 depends only on the data up to the end of that hour and on the files of earlier
 hours, so re-running an hour rewrites the same file. No names, ID numbers,
