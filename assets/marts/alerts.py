@@ -781,11 +781,8 @@ def _chain(eps: pl.DataFrame, prior: pl.DataFrame | None, rules: AlertRules) -> 
     )
     if prior is None or prior.height == 0:
         return eps
-    # one lazy plan, collected once: an hour's chaining is a dozen small operations, and their
-    # per-call cost, not the rows, is what it spends (8,760 hours a year)
     p = (
-        prior.lazy()
-        .with_columns(
+        prior.with_columns(
             subject=pl.coalesce("elder_pseudonym", pl.concat_str("device_kind", pl.lit(":"), "device_id"))
         )
         .group_by("alert_id")
@@ -803,8 +800,7 @@ def _chain(eps: pl.DataFrame, prior: pl.DataFrame | None, rules: AlertRules) -> 
         {t: rules.dedup_minutes(t) for t in eps["alert_type"].unique().to_list()}, return_dtype=pl.Int64
     )
     match = (
-        eps.lazy()
-        .select(
+        eps.select(
             "episode",
             "subject",
             "alert_type",
@@ -821,26 +817,21 @@ def _chain(eps: pl.DataFrame, prior: pl.DataFrame | None, rules: AlertRules) -> 
         .unique("episode", keep="first", maintain_order=True)
         .select("episode", "p_alert_id", "p_start", "p_detected", "p_severity")
     )
+    eps = eps.join(match, on="episode", how="left")
     chained = pl.col("p_alert_id").is_not_null()
     rank = SEVERITY_RANK
     worst = pl.max_horizontal(
         pl.col("severity").replace_strict(rank, return_dtype=pl.Int64),
         pl.col("p_severity").replace_strict(rank, default=0, return_dtype=pl.Int64),
     )
-    return (
-        eps.lazy()
-        .join(match, on="episode", how="left", maintain_order="left")
-        .with_columns(
-            alert_id=pl.when(chained).then(pl.col("p_alert_id")).otherwise(pl.col("alert_id")),
-            new_alert=~chained,
-            episode_start=pl.min_horizontal("episode_start", "p_start"),
-            detected_at=pl.min_horizontal("detected_at", "p_detected"),
-            # an alert never drops its severity while it lasts
-            severity=worst.replace_strict({v: k for k, v in rank.items()}, return_dtype=pl.String),
-        )
-        .drop("p_alert_id", "p_start", "p_detected", "p_severity")
-        .collect()
-    )
+    return eps.with_columns(
+        alert_id=pl.when(chained).then(pl.col("p_alert_id")).otherwise(pl.col("alert_id")),
+        new_alert=~chained,
+        episode_start=pl.min_horizontal("episode_start", "p_start"),
+        detected_at=pl.min_horizontal("detected_at", "p_detected"),
+        # an alert never drops its severity while it lasts
+        severity=worst.replace_strict({v: k for k, v in rank.items()}, return_dtype=pl.String),
+    ).drop("p_alert_id", "p_start", "p_detected", "p_severity")
 
 
 def _escalate(eps: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
