@@ -501,16 +501,11 @@ def _water_hits_per_hour(hits: pl.DataFrame, block: tuple[datetime, datetime, in
     if block is None or hits.height == 0:
         return hits
     first, end, lookback = block
-    ks = pl.DataFrame({"_k": list(range(lookback + 1))}, schema={"_k": pl.Int64()})
-    hour = pl.col("hit_at").dt.truncate("1h") + pl.duration(hours=pl.col("_k"))
-    out = hits.join(ks, how="cross", maintain_order="left_right").with_columns(
-        hour.cast(pl.Datetime("us")).alias(HOUR)
-    )
-    return out.filter(
+    return _repeat_hours(hits, "hit_at", lookback).filter(
         (pl.col(HOUR) >= first)
         & (pl.col(HOUR) < end)
         & (pl.col(HOUR) <= pl.col("run_start").dt.truncate("1h") + timedelta(hours=lookback))
-    ).drop("_k")
+    )
 
 
 def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.DataFrame:
@@ -1065,6 +1060,25 @@ def read_inputs(
     )
 
 
+def _tag_days(by_day: list[tuple[date, pl.DataFrame]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The frames of ``by_day`` in one, each row with its delivery day (``_day``)."""
+    if not by_day:
+        return pl.DataFrame(schema={**schema, "_day": pl.Date()})
+    return pl.concat([frame.with_columns(pl.lit(d, dtype=pl.Date).alias("_day")) for d, frame in by_day])
+
+
+def _repeat_hours(frame: pl.DataFrame, time_col: str, lookback_hours: int) -> pl.DataFrame:
+    """Each row once per hour ``h(time) .. h(time) + look-back`` (the hours whose look-back can
+    hold it), in ``_hour``; rows keep their order, each row's copies together."""
+    ks = pl.DataFrame({"_k": list(range(lookback_hours + 1))}, schema={"_k": pl.Int64()})
+    hour = pl.col(time_col).dt.truncate("1h") + pl.duration(hours=pl.col("_k"))
+    return (
+        frame.join(ks, how="cross", maintain_order="left_right")
+        .with_columns(hour.cast(pl.Datetime("us")).alias(HOUR))
+        .drop("_k")
+    )
+
+
 def _per_hour(
     by_day: list[tuple[date, pl.DataFrame]],
     time_col: str,
@@ -1080,11 +1094,7 @@ def _per_hour(
     out_schema = {**schema, HOUR: pl.Datetime("us")}
     if not by_day:
         return pl.DataFrame(schema=out_schema)
-    f = pl.concat([frame.with_columns(pl.lit(d, dtype=pl.Date).alias("_day")) for d, frame in by_day])
-    ks = pl.DataFrame({"_k": list(range(lookback_hours + 1))}, schema={"_k": pl.Int64()})
-    f = f.join(ks, how="cross", maintain_order="left_right")
-    hour = pl.col(time_col).dt.truncate("1h") + pl.duration(hours=pl.col("_k"))
-    f = f.with_columns(hour.cast(pl.Datetime("us")).alias(HOUR))
+    f = _repeat_hours(_tag_days(by_day, schema), time_col, lookback_hours)
     back = timedelta(hours=lookback_hours)
     return f.filter(
         (pl.col(HOUR) >= first)
@@ -1129,11 +1139,7 @@ def hourly_inputs(
     water_days = _window_by_day(
         lake, "water_readings", "read_at", WATER_SCHEMA, first - timedelta(hours=water_lb), end, cache
     )
-    water = (
-        pl.concat([f.with_columns(pl.lit(d, dtype=pl.Date).alias("_day")) for d, f in water_days])
-        if water_days
-        else pl.DataFrame(schema={**WATER_SCHEMA, "_day": pl.Date()})
-    )
+    water = _tag_days(water_days, WATER_SCHEMA)
     clean = bool((water["_day"] == water["read_at"].dt.date()).all()) and not bool(
         water.select("meter_id", "read_at").is_duplicated().any()
     )
