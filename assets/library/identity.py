@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,13 +163,16 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
     emergency contacts named on the same row are other people. Where a table
     has no birth date or sex column, the ones derived from the validated ID are
     used. ``record_id`` is ``<table>:<_source_file>:<_row_number>``, stable
-    across runs because staging keeps the lineage of every row. Each table's
-    records are kept between runs (:func:`table_records`), so a new day reads
-    the new day's staged parts.
+    across runs because staging keeps the lineage of every row. The records come
+    normalised (:func:`normalise_records`: a no-op on rows staging normalised,
+    measured on 1.8 M district records, but the linkage must not depend on that),
+    so :func:`link_records` takes them with ``normalised=True``. Each table's
+    records are kept between runs (:func:`table_records`), so a new day reads and
+    normalises the new day's staged parts only.
     """
     frames = []
     for table in elder_tables(registry):
-        records = table_records(lake, table)
+        records = table_records(lake, table, registry)
         if records is not None:
             frames.append(records)
     schema = {
@@ -196,18 +200,36 @@ def records_cache(lake: Lake, table: Table | str) -> Path:
     return lake.library / "_cache" / "person_records" / f"{name}.parquet"
 
 
-def table_records(lake: Lake, table: Table) -> pl.DataFrame | None:
-    """The person records of one staged table (None when it has no staged part).
+@functools.cache
+def _normaliser_fingerprint() -> str:
+    """The code of the normalisation (staging's normalisers and this module's): a change to
+    either makes the kept records stale."""
+    normalise = Path(inspect.getfile(rule_for)).read_bytes()
+    own = inspect.getsource(_normalise_rows) + inspect.getsource(normalise_records)
+    return hashlib.sha256(normalise + own.encode()).hexdigest()[:16]
+
+
+def _codelists_fingerprint(registry: Registry) -> str:
+    lists = {name: cl.model_dump(mode="json") for name, cl in sorted(registry.codelists.items())}
+    return hashlib.sha256(json.dumps(lists, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def table_records(lake: Lake, table: Table, registry: Registry | None = None) -> pl.DataFrame | None:
+    """The normalised person records of one staged table (None when it has no staged part).
 
     A year of daily parts is ~3,000 files, and opening each one costs more than its rows: the
     records are kept in :func:`records_cache` with the size and mtime of each part they came
-    from; a run reads only the parts that are new or changed since, drops the records of parts
-    that are gone, and rewrites the cache when anything differs. The result equals reading
-    every part (same rows; callers sort).
+    from; a run reads and normalises only the parts that are new or changed since, drops the
+    records of parts that are gone, and rewrites the cache when anything differs. The cache
+    also records the extraction, the normalisation code and the code lists it was made with
+    (a change to any rebuilds it). The result equals reading and normalising every part (same
+    rows; callers sort).
     """
+    registry = registry or load_registry()
     select = _record_select(table)
     columns = sorted({name for expr in select for name in expr.meta.root_names()})
-    version = hashlib.sha256(repr([str(e) for e in select]).encode()).hexdigest()[:16]
+    made_with = [str(e) for e in select] + [_normaliser_fingerprint(), _codelists_fingerprint(registry)]
+    version = hashlib.sha256(repr(made_with).encode()).hexdigest()[:16]
     parts = glob_files(staged_dir(lake, table) / "**" / "*.parquet")
     if not parts:
         return None
@@ -230,7 +252,11 @@ def table_records(lake: Lake, table: Table) -> pl.DataFrame | None:
         read_frame(p, lake, columns=columns).lazy().select(select).with_columns(pl.lit(rel[p]).alias(PART))
         for p in todo
     ]
-    frames = [pl.concat([f.collect() for f in fresh], how="vertical_relaxed")] if fresh else []
+    frames = (
+        [normalise_records(pl.concat([f.collect() for f in fresh], how="vertical_relaxed"), registry)]
+        if fresh
+        else []
+    )
     if kept is not None and valid:
         frames.insert(0, kept.filter(pl.col(PART).is_in(list(valid))))
     records = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
@@ -455,6 +481,7 @@ def link_records(
     decisions: pl.DataFrame | None = None,
     settings: LinkSettings | None = None,
     registry: Registry | None = None,
+    normalised: bool = False,
 ) -> LinkResult:
     """Resolve person records to elders (see the module docstring for the steps).
 
@@ -462,10 +489,15 @@ def link_records(
     here with staging's rules, so raw files work too. ``previous``: ``record_id,
     elder_key`` of an earlier run, whose keys are kept. ``decisions``:
     ``record_id_l, record_id_r, decision`` ('match' forces a link, 'no_match'
-    forbids one) - steward decisions, honoured in every run.
+    forbids one) - steward decisions, honoured in every run. ``normalised``: the records
+    already are (:func:`person_records`), so normalising them again is skipped.
     """
     settings = settings or LinkSettings()
-    recs = normalise_records(records, registry).select(STANDARD_COLUMNS)
+    recs = (
+        records.select(STANDARD_COLUMNS).cast(pl.Schema(RECORD_SCHEMA))
+        if normalised
+        else normalise_records(records, registry).select(STANDARD_COLUMNS)
+    )
     if recs["record_id"].n_unique() != recs.height:
         raise ValueError("record_id must be unique")
     dec = _decisions(decisions)

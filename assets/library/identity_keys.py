@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +47,17 @@ class _Components:
             x = nxt
         return root
 
+    def roots(self) -> np.ndarray:
+        """``find`` of every element at once (pointer jumping); compresses every path."""
+        roots = self.parent
+        while True:
+            up = roots[roots]
+            if np.array_equal(up, roots):
+                break
+            roots = up
+        self.parent = roots.copy()
+        return roots
+
     def union(self, a: int, b: int, *, forced: bool = False) -> bool:
         """Merge the components of ``a`` and ``b``; False when a constraint forbids it."""
         ra, rb = self.find(a), self.find(b)
@@ -92,24 +102,31 @@ class Clustering:
         for a, b in constraints.cannot:
             self.comp.cannot.setdefault(a, set()).add(b)
             self.comp.cannot.setdefault(b, set()).add(a)
-        groups = (
-            profiles.filter(pl.col("id_number").is_not_null())
+        with_id = profiles.filter(pl.col("id_number").is_not_null()).select(
+            pl.col("profile").cast(pl.Int64), "id_number"
+        )
+        self.prob[with_id["profile"].to_numpy()] = 1.0
+        self.method[with_id["profile"].to_numpy()] = "id"
+        # ID groups: one vectorised union where no steward 'no_match' touches the group.
+        touched = with_id.filter(pl.col("profile").is_in(list(held)))["id_number"].unique()
+        free = with_id.filter(~pl.col("id_number").is_in(touched.implode()))
+        heads = free.with_columns(head=pl.col("profile").min().over("id_number"))
+        self.comp.parent[heads["profile"].to_numpy()] = heads["head"].to_numpy()
+        firsts = heads.filter(pl.col("profile") == pl.col("head"))
+        self.comp.ids.update(
+            (int(p), frozenset([i])) for p, i in zip(firsts["profile"], firsts["id_number"], strict=True)
+        )
+        deferred: list[list[int]] = []
+        for id_number, members in (
+            with_id.filter(pl.col("id_number").is_in(touched.implode()))
             .group_by("id_number")
             .agg(pl.col("profile").sort())
             .sort("id_number")
-        )
-        # ID groups: one vectorised union where no steward 'no_match' touches the group.
-        deferred: list[list[int]] = []
-        for id_number, members in groups.iter_rows():
-            self.prob[members] = 1.0
-            self.method[members] = "id"
-            if held.intersection(members):
-                deferred.append(members)
-                for p in members:
-                    self.comp.ids[p] = frozenset([id_number])
-                continue
-            self.comp.parent[members] = members[0]
-            self.comp.ids[members[0]] = frozenset([id_number])
+            .iter_rows()
+        ):
+            deferred.append(members)
+            for p in members:
+                self.comp.ids[p] = frozenset([id_number])
         for a, b in constraints.must:
             if self.comp.union(a, b, forced=True):
                 self.prob[[a, b]] = 1.0
@@ -141,7 +158,7 @@ class Clustering:
 
     def clusters(self) -> pl.DataFrame:
         """``profile, cluster`` (smallest profile of the cluster), ``link_probability``, ``link_method``."""
-        roots = np.fromiter((self.comp.find(i) for i in range(self.n)), dtype=np.int64, count=self.n)
+        roots = self.comp.roots()
         return pl.DataFrame(
             {
                 "profile": self.profiles,
@@ -162,13 +179,10 @@ class KeyAssignment:
     changes: pl.DataFrame  # KEY_CHANGE_SCHEMA
 
 
-_NUMBER = re.compile(r"(\d+)$")
-
-
-def key_age(key: str) -> tuple[int, str]:
-    """Order of issue: the number at the end of the key (keys are issued in sequence)."""
-    m = _NUMBER.search(key)
-    return (int(m.group(1)) if m else 10**18, key)
+def key_number(key: pl.Expr) -> pl.Expr:
+    """Order of issue: the number a key ends with (keys are issued in sequence; a key without
+    one sorts last)."""
+    return key.str.extract(r"(\d+)$", 1).cast(pl.Int64, strict=False).fill_null(10**18)
 
 
 def assign_keys(
@@ -202,27 +216,32 @@ def assign_keys(
         .join(first, on="cluster")
         .sort(["elder_key", "len", "first"], descending=[False, True, False])
     )
-    claim = counts.group_by("elder_key", maintain_order=True).first()
-    kept: dict[int, str] = {}
-    merged: dict[str, str] = {}
-    for cluster, keys in claim.group_by("cluster").agg(pl.col("elder_key")).iter_rows():
-        ordered = sorted(keys, key=key_age)
-        kept[cluster] = ordered[0]
-    issued = [key_age(k)[0] for k in prev["elder_key"].unique().to_list() if _NUMBER.search(k)]
-    next_no = max(issued, default=0) + 1
-    out_keys: dict[int, str] = {}
-    for cluster in first["cluster"].to_list():
-        if cluster in kept:
-            out_keys[cluster] = kept[cluster]
-        else:
-            out_keys[cluster] = f"{prefix}{next_no:0{digits}d}"
-            next_no += 1
-    for key, cluster in claim.select("elder_key", "cluster").iter_rows():
-        if out_keys[cluster] != key:
-            merged[key] = out_keys[cluster]
-    keys = pl.DataFrame(
-        {"cluster": list(out_keys), "elder_key": list(out_keys.values())},
-        schema={"cluster": pl.Int64, "elder_key": pl.String},
+    claim = counts.group_by("elder_key", maintain_order=True).first().select("elder_key", "cluster")
+    # a cluster claiming several keys keeps the oldest (key_number, then the key)
+    kept = (
+        claim.with_columns(_age=key_number(pl.col("elder_key")))
+        .sort("cluster", "_age", "elder_key")
+        .group_by("cluster", maintain_order=True)
+        .first()
+        .select("cluster", pl.col("elder_key").alias("_kept"))
+    )
+    numbered = pl.col("elder_key").str.contains(r"\d$")
+    next_no = (prev.select(key_number(pl.col("elder_key")).filter(numbered).max()).item() or 0) + 1
+    # clusters claiming no key get new ones, in order of their first record
+    keys = (
+        first.join(kept, on="cluster", how="left", maintain_order="left")
+        .with_columns(_new=pl.col("_kept").is_null().cum_sum() - 1 + next_no)
+        .select(
+            pl.col("cluster").cast(pl.Int64),
+            pl.coalesce("_kept", pl.lit(prefix) + pl.col("_new").cast(pl.String).str.zfill(digits)).alias(
+                "elder_key"
+            ),
+        )
+    )
+    merged = (
+        claim.join(keys, on="cluster", how="left")
+        .filter(pl.col("elder_key") != pl.col("elder_key_right"))
+        .select(pl.col("elder_key").alias("old_key"), pl.col("elder_key_right").alias("_merged_into"))
     )
     moved = (
         counts.join(keys, on="cluster")
@@ -233,12 +252,16 @@ def assign_keys(
             pl.col("len").cast(pl.Int64).alias("records"),
         )
     )
-    fresh = sorted(set(out_keys.values()) - set(prev["elder_key"].to_list()))
-    changes = moved.with_columns(
-        change=pl.when(pl.col("new_key") == pl.col("old_key").replace_strict(merged, default=None))
-        .then(pl.lit("merged"))
-        .when(pl.col("new_key").is_in(fresh))
-        .then(pl.lit("split"))
-        .otherwise(pl.lit("moved"))
-    ).select(list(KEY_CHANGE_SCHEMA))
+    fresh = keys.filter(~pl.col("elder_key").is_in(prev["elder_key"].implode()))["elder_key"]
+    changes = (
+        moved.join(merged, on="old_key", how="left")
+        .with_columns(
+            change=pl.when(pl.col("new_key") == pl.col("_merged_into"))
+            .then(pl.lit("merged"))
+            .when(pl.col("new_key").is_in(fresh.implode()))
+            .then(pl.lit("split"))
+            .otherwise(pl.lit("moved"))
+        )
+        .select(list(KEY_CHANGE_SCHEMA))
+    )
     return KeyAssignment(keys, changes.sort("old_key", "new_key").cast(pl.Schema(KEY_CHANGE_SCHEMA)))

@@ -192,6 +192,7 @@ def build_mei(
         decisions=decisions.select("record_id_l", "record_id_r", "decision"),
         settings=settings,
         registry=registry,
+        normalised=True,
     )
     links = (
         records.select(
