@@ -144,10 +144,17 @@ def build_table_asset(registry: Registry, dataset: Dataset, table: DerivedTable)
     spec = _spec(registry, dataset, table, deps)
 
     def _build(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        extra: dict[str, Any] = {}
         with lake.warehouse() as con:
             as_of = prepare_warehouse(con, lake, registry)
             if table.name == "elder_attribute_provenance":
-                rows = build_provenance(con, lake.lake, registry)
+                built = build_provenance(con, lake.lake, registry)
+                rows = built.rows
+                extra = {"build_mode": built.mode, "elders_recomputed": built.recomputed}
+                context.log.info(
+                    f"provenance: {built.mode} build, {built.recomputed} of {built.elders} elders "
+                    f"computed ({built.reason})"
+                )
             else:
                 rows = build_sql_table(con, lake.lake, table, as_of)
         context.log.info(f"library.{table.name}: {rows} rows (as of {as_of})")
@@ -157,7 +164,8 @@ def build_table_asset(registry: Registry, dataset: Dataset, table: DerivedTable)
                 "dagster/row_count": rows,
                 "as_of": as_of,
                 "path": dg.MetadataValue.path(str(table_path(lake.lake, table.name))),
-            }
+                **extra,
+            },
         )
 
     with warnings.catch_warnings():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -276,6 +277,99 @@ def test_provenance_built_in_elder_ranges_equals_the_single_query(lake_copy: Lak
         whole = con.sql(provenance_sql(REG)).pl()
         ranges = elder_key_ranges(con, 300)
         assert len(ranges) > 5 and ranges[0][0] == "" and ranges[-1][1] > "E99999999"
-        rows = build_provenance(con, lake_copy, REG, per_range=300)
+        rows = build_provenance(con, lake_copy, REG, per_range=300, incremental=False).rows
     assert rows == whole.height > 10_000
     assert read(lake_copy, "elder_attribute_provenance").equals(whole)
+
+
+def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake_copy: Lake) -> None:
+    """An elder's provenance depends on its own linked records and on the district-wide
+    character counts: a run recomputes the elders whose inputs changed and carries the
+    others over, and the table always equals the one-query build."""
+    from assets.library.build import build_provenance, create_library_views
+    from assets.staging.stage import create_staged_views
+    from rainbow.io import atomic_path
+    from rainbow.parquet import read_frame, write_frame
+
+    def warehouse() -> Any:
+        """The copy's warehouse with its views over the copy's files (not the fixture's)."""
+        con = connect_warehouse(lake_copy)
+        for _, t in REG.tables():
+            create_staged_views(con, lake_copy, t)
+        create_library_views(con, lake_copy, REG)
+        return con
+
+    def build(max_share: float = 1.0) -> Any:
+        with warehouse() as con:
+            return build_provenance(con, lake_copy, REG, per_range=300, max_share=max_share)
+
+    def full() -> pl.DataFrame:
+        with warehouse() as con:
+            return con.sql(provenance_sql(REG)).pl()
+
+    def rewrite(path: Path, frame: pl.DataFrame) -> None:
+        with atomic_path(path) as tmp:
+            write_frame(frame, tmp, lake_copy)
+
+    table = "elder_attribute_provenance"
+    before = read(lake_copy, table)
+    elders = read(lake_copy, "elder_links")["elder_key"].n_unique()
+    multi = set(before.filter((pl.col("attribute") == "name") & (pl.col("candidates") > 1))["elder_key"])
+    assert len(multi) > 10
+
+    same = build()  # nothing changed since the fixture's build
+    assert (same.mode, same.recomputed) == ("incremental", 0)
+    assert read(lake_copy, table).equals(before)
+
+    # 1. a corrected re-delivery: the newest registry snapshot restaged with other living
+    #    arrangements (it names most elders: by default that is a full build, see the end)
+    part = sorted((lake_copy.staged / "district_registry").glob("date=*/data.parquet"))[-1]
+    rows = read_frame(part, lake_copy)
+    rewrite(part, rows.with_columns(pl.col("living_arrangement").reverse()))
+    links = read(lake_copy, "elder_links")
+    in_part = set(
+        links.filter(
+            (pl.col("source_table") == "district_registry")
+            & pl.col("source_file").is_in(rows["_source_file"].unique().implode())
+        )["elder_key"]
+    )
+    corrected = build()
+    assert corrected.mode == "incremental" and corrected.recomputed == len(in_part) < elders
+    after = read(lake_copy, table)
+    assert after.equals(full()) and not after.equals(before)
+
+    # 2. names changed in a meal part: its elders, and (character counts moved) every elder
+    #    choosing between spellings, are recomputed
+    meals = sorted((lake_copy.staged / "meal_transactions").glob("date=*/data.parquet"))[-1]
+    rows = read_frame(meals, lake_copy)
+    rewrite(
+        meals,
+        rows.with_columns(name=pl.when(pl.int_range(pl.len()) < 5).then(pl.lit("龘靐")).otherwise("name")),
+    )
+    eaters = set(
+        links.filter(
+            (pl.col("source_table") == "meal_transactions")
+            & pl.col("source_file").is_in(rows["_source_file"].unique().implode())
+        )["elder_key"]
+    )
+    renamed = build()
+    assert renamed.mode == "incremental" and renamed.recomputed == len(eaters | multi)
+    assert read(lake_copy, table).equals(full())
+
+    # 3. a steward merge: one elder's records move to another key
+    keep, gone = sorted(set(links["elder_key"]) - multi)[:2]
+    moved = links.with_columns(
+        elder_key=pl.when(pl.col("elder_key") == gone).then(pl.lit(keep)).otherwise("elder_key")
+    )
+    rewrite(lake_copy.library / "elder_links" / "data.parquet", moved)
+    merged = build()
+    assert merged.mode == "incremental" and keep in set(read(lake_copy, table)["elder_key"])
+    assert gone not in set(read(lake_copy, table)["elder_key"])
+    assert read(lake_copy, table).equals(full())
+    assert merged.elders == elders - 1
+
+    # above half of the elders affected (the default share), the whole table is built
+    rewrite(part, read_frame(part, lake_copy).with_columns(pl.col("living_arrangement").reverse()))
+    snapshot = build(max_share=0.5)
+    assert snapshot.mode == "full" and snapshot.recomputed == snapshot.elders
+    assert read(lake_copy, table).equals(full())

@@ -14,20 +14,41 @@ clock, so a rebuild of the same deliveries gives the same tables.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from assets.ingest.views import empty_select, ensure_views, parquet_select
-from assets.library.golden import CHAR_TABLE, provenance_sql
+from assets.library.golden import (
+    AFFECTED_TABLE,
+    CHAR_TABLE,
+    attribute_order_sql,
+    provenance_sql,
+    source_tables,
+    tie_break_attributes,
+)
 from assets.library.mei import KEY_CHANGES, table_path
+from assets.staging.stage import staged_dir
 from masking.encryption import ROW_GROUP_ROWS
 from rainbow.io import atomic_path
-from rainbow.parquet import glob_files, open_writer, parquet_file, row_count, write_batches
+from rainbow.parquet import (
+    file_metadata,
+    glob_files,
+    open_writer,
+    parquet_file,
+    read_frame,
+    row_count,
+    write_batches,
+    write_frame,
+)
 from rainbow.settings import Lake
 from rainbow.warehouse import connect_warehouse
 from schemas.contract import DerivedTable
@@ -178,14 +199,24 @@ def build_sql_table(con: duckdb.DuckDBPyConnection, lake: Lake, table: DerivedTa
 
 
 PROVENANCE_CHUNK_ELDERS = 100_000
+# footer key of the provenance table and its inputs cache: the state both were written for
+PROVENANCE_STATE = "rainbow.provenance_state"
+PROVENANCE_PARTS = "rainbow.provenance_parts"
+INPUTS_TABLE = "_provenance_inputs"
+PREVIOUS_INPUTS_TABLE = "_provenance_previous_inputs"
+NEW_ROWS_TABLE = "_provenance_new"
+# above this share of elders to recompute, the whole table is rebuilt
+PROVENANCE_INCREMENTAL_MAX_SHARE = 0.5
 
 
-def elder_key_ranges(con: duckdb.DuckDBPyConnection, per_range: int) -> list[tuple[str, str]]:
-    """[lo, hi) ranges of linked elder keys, ``per_range`` elders each, covering every key."""
+def elder_key_ranges(
+    con: duckdb.DuckDBPyConnection, per_range: int, source: str = "library.elder_links"
+) -> list[tuple[str, str]]:
+    """[lo, hi) ranges of the elder keys in ``source``, ``per_range`` elders each, covering every key."""
     keys = [
         str(r[0])
         for r in con.execute(
-            "SELECT elder_key FROM (SELECT DISTINCT elder_key FROM library.elder_links "
+            f"SELECT elder_key FROM (SELECT DISTINCT elder_key FROM {source} "
             "WHERE elder_key IS NOT NULL) ORDER BY elder_key"
         ).fetchall()
     ]
@@ -195,45 +226,276 @@ def elder_key_ranges(con: duckdb.DuckDBPyConnection, per_range: int) -> list[tup
     return list(zip(starts, ends, strict=True))
 
 
+def provenance_cache(lake: Lake) -> Path:
+    """``library/_cache/provenance/inputs.parquet``: per elder, a digest of its linked records."""
+    return lake.library / "_cache" / "provenance" / "inputs.parquet"
+
+
+@dataclass(frozen=True)
+class ProvenanceBuild:
+    rows: int
+    mode: str  # full | incremental
+    elders: int  # elders with linked records
+    recomputed: int  # elders whose rows were computed in this run
+    reason: str  # why the mode (for the run log)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What ``elder_attribute_provenance`` was computed from (the temp table :data:`INPUTS_TABLE`
+    holds the per-elder digests)."""
+
+    sql: str
+    chars: str
+    digests: str
+    parts: dict[str, list[int]]
+
+    @property
+    def token(self) -> str:
+        state = [self.sql, self.chars, self.digests, sorted(self.parts.items())]
+        return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:32]
+
+
+def _staged_parts(lake: Lake) -> dict[str, list[int]]:
+    """Every staged part of the candidate tables: path relative to the lake -> [size, mtime_ns]."""
+    root = lake.root.resolve()
+    out: dict[str, list[int]] = {}
+    for table in source_tables():
+        for part in glob_files(staged_dir(lake, table) / "**" / "*.parquet"):
+            st = part.stat()
+            out[part.resolve().relative_to(root).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _current_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, registry: Registry) -> _Inputs:
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {INPUTS_TABLE} AS SELECT elder_key, "
+        "md5(string_agg(record_id, '|' ORDER BY record_id)) AS inputs FROM library.elder_links "
+        "WHERE elder_key IS NOT NULL GROUP BY elder_key"
+    )
+
+    def digest(sql: str) -> str:
+        rows = con.execute(f"SELECT md5(coalesce(string_agg(v, '|' ORDER BY v), '')) FROM ({sql})").fetchall()
+        return str(rows[0][0])
+
+    return _Inputs(
+        sql=hashlib.sha256(provenance_sql(registry, part="subset").encode()).hexdigest()[:32],
+        chars=digest(f"SELECT attribute || ':' || ch || ':' || people AS v FROM {CHAR_TABLE}"),
+        digests=digest(f"SELECT elder_key || ':' || inputs AS v FROM {INPUTS_TABLE}"),
+        parts=_staged_parts(lake),
+    )
+
+
+def _previous_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, path: Path) -> _Inputs | None:
+    """The inputs the table on disk was computed from (loaded into :data:`PREVIOUS_INPUTS_TABLE`),
+    or None when the table or its cache is missing, unreadable or of another state."""
+    cache = provenance_cache(lake)
+    if not (path.exists() and cache.exists()):
+        return None
+    try:
+        table_state = file_metadata(path, lake).get(PROVENANCE_STATE)
+        meta = file_metadata(cache, lake)
+        state = json.loads(meta[PROVENANCE_STATE])
+        if table_state != state["token"]:
+            return None
+        previous = _Inputs(state["sql"], state["chars"], state["digests"], json.loads(meta[PROVENANCE_PARTS]))
+        if previous.token != state["token"]:
+            return None
+        frame = read_frame(cache, lake).to_arrow()
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return None
+    con.register("_provenance_previous_arrow", frame)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {PREVIOUS_INPUTS_TABLE} AS SELECT * FROM _provenance_previous_arrow"
+    )
+    con.unregister("_provenance_previous_arrow")
+    return previous
+
+
+def _affected_elders(
+    con: duckdb.DuckDBPyConnection, lake: Lake, now: _Inputs, previous: _Inputs
+) -> tuple[int, str]:
+    """Fill :data:`AFFECTED_TABLE` with the elders whose rows may differ from the table on disk:
+    a changed set of linked records (new, gone or moved records, new elders), records in a
+    staged part rewritten since (a corrected re-delivery: same records, other values), and,
+    when the district-wide character counts changed, every elder choosing between several
+    spellings of a tie-broken attribute. Returns (elders, why)."""
+    changed = (
+        f"SELECT i.elder_key FROM {INPUTS_TABLE} AS i LEFT JOIN {PREVIOUS_INPUTS_TABLE} AS p "
+        "USING (elder_key) WHERE p.inputs IS DISTINCT FROM i.inputs"
+    )
+    pieces = [changed]
+    reasons = [f"{_count(con, f'({changed})')} with other linked records"]
+    rewritten = [r for r, sig in now.parts.items() if r in previous.parts and previous.parts[r] != sig]
+    root = lake.root.resolve()
+    prefixes = {f"{staged_dir(lake, t).resolve().relative_to(root).as_posix()}/": t for t in source_tables()}
+    files = pl.DataFrame(schema={"_source_file": pl.String, "source_table": pl.String})
+    if rewritten:
+        files = pl.concat(
+            [
+                read_frame(lake.root / rel, lake, columns=["_source_file"])
+                .unique()
+                .select(pl.col("_source_file").cast(pl.String), source_table=pl.lit(table))
+                for rel in rewritten
+                for prefix, table in prefixes.items()
+                if rel.startswith(prefix)
+            ]
+            or [files]
+        )
+        pieces.append(
+            "SELECT l.elder_key FROM library.elder_links AS l JOIN _provenance_rewritten AS f "
+            "ON l.source_table = f.source_table AND l.source_file = f._source_file"
+        )
+        reasons.append(f"{len(rewritten)} staged parts rewritten")
+    if now.chars != previous.chars:
+        listed = ", ".join(f"'{a}'" for a in tie_break_attributes()) or "NULL"
+        pieces.append(
+            "SELECT elder_key FROM library.elder_attribute_provenance "
+            f"WHERE attribute IN ({listed}) AND candidates > 1 "
+            f"AND elder_key IN (SELECT elder_key FROM {INPUTS_TABLE})"
+        )
+        reasons.append("character counts changed: elders with several spellings")
+    con.register("_provenance_rewritten", files.to_arrow())
+    try:
+        union = " UNION ".join(pieces)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED_TABLE} AS SELECT elder_key FROM ({union})")
+    finally:
+        con.unregister("_provenance_rewritten")
+    return _count(con, AFFECTED_TABLE), "; ".join(reasons)
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])  # a table or a (subquery)
+
+
 def build_provenance(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
     registry: Registry,
     *,
     per_range: int = PROVENANCE_CHUNK_ELDERS,
-) -> int:
+    incremental: bool = True,
+    max_share: float = PROVENANCE_INCREMENTAL_MAX_SHARE,
+) -> ProvenanceBuild:
     """``library.elder_attribute_provenance`` in ranges of ``per_range`` elders (memory stays
     bounded at district scale: 400,000 elders in one query peaked at 11.9 GB), after the
-    district-wide character plausibility is computed once. Same rows, same order as one query."""
+    district-wide character plausibility is computed once. Same rows, same order as one query.
+
+    Incremental: an elder's rows depend only on its own linked records and on the character
+    counts, so when the table on disk and its inputs cache (:func:`provenance_cache`) describe
+    one earlier state, only the elders :func:`_affected_elders` finds are computed again and
+    the other elders' rows are carried over; the result equals a full build. With no usable
+    earlier state, or more than ``max_share`` of the elders affected (a new month's registry
+    snapshot names nearly everyone), the whole table is built."""
     table = registry.derived("elder_attribute_provenance")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {CHAR_TABLE} AS {provenance_sql(registry, part='chars')}")
-    select = provenance_sql(registry, part="range")
     path = table_path(lake, table.name)
-    rows = 0
+    temps = (CHAR_TABLE, INPUTS_TABLE, PREVIOUS_INPUTS_TABLE, AFFECTED_TABLE, NEW_ROWS_TABLE)
     try:
-        with atomic_path(path) as tmp:
-            writer: pq.ParquetWriter | None = None
-            for lo, hi in elder_key_ranges(con, per_range):
-                con.execute("SET VARIABLE prov_lo = ?", [lo])
-                con.execute("SET VARIABLE prov_hi = ?", [hi])
-                rel = con.sql(select)
-                if writer is None:
-                    check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
-                reader = rel.to_arrow_reader(ROW_GROUP_ROWS)
-                if writer is None:
-                    writer = open_writer(tmp, reader.schema, lake)
-                for batch in reader:
-                    if batch.num_rows:
-                        writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                        rows += batch.num_rows
-            if writer is None:  # no linked elder: an empty, typed table
-                write_batches(con.sql(select).to_arrow_reader(ROW_GROUP_ROWS), tmp, lake)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {CHAR_TABLE} AS {provenance_sql(registry, part='chars')}")
+        now = _current_inputs(con, lake, registry)
+        elders = _count(con, INPUTS_TABLE)
+        previous = _previous_inputs(con, lake, path) if incremental else None
+        mode, recomputed, reason = "full", elders, "no earlier state" if incremental else "asked for"
+        if previous is not None and previous.sql != now.sql:
+            reason = "the survivorship query changed"
+        elif previous is not None:
+            affected, why = _affected_elders(con, lake, now, previous)
+            if affected <= elders * max_share:
+                mode, recomputed, reason = "incremental", affected, why
             else:
-                writer.close()
+                reason = f"{affected} of {elders} elders affected ({why})"
+        metadata = {PROVENANCE_STATE: now.token}
+        with atomic_path(path) as tmp:
+            if mode == "incremental":
+                rows = _write_incremental(con, registry, table, tmp, lake, metadata, per_range)
+            else:
+                rows = _write_ranges(con, registry, table, tmp, lake, metadata, per_range)
+        state = {"token": now.token, "sql": now.sql, "chars": now.chars, "digests": now.digests}
+        inputs = con.sql(f"SELECT elder_key, inputs FROM {INPUTS_TABLE} ORDER BY elder_key").pl()
+        with atomic_path(provenance_cache(lake)) as tmp:
+            write_frame(
+                inputs,
+                tmp,
+                lake,
+                metadata={PROVENANCE_STATE: json.dumps(state), PROVENANCE_PARTS: json.dumps(now.parts)},
+            )
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {CHAR_TABLE}")
+        for temp in temps:
+            con.execute(f"DROP TABLE IF EXISTS {temp}")
     create_library_view(con, lake, table)
-    return row_count(path, lake)
+    return ProvenanceBuild(rows, mode, elders, recomputed, reason)
+
+
+def _write_ranges(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    table: DerivedTable,
+    tmp: Path,
+    lake: Lake,
+    metadata: dict[str, str],
+    per_range: int,
+) -> int:
+    """Every elder, ``per_range`` at a time, in key order."""
+    select = provenance_sql(registry, part="range")
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    for lo, hi in elder_key_ranges(con, per_range):
+        con.execute("SET VARIABLE prov_lo = ?", [lo])
+        con.execute("SET VARIABLE prov_hi = ?", [hi])
+        rel = con.sql(select)
+        if writer is None:
+            check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
+        reader = rel.to_arrow_reader(ROW_GROUP_ROWS)
+        if writer is None:
+            writer = open_writer(tmp, reader.schema.with_metadata(metadata), lake)
+        for batch in reader:
+            if batch.num_rows:
+                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+                rows += batch.num_rows
+    if writer is None:  # no linked elder: an empty, typed table
+        write_batches(con.sql(select).to_arrow_reader(ROW_GROUP_ROWS), tmp, lake)
+    else:
+        writer.close()
+    return rows
+
+
+def _write_incremental(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    table: DerivedTable,
+    tmp: Path,
+    lake: Lake,
+    metadata: dict[str, str],
+    per_range: int,
+) -> int:
+    """The affected elders computed again (``per_range`` at a time), the others' rows carried
+    over from the table on disk, all in the full build's order."""
+    select = provenance_sql(registry, part="subset")
+    for i, (lo, hi) in enumerate(elder_key_ranges(con, per_range, source=AFFECTED_TABLE)):
+        con.execute("SET VARIABLE prov_lo = ?", [lo])
+        con.execute("SET VARIABLE prov_hi = ?", [hi])
+        if i == 0:
+            rel = con.sql(select)
+            check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_ROWS_TABLE} AS {select}")
+        else:
+            con.execute(f"INSERT INTO {NEW_ROWS_TABLE} {select}")
+    merged = (
+        "SELECT * FROM (SELECT * FROM library.elder_attribute_provenance "
+        f"WHERE elder_key IN (SELECT elder_key FROM {INPUTS_TABLE}) "
+        f"AND elder_key NOT IN (SELECT elder_key FROM {AFFECTED_TABLE}) "
+        f"UNION ALL SELECT * FROM {NEW_ROWS_TABLE}) "
+        f"ORDER BY elder_key, {attribute_order_sql()}"
+    )
+    reader = con.sql(merged).to_arrow_reader(ROW_GROUP_ROWS)
+    writer = open_writer(tmp, reader.schema.with_metadata(metadata), lake)
+    rows = 0
+    for batch in reader:
+        if batch.num_rows:
+            writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+            rows += batch.num_rows
+    writer.close()
+    return rows
 
 
 def library_order(registry: Registry) -> list[DerivedTable]:
@@ -284,7 +546,7 @@ def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str,
                 continue
             t0 = time.perf_counter()
             if table.name == "elder_attribute_provenance":
-                rows = build_provenance(con, lake, registry)
+                rows = build_provenance(con, lake, registry).rows
             else:
                 rows = build_sql_table(con, lake, table, as_of)
             out[table.name] = (rows, time.perf_counter() - t0)

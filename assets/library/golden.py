@@ -93,6 +93,27 @@ def _order(rule: Rule) -> str:
 
 
 CHAR_TABLE = "_provenance_char_people"
+AFFECTED_TABLE = "_provenance_affected"
+PARTS = ("whole", "chars", "range", "subset")
+
+
+def source_tables(rules: Survivorship | None = None) -> list[str]:
+    """The staged tables any attribute takes candidates from."""
+    rules = rules or load_rules()
+    return sorted({source_column(src, a)[0] for a, r in rules.attributes.items() for src in r.sources})
+
+
+def tie_break_attributes(rules: Survivorship | None = None) -> list[str]:
+    """Attributes whose winner may depend on other elders (the district-wide character plausibility)."""
+    rules = rules or load_rules()
+    return [a for a, r in rules.attributes.items() if r.tie_break == "character_frequency"]
+
+
+def attribute_order_sql(rules: Survivorship | None = None) -> str:
+    """The rows' order within an elder: the attributes as the rules list them."""
+    rules = rules or load_rules()
+    whens = " ".join(f"WHEN '{a}' THEN {i}" for i, a in enumerate(rules.attributes))
+    return f"CASE attribute {whens} END"
 
 
 def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, part: str = "whole") -> str:
@@ -103,10 +124,13 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
     (``char_people``, the one step that looks across elders); ``"range"`` is the whole
     query for the elders with ``getvariable('prov_lo') <= elder_key < getvariable('prov_hi')``
     reading that step from the temporary table :data:`CHAR_TABLE`. Ranges in key order,
-    concatenated, give exactly the ``"whole"`` result.
+    concatenated, give exactly the ``"whole"`` result. ``"subset"`` is ``"range"`` for only
+    the elders listed in the temporary table :data:`AFFECTED_TABLE` (a new day recomputes
+    the elders whose inputs changed: an elder's rows depend on its own records and on
+    ``char_people``, nothing else).
     """
-    if part not in ("whole", "chars", "range"):
-        raise ValueError(f"part must be whole, chars or range, not {part!r}")
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
     rules = rules or load_rules()
     validate_rules(rules, registry)
     by_table: dict[str, dict[str, str]] = {}  # table -> attribute -> column
@@ -118,9 +142,11 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
             priority[(table, attr)] = prio
     in_range = (
         " WHERE elder_key >= getvariable('prov_lo') AND elder_key < getvariable('prov_hi')"
-        if part == "range"
+        if part in ("range", "subset")
         else ""
     )
+    if part == "subset":
+        in_range += f" AND elder_key IN (SELECT elder_key FROM {AFFECTED_TABLE})"
     ctes = [
         "links AS (SELECT record_id, source_table, source_file, row_number, elder_key "
         f"FROM library.elder_links{in_range})"
@@ -168,13 +194,13 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
         "arg_max(record_id, (observed_at, record_id)) AS record_id "
         "FROM observations GROUP BY ALL)"
     )
-    typo_checked = [a for a, r in rules.attributes.items() if r.tie_break == "character_frequency"]
+    typo_checked = tie_break_attributes(rules)
     listed = ", ".join(f"'{a}'" for a in typo_checked) or "NULL"
     ctes.append(
         "chars AS (SELECT DISTINCT attribute, elder_key, value, unnest(string_split(value, '')) AS ch "
         f"FROM candidates WHERE attribute IN ({listed}))"
     )
-    if part == "range":
+    if part in ("range", "subset"):
         ctes.append(f"char_people AS (SELECT attribute, ch, people FROM {CHAR_TABLE})")
     else:
         ctes.append(
@@ -206,8 +232,7 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
             order = _order(rule.rule)
             label = f"'{rule.rule}'"
         cases.append((attr, order, label))
-    whens = " ".join(f"WHEN '{a}' THEN {i}" for i, (a, _, _) in enumerate(cases))
-    order_sql = f"CASE attribute {whens} END"
+    order_sql = attribute_order_sql(rules)
     ranked_parts = []
     for attr, order, label in cases:
         ranked_parts.append(
