@@ -234,7 +234,7 @@ def provenance_cache(lake: Lake) -> Path:
 @dataclass(frozen=True)
 class ProvenanceBuild:
     rows: int
-    mode: str  # full | incremental
+    mode: str  # full | incremental | unchanged
     elders: int  # elders with linked records
     recomputed: int  # elders whose rows were computed in this run
     reason: str  # why the mode (for the run log)
@@ -404,6 +404,9 @@ def build_provenance(
                 mode, recomputed, reason = "incremental", affected, why
             else:
                 reason = f"{affected} of {elders} elders affected ({why})"
+        if previous is not None and previous.token == now.token:
+            # the very inputs of the table on disk (a rerun): nothing to write
+            return ProvenanceBuild(row_count(path, lake), "unchanged", elders, 0, "inputs unchanged")
         metadata = {PROVENANCE_STATE: now.token}
         with atomic_path(path) as tmp:
             if mode == "incremental":
