@@ -439,3 +439,75 @@ def test_kept_person_records_are_normalised_and_rebuilt_when_the_normaliser_chan
     staged_parts = set((lake.staged / "meal_transactions").glob("date=*/data.parquet"))
     assert staged_parts <= set(read)  # every part read again, none taken from the stale cache
     assert json.loads(file_metadata(cache, lake)[identity.RECORDS_PARTS])
+
+
+def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_with_it(
+    staged_sample: Lake, tmp_path: Path
+) -> None:
+    """A new day scores only the pairs touching profiles the kept linkage has not seen; the
+    result equals scoring every pair with the same model. The model is trained again when too
+    much changed or its code did; the kept state round-trips through the lake."""
+    from dataclasses import replace
+
+    from assets.library.identity import LinkSettings
+    from assets.library.mei import LINKAGE_STATE, linkage_cache, read_kept, write_kept
+    from rainbow.io import atomic_path
+    from rainbow.parquet import file_metadata, read_frame, write_frame
+
+    records = person_records(staged_sample, REG)
+    last = records["_delivery_date"].max()
+    settings = LinkSettings(retrain_share=0.5)
+    first = link_records(records.filter(pl.col("_delivery_date") < last), normalised=True, settings=settings)
+    assert first.kept is not None and first.stats["model_trained"] == 1
+
+    today = link_records(
+        records, previous=first.assignments, kept=first.kept, normalised=True, settings=settings
+    )
+    assert today.stats["model_trained"] == 0
+    assert 0 < today.stats["new_profiles"] < today.stats["profiles"] // 10
+    # the reference: the same model scoring every pair (a kept linkage that has scored nothing)
+    blank = replace(
+        first.kept,
+        profiles=first.kept.profiles.clear(),
+        pairs=first.kept.pairs.clear(),
+        trained_profiles=10**9,
+    )
+    every = link_records(records, previous=first.assignments, kept=blank, normalised=True, settings=settings)
+    assert every.stats["model_trained"] == 0 and every.stats["new_profiles"] == every.stats["profiles"]
+    assert today.stats["scored_pairs"] == every.stats["scored_pairs"] > 0
+    assert today.assignments.equals(every.assignments)
+    assert today.review_pairs.equals(every.review_pairs)
+    assert today.key_changes.equals(every.key_changes)
+    assert today.kept is not None and every.kept is not None
+    order = ["profile_key_l", "profile_key_r"]
+    assert today.kept.pairs.sort(order).equals(every.kept.pairs.sort(order))
+    assert today.kept.changed == today.stats["new_profiles"] + today.stats["gone_profiles"]
+
+    # trained again: beyond the share of changed profiles, or with other model code
+    strict = link_records(records, kept=first.kept, normalised=True, settings=LinkSettings(retrain_share=0.0))
+    assert strict.stats["model_trained"] == 1
+    stale = link_records(
+        records, kept=replace(first.kept, fingerprint="x"), normalised=True, settings=settings
+    )
+    assert stale.stats["model_trained"] == 1
+
+    # kept in the lake: three files with one token; a file of another state means retraining
+    lake = Lake(tmp_path / "lake")
+    write_kept(lake, today.kept)
+    back = read_kept(lake)
+    assert back is not None and back.model.model == today.kept.model.model
+    assert back.pairs.equals(today.kept.pairs) and back.profiles.equals(today.kept.profiles)
+    assert (back.trained_profiles, back.changed, back.fingerprint) == (
+        today.kept.trained_profiles,
+        today.kept.changed,
+        today.kept.fingerprint,
+    )
+    again = link_records(records, previous=today.assignments, kept=back, normalised=True, settings=settings)
+    assert again.stats["model_trained"] == 0 and again.stats["new_profiles"] == 0
+    assert again.assignments.equals(today.assignments)
+    profiles = linkage_cache(lake) / "profiles.parquet"
+    frame = read_frame(profiles, lake)
+    with atomic_path(profiles) as tmp:
+        write_frame(frame, tmp, lake, metadata={LINKAGE_STATE: '{"token": "another run"}'})
+    assert "another run" in file_metadata(profiles, lake)[LINKAGE_STATE]
+    assert read_kept(lake) is None

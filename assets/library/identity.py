@@ -38,13 +38,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
+from splink import __version__ as splink_version
 
 from assets.library.identity_keys import Clustering, Constraints, assign_keys
 from assets.library.identity_model import (
     COMPARISONS,
+    NEW,
+    PAIR_SCHEMA,
+    KeptModel,
     ModelSettings,
+    ScoredPairs,
+    _parameters,
     score_pairs,
     source_population_pairs,
     weak_profiles,
@@ -414,6 +421,10 @@ class LinkSettings:
     review_low: float = 0.5
     review_high: float = 0.98
     model: ModelSettings = field(default_factory=ModelSettings)
+    # A kept model scores new profiles until the profiles new or gone since its training exceed
+    # this share of those it was trained on (at 400,000 elders a day brings ~3,100 new profiles
+    # of 1.06 M: retrained about every 17 days).
+    retrain_share: float = 0.05
     key_prefix: str = "E"
     key_digits: int = 8
 
@@ -441,6 +452,7 @@ class LinkResult:
     key_changes: pl.DataFrame
     parameters: pl.DataFrame
     stats: dict[str, int | float]
+    kept: KeptLinkage | None = None  # for the next run (None: nothing trained)
 
 
 def _profiles(records: pl.DataFrame, isolate: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -457,7 +469,126 @@ def _profiles(records: pl.DataFrame, isolate: set[str]) -> tuple[pl.DataFrame, p
         .with_columns(pl.col("profile").cast(pl.Int64))
     )
     linked = keyed.join(profiles.select(*key, "profile"), on=key, how="left", nulls_equal=True)
-    return linked.drop("__solo"), profiles.drop("__solo")
+    return linked.drop("__solo"), profiles.with_columns(profile_keys(profiles)).drop("__solo")
+
+
+PROFILE_ID = "profile_key"
+
+
+def profile_keys(profiles: pl.DataFrame) -> pl.Series:
+    """A stable id of each profile across runs (profile numbers are not): the MD5 of its
+    attributes (and of the record a steward decision isolates), nulls marked."""
+    cols = [c for c in (*PROFILE_KEY, "__solo") if c in profiles.columns]
+    parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in cols)
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("profiles_arrow", profiles.select(cols).to_arrow())
+        keys = con.sql(f"SELECT md5(concat_ws(chr(31), {parts})) AS {PROFILE_ID} FROM profiles_arrow").pl()
+    finally:
+        con.close()
+    return keys[PROFILE_ID]
+
+
+@dataclass(frozen=True)
+class KeptLinkage:
+    """What a linkage keeps for the next run (``library/_cache/linkage``): the trained model,
+    the profiles scored so far (:func:`profile_keys`) and every pair scored, by profile key.
+    While it is kept, a run scores only the pairs that touch a profile new since (see
+    :func:`link_records`); the model is trained again once the profiles new or gone since its
+    training exceed ``LinkSettings.retrain_share`` of those it was trained on."""
+
+    model: KeptModel
+    profiles: pl.Series  # profile keys
+    pairs: pl.DataFrame  # profile_key_l, profile_key_r, match_probability, match_weight, mw_<comparison>
+    trained_profiles: int
+    changed: int  # profiles new or gone since training
+    fingerprint: str  # the model code and settings it was made with
+
+
+def linkage_fingerprint(settings: ModelSettings) -> str:
+    """The model's code (features, comparisons, blocking, training), settings and splink version."""
+    code = Path(inspect.getfile(score_pairs)).read_bytes()
+    made_with = [repr(settings), splink_version, hashlib.sha256(code).hexdigest()]
+    return hashlib.sha256(repr(made_with).encode()).hexdigest()[:16]
+
+
+_PAIR_VALUES = [c for c in PAIR_SCHEMA if not c.startswith("unique_id")]
+
+
+def _keyed_pairs(pairs: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """Scored pairs by profile number -> by profile key."""
+    left = keys.rename({"profile": "unique_id_l", PROFILE_ID: f"{PROFILE_ID}_l"})
+    right = keys.rename({"profile": "unique_id_r", PROFILE_ID: f"{PROFILE_ID}_r"})
+    return (
+        pairs.join(left, on="unique_id_l")
+        .join(right, on="unique_id_r")
+        .select(
+            f"{PROFILE_ID}_l", f"{PROFILE_ID}_r", *[c for c in PAIR_SCHEMA if not c.startswith("unique_id")]
+        )
+    )
+
+
+def _numbered_pairs(kept: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """Kept pairs by profile key -> by this run's profile numbers (pairs of gone profiles drop)."""
+    left = keys.rename({PROFILE_ID: f"{PROFILE_ID}_l", "profile": "a"})
+    right = keys.rename({PROFILE_ID: f"{PROFILE_ID}_r", "profile": "b"})
+    return (
+        kept.join(left, on=f"{PROFILE_ID}_l")
+        .join(right, on=f"{PROFILE_ID}_r")
+        .select(
+            pl.min_horizontal("a", "b").alias("unique_id_l"),
+            pl.max_horizontal("a", "b").alias("unique_id_r"),
+            *_PAIR_VALUES,
+        )
+        .cast(pl.Schema(PAIR_SCHEMA))
+    )
+
+
+def _score(
+    profiles: pl.DataFrame, settings: LinkSettings, kept: KeptLinkage | None
+) -> tuple[ScoredPairs, KeptLinkage | None, dict[str, int]]:
+    """Score the profile pairs: train and score every pair, or, with a usable ``kept``, score
+    only the pairs touching profiles it has not seen and take the rest from it (the same scores
+    a full scoring with the kept model gives, tested)."""
+    keys = profiles.select("profile", PROFILE_ID)
+    fingerprint = linkage_fingerprint(settings.model)
+    model_input = profiles.drop(PROFILE_ID).rename({"profile": "unique_id"})
+    if kept is not None and kept.fingerprint == fingerprint:
+        known = profiles[PROFILE_ID].is_in(kept.profiles.implode())
+        new, gone = int((~known).sum()), kept.profiles.len() - int(known.sum())
+        changed = kept.changed + new + gone
+        if changed <= settings.retrain_share * kept.trained_profiles:
+            old = _numbered_pairs(kept.pairs, keys)
+            if new:
+                fresh = score_pairs(
+                    model_input.with_columns((~known).alias(NEW)), settings.model, kept=kept.model
+                )
+                pairs = pl.concat([old, fresh.pairs]).sort("unique_id_l", "unique_id_r")
+            else:
+                fresh, pairs = None, old.sort("unique_id_l", "unique_id_r")
+            model = kept.model
+            scored = ScoredPairs(
+                pairs,
+                float(model.model["probability_two_random_records_match"]),
+                fresh.parameters if fresh is not None else _parameters(model.model),
+                model.training,
+                model,
+            )
+            after = KeptLinkage(
+                model,
+                profiles[PROFILE_ID],
+                _keyed_pairs(pairs, keys),
+                kept.trained_profiles,
+                changed,
+                fingerprint,
+            )
+            return scored, after, {"model_trained": 0, "new_profiles": new, "gone_profiles": gone}
+    scored = score_pairs(model_input, settings.model)
+    trained = None
+    if scored.kept is not None:
+        keyed = _keyed_pairs(scored.pairs, keys)
+        trained = KeptLinkage(scored.kept, profiles[PROFILE_ID], keyed, profiles.height, 0, fingerprint)
+    return scored, trained, {"model_trained": 1, "new_profiles": profiles.height, "gone_profiles": 0}
 
 
 def _decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
@@ -482,6 +613,7 @@ def link_records(
     settings: LinkSettings | None = None,
     registry: Registry | None = None,
     normalised: bool = False,
+    kept: KeptLinkage | None = None,
 ) -> LinkResult:
     """Resolve person records to elders (see the module docstring for the steps).
 
@@ -490,7 +622,9 @@ def link_records(
     elder_key`` of an earlier run, whose keys are kept. ``decisions``:
     ``record_id_l, record_id_r, decision`` ('match' forces a link, 'no_match'
     forbids one) - steward decisions, honoured in every run. ``normalised``: the records
-    already are (:func:`person_records`), so normalising them again is skipped.
+    already are (:func:`person_records`), so normalising them again is skipped. ``kept``: the
+    previous run's :class:`KeptLinkage` (``LinkResult.kept``): its model scores the pairs of new
+    profiles, its pairs stand for the others, until ``settings.retrain_share`` is exceeded.
     """
     settings = settings or LinkSettings()
     recs = (
@@ -507,7 +641,8 @@ def link_records(
     recs, profiles = _profiles(recs, isolate)
     profiles = profiles.with_columns(weak=weak_profiles(profiles))
 
-    scored = score_pairs(profiles.rename({"profile": "unique_id"}), settings.model)
+    scored, kept_after, scoring = _score(profiles, settings, kept)
+    profiles = profiles.drop(PROFILE_ID)
     profile_of = dict(zip(recs["record_id"].to_list(), recs["profile"].to_list(), strict=True))
     constraints = Constraints(
         must=[(profile_of[a], profile_of[b]) for a, b, d in dec.iter_rows() if d == "match"],
@@ -569,8 +704,9 @@ def link_records(
         "elders": int(assignments["elder_key"].n_unique()),
         "review_pairs": review.height,
         "prior": scored.prior,
+        **scoring,
     }
-    return LinkResult(assignments, review, assigned.changes, scored.parameters, stats)
+    return LinkResult(assignments, review, assigned.changes, scored.parameters, stats, kept_after)
 
 
 def source_recurrence(recs: pl.DataFrame) -> dict[str, float]:

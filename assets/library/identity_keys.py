@@ -34,7 +34,8 @@ class _Components:
 
     def __init__(self, n: int) -> None:
         self.parent = np.arange(n, dtype=np.int64)
-        self.ids: dict[int, frozenset[str]] = {}
+        # validated IDs per root: one ID as its string (most roots), several as a frozenset
+        self.ids: dict[int, str | frozenset[str]] = {}
         self.cannot: dict[int, set[int]] = {}
 
     def find(self, x: int) -> int:
@@ -46,6 +47,10 @@ class _Components:
             self.parent[x] = root
             x = nxt
         return root
+
+    def id_set(self, root: int) -> frozenset[str]:
+        ids = self.ids.get(root, frozenset())
+        return frozenset((ids,)) if isinstance(ids, str) else ids
 
     def roots(self) -> np.ndarray:
         """``find`` of every element at once (pointer jumping); compresses every path."""
@@ -63,7 +68,7 @@ class _Components:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
-        ia, ib = self.ids.get(ra, frozenset()), self.ids.get(rb, frozenset())
+        ia, ib = self.id_set(ra), self.id_set(rb)
         # Two different validated IDs never become one elder, unless a steward said so.
         if not forced and ia and ib and not (ia <= ib or ib <= ia):
             return False
@@ -113,9 +118,7 @@ class Clustering:
         heads = free.with_columns(head=pl.col("profile").min().over("id_number"))
         self.comp.parent[heads["profile"].to_numpy()] = heads["head"].to_numpy()
         firsts = heads.filter(pl.col("profile") == pl.col("head"))
-        self.comp.ids.update(
-            (int(p), frozenset([i])) for p, i in zip(firsts["profile"], firsts["id_number"], strict=True)
-        )
+        self.comp.ids.update(zip(firsts["profile"].to_list(), firsts["id_number"].to_list(), strict=True))
         deferred: list[list[int]] = []
         for id_number, members in (
             with_id.filter(pl.col("id_number").is_in(touched.implode()))
@@ -126,7 +129,7 @@ class Clustering:
         ):
             deferred.append(members)
             for p in members:
-                self.comp.ids[p] = frozenset([id_number])
+                self.comp.ids[p] = id_number
         for a, b in constraints.must:
             if self.comp.union(a, b, forced=True):
                 self.prob[[a, b]] = 1.0

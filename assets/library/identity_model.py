@@ -23,6 +23,7 @@ without an ID) are then weighed against the population of their own source:
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -309,6 +310,17 @@ def _prior(profiles: pl.DataFrame) -> float:
 
 
 @dataclass(frozen=True)
+class KeptModel:
+    """A trained model kept between runs: the splink settings with their m and u (smoothed) and
+    the prior, and the name term frequencies it scored with. Scores depend on the two profiles
+    and this, nothing else, so a pair scored once keeps its score while the model is kept."""
+
+    model: dict[str, Any]
+    tf_name: pl.DataFrame  # name, tf_name
+    training: str  # labels | em
+
+
+@dataclass(frozen=True)
 class ScoredPairs:
     """The model's output: scored pairs, its prior and its per-level parameters."""
 
@@ -316,6 +328,7 @@ class ScoredPairs:
     prior: float  # probability that two random profiles are the same elder
     parameters: pl.DataFrame  # comparison, level, m, u, weight (log2 m/u)
     training: str  # labels | em | defaults | none (nothing to score)
+    kept: KeptModel | None = None  # the trained (or kept) model that scored them
 
     @property
     def prior_weight(self) -> float:
@@ -398,7 +411,23 @@ def _train(linker: Linker, profiles: pl.DataFrame, settings: ModelSettings) -> s
     return "em"
 
 
-def score_pairs(profiles: pl.DataFrame, settings: ModelSettings) -> ScoredPairs:
+NEW = "is_new"
+
+
+def new_pair_rules() -> list[dict[str, str]]:
+    """The blocking rules restricted to pairs with a side flagged :data:`NEW` (each rule twice,
+    the new side left or right, so DuckDB joins the few new profiles against all, not all
+    against all). Their pairs are exactly the full rules' pairs that touch a new profile."""
+    return [
+        {"blocking_rule": f"l.{k} = r.{k} AND {GUARD} AND {side}.{NEW}", "sql_dialect": "duckdb"}
+        for k in BLOCKING_KEYS
+        for side in ("l", "r")
+    ]
+
+
+def score_pairs(
+    profiles: pl.DataFrame, settings: ModelSettings, *, kept: KeptModel | None = None
+) -> ScoredPairs:
     """Train the model on ``profiles`` and score the candidate pairs.
 
     ``profiles`` carries ``unique_id`` (int) and the normalised attributes;
@@ -407,44 +436,69 @@ def score_pairs(profiles: pl.DataFrame, settings: ModelSettings) -> ScoredPairs:
     ``DEFAULT_PARAMETERS`` and ``DEFAULT_PRIOR``. Only pairs with
     ``match_probability >= settings.min_probability`` are returned,
     ``unique_id_l < unique_id_r``.
+
+    ``kept``: score with that model and its term frequencies instead of training; with a
+    boolean column :data:`NEW` in ``profiles``, only the pairs touching a new profile are
+    scored (:func:`new_pair_rules`). A trained run returns its model as ``ScoredPairs.kept``.
     """
-    trained = profiles.height >= settings.min_profiles_to_train
-    prior = _prior(profiles) if trained else DEFAULT_PRIOR
+    if kept is None:
+        trained = profiles.height >= settings.min_profiles_to_train
+        prior = _prior(profiles) if trained else DEFAULT_PRIOR
+    else:
+        trained, prior = True, float(kept.model["probability_two_random_records_match"])
     empty = pl.DataFrame(schema=PAIR_SCHEMA)
     if profiles.height < 2 or profiles["id_number"].null_count() == 0:
         return ScoredPairs(empty, prior, pl.DataFrame(schema=PARAMETER_SCHEMA), "none")
-    frame = linkage_features(profiles).select(MODEL_COLUMNS)
+    only_new = kept is not None and NEW in profiles.columns
+    frame = linkage_features(profiles).select(*MODEL_COLUMNS, *([NEW] if only_new else []))
     con = duckdb.connect(":memory:")
     splink_log = logging.getLogger("splink")
     level = splink_log.level
     splink_log.setLevel(logging.ERROR)  # "level not observed" notes are expected on synthetic data
+    out_kept: KeptModel | None = None
     try:
         con.execute(f"SET threads TO {settings.threads}")
         con.register("profiles_arrow", frame.to_arrow())
         con.execute("CREATE TABLE profiles AS SELECT * FROM profiles_arrow")
         con.unregister("profiles_arrow")
         db_api = DuckDBAPI(con)
-        creator = SettingsCreator(
-            link_type="dedupe_only",
-            comparisons=[*comparisons(trained=trained)],
-            blocking_rules_to_generate_predictions=[*blocking_rules()],
-            probability_two_random_records_match=prior,
-            em_convergence=settings.em_convergence,
-            max_iterations=settings.em_max_iterations,
-            retain_matching_columns=False,
-            retain_intermediate_calculation_columns=True,
-            unique_id_column_name="unique_id",
-            linker_uid="rainbow_identity",
-        )
-        linker = Linker(db_api.register("profiles"), creator, log_level=None)
-        training = "defaults"
-        model = linker.misc.save_model_to_json()
-        if trained:
-            training = _train(linker, profiles, settings)
-            model = _smoothed(
-                linker.misc.save_model_to_json(), settings.m_smoothing, 1.0 / settings.u_max_pairs
+        if kept is None:
+            creator = SettingsCreator(
+                link_type="dedupe_only",
+                comparisons=[*comparisons(trained=trained)],
+                blocking_rules_to_generate_predictions=[*blocking_rules()],
+                probability_two_random_records_match=prior,
+                em_convergence=settings.em_convergence,
+                max_iterations=settings.em_max_iterations,
+                retain_matching_columns=False,
+                retain_intermediate_calculation_columns=True,
+                unique_id_column_name="unique_id",
+                linker_uid="rainbow_identity",
             )
+            linker = Linker(db_api.register("profiles"), creator, log_level=None)
+            training = "defaults"
+            model = linker.misc.save_model_to_json()
+            if trained:
+                training = _train(linker, profiles, settings)
+                model = _smoothed(
+                    linker.misc.save_model_to_json(), settings.m_smoothing, 1.0 / settings.u_max_pairs
+                )
+                as_trained = copy.deepcopy(model)
+                linker = Linker(db_api.register("profiles"), model, log_level=None)
+                tf = linker.table_management.compute_tf_table("name")
+                tf_name = con.sql(f"SELECT name, tf_name FROM {tf.physical_name} ORDER BY name").pl()
+                out_kept = KeptModel(as_trained, tf_name, training)
+        else:
+            model = copy.deepcopy(kept.model)
+            if only_new:
+                model["blocking_rules_to_generate_predictions"] = new_pair_rules()
             linker = Linker(db_api.register("profiles"), model, log_level=None)
+            con.register("tf_name_arrow", kept.tf_name.to_arrow())
+            con.execute("CREATE TABLE kept_tf_name AS SELECT * FROM tf_name_arrow")
+            con.unregister("tf_name_arrow")
+            linker.table_management.register_term_frequency_lookup(db_api.register("kept_tf_name"), "name")
+            training = kept.training
+            out_kept = kept
         parameters = _parameters(model)
         prior = float(model["probability_two_random_records_match"])
         predictions = linker.inference.predict(
@@ -455,7 +509,7 @@ def score_pairs(profiles: pl.DataFrame, settings: ModelSettings) -> ScoredPairs:
         splink_log.setLevel(level)
         con.close()
     if out.height == 0:
-        return ScoredPairs(empty, prior, parameters, training)
+        return ScoredPairs(empty, prior, parameters, training, out_kept)
     weights = []
     for c in COMPARISONS:
         mw = pl.col(f"mw_{c}").cast(pl.Float64)
@@ -470,7 +524,7 @@ def score_pairs(profiles: pl.DataFrame, settings: ModelSettings) -> ScoredPairs:
         *weights,
     )
     pairs = scored.sort("unique_id_l", "unique_id_r").cast(pl.Schema(PAIR_SCHEMA))
-    return ScoredPairs(pairs, prior, parameters, training)
+    return ScoredPairs(pairs, prior, parameters, training, out_kept)
 
 
 # ------------------------------------------------------------------ weak records

@@ -21,23 +21,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 from assets.library.identity import (
     COMPARISONS,
+    PROFILE_ID,
     STANDARD_COLUMNS,
+    KeptLinkage,
     LinkResult,
     LinkSettings,
     link_records,
     person_records,
 )
+from assets.library.identity_model import KeptModel
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
-from rainbow.parquet import read_frame, write_frame
+from rainbow.parquet import file_metadata, read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.registry import Registry
 
@@ -179,10 +184,69 @@ def _review_table(result: LinkResult, keys: pl.DataFrame, decisions: pl.DataFram
     ).sort(["status", "match_probability", "pair_id"], descending=[True, True, False])
 
 
+LINKAGE_STATE = "rainbow.linkage"
+
+
+def linkage_cache(lake: Lake) -> Path:
+    """``library/_cache/linkage``: the kept model, the profiles scored and their pairs (encrypted)."""
+    return lake.library / "_cache" / "linkage"
+
+
+def read_kept(lake: Lake) -> KeptLinkage | None:
+    """The linkage the last run kept, or None (missing, unreadable or half written: retrain)."""
+    folder = linkage_cache(lake)
+    paths = {name: folder / f"{name}.parquet" for name in ("profiles", "tf_name", "pairs")}
+    if not all(p.exists() for p in paths.values()):
+        return None
+    try:
+        states = {name: json.loads(file_metadata(p, lake)[LINKAGE_STATE]) for name, p in paths.items()}
+        if len({s["token"] for s in states.values()}) != 1:
+            return None
+        state = states["pairs"]
+        return KeptLinkage(
+            model=KeptModel(state["model"], read_frame(paths["tf_name"], lake), state["training"]),
+            profiles=read_frame(paths["profiles"], lake)[PROFILE_ID],
+            pairs=read_frame(paths["pairs"], lake),
+            trained_profiles=int(state["trained_profiles"]),
+            changed=int(state["changed"]),
+            fingerprint=str(state["fingerprint"]),
+        )
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return None
+
+
+def write_kept(lake: Lake, kept: KeptLinkage) -> None:
+    """Three files, one token: a reader takes them only when all three carry it."""
+    token = uuid.uuid4().hex
+    short = json.dumps({"token": token})
+    full = json.dumps(
+        {
+            "token": token,
+            "model": kept.model.model,
+            "training": kept.model.training,
+            "trained_profiles": kept.trained_profiles,
+            "changed": kept.changed,
+            "fingerprint": kept.fingerprint,
+        }
+    )
+    folder = linkage_cache(lake)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame, state in (
+        ("profiles", kept.profiles.to_frame(PROFILE_ID), short),
+        ("tf_name", kept.model.tf_name, short),
+        ("pairs", kept.pairs, full),
+    ):
+        with atomic_path(folder / f"{name}.parquet") as tmp:
+            write_frame(frame, tmp, lake, metadata={LINKAGE_STATE: state})
+
+
 def build_mei(
     lake: Lake, registry: Registry, run_at: datetime, settings: LinkSettings | None = None
 ) -> MeiResult:
-    """Link every person-bearing staged record; write elder_links, the review queue and key changes."""
+    """Link every person-bearing staged record; write elder_links, the review queue and key changes.
+
+    The linkage kept by the last run (:func:`read_kept`) scores only the new profiles' pairs
+    until its model is due for training again (``LinkSettings.retrain_share``)."""
     records = person_records(lake, registry)
     decisions = read_decisions(lake)
     previous = read_previous_links(lake)
@@ -193,6 +257,7 @@ def build_mei(
         settings=settings,
         registry=registry,
         normalised=True,
+        kept=read_kept(lake),
     )
     links = (
         records.select(
@@ -228,6 +293,8 @@ def build_mei(
     write_table(links, table_path(lake, "elder_links"), lake)
     write_table(review, table_path(lake, "match_review_queue"), lake)
     _append_changes(lake, changes, run_at)
+    if result.kept is not None:
+        write_kept(lake, result.kept)
     stats: dict[str, int | float] = {
         **result.stats,
         "review_open": int((review["status"] == "OPEN").sum()),
