@@ -26,6 +26,11 @@ Pure functions, no Dagster:
      share a name;
   6. keys: ``elder_key`` values are kept stable against the previous run's
      assignments; new elders get the next keys of the sequence.
+
+Between runs the linkage keeps its trained model and every pair it scored
+(:class:`KeptLinkage`): a new day scores only the pairs touching profiles not
+seen before, with the kept model, and takes the others' scores as they were,
+until the profiles changed since training exceed ``LinkSettings.retrain_share``.
 """
 
 from __future__ import annotations
@@ -209,11 +214,13 @@ def records_cache(lake: Lake, table: Table | str) -> Path:
 
 @functools.cache
 def _normaliser_fingerprint() -> str:
-    """The code of the normalisation (staging's normalisers and this module's): a change to
-    either makes the kept records stale."""
-    normalise = Path(inspect.getfile(rule_for)).read_bytes()
-    own = inspect.getsource(_normalise_rows) + inspect.getsource(normalise_records)
-    return hashlib.sha256(normalise + own.encode()).hexdigest()[:16]
+    """The code of the normalisation (staging's normalisers and this module): a change to either
+    file makes the kept records stale. Whole files, not ``inspect.getsource`` of the functions:
+    that reads the file as it is now at the line numbers of the code as imported, so an edit
+    above them gave another fingerprint for the same code (measured: a bench's new day
+    normalised every record again)."""
+    files = (inspect.getfile(rule_for), __file__)
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
 
 
 def _codelists_fingerprint(registry: Registry) -> str:
@@ -522,9 +529,7 @@ def _keyed_pairs(pairs: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
     return (
         pairs.join(left, on="unique_id_l")
         .join(right, on="unique_id_r")
-        .select(
-            f"{PROFILE_ID}_l", f"{PROFILE_ID}_r", *[c for c in PAIR_SCHEMA if not c.startswith("unique_id")]
-        )
+        .select(f"{PROFILE_ID}_l", f"{PROFILE_ID}_r", *_PAIR_VALUES)
     )
 
 
