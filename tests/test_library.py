@@ -322,6 +322,16 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
     same = build()  # nothing changed since the fixture's build: the table is left alone
     assert (same.mode, same.recomputed, same.rows) == ("unchanged", 0, before.height)
     assert path.stat().st_mtime_ns == mtime and read(lake_copy, table).equals(before)
+    # a delivery that names nobody (an empty staged part): the inputs moved, no elder did
+    some = sorted((lake_copy.staged / "screenings").glob("date=*/data.parquet"))[-1]
+    empty = lake_copy.staged / "screenings" / "date=2026-12-31" / "data.parquet"
+    empty.parent.mkdir()
+    rewrite(empty, read_frame(some, lake_copy).head(0))
+    nobody = build()
+    assert (nobody.mode, nobody.recomputed) == ("incremental", 0)
+    assert read(lake_copy, table).equals(before)
+    empty.unlink()
+    empty.parent.rmdir()
 
     # 1. a corrected re-delivery: the newest registry snapshot restaged with other living
     #    arrangements (it names most elders: by default that is a full build, see the end)

@@ -429,6 +429,19 @@ def build_provenance(
     return ProvenanceBuild(rows, mode, elders, recomputed, reason)
 
 
+def _check(table: DerivedTable, rel: duckdb.DuckDBPyRelation) -> None:
+    check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
+
+
+def _write_reader(reader: pa.RecordBatchReader, writer: pq.ParquetWriter) -> int:
+    rows = 0
+    for batch in reader:
+        if batch.num_rows:
+            writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+            rows += batch.num_rows
+    return rows
+
+
 def _write_ranges(
     con: duckdb.DuckDBPyConnection,
     registry: Registry,
@@ -447,14 +460,11 @@ def _write_ranges(
         con.execute("SET VARIABLE prov_hi = ?", [hi])
         rel = con.sql(select)
         if writer is None:
-            check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
+            _check(table, rel)
         reader = rel.to_arrow_reader(ROW_GROUP_ROWS)
         if writer is None:
             writer = open_writer(tmp, reader.schema.with_metadata(metadata), lake)
-        for batch in reader:
-            if batch.num_rows:
-                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                rows += batch.num_rows
+        rows += _write_reader(reader, writer)
     if writer is None:  # no linked elder: an empty, typed table
         write_batches(con.sql(select).to_arrow_reader(ROW_GROUP_ROWS), tmp, lake)
     else:
@@ -474,14 +484,14 @@ def _write_incremental(
     """The affected elders computed again (``per_range`` at a time), the others' rows carried
     over from the table on disk, all in the full build's order."""
     select = provenance_sql(registry, part="subset")
-    for i, (lo, hi) in enumerate(elder_key_ranges(con, per_range, source=AFFECTED_TABLE)):
-        con.execute("SET VARIABLE prov_lo = ?", [lo])
-        con.execute("SET VARIABLE prov_hi = ?", [hi])
-        if i == 0:
-            rel = con.sql(select)
-            check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_ROWS_TABLE} AS {select}")
-        else:
+    con.execute("SET VARIABLE prov_lo = ''")  # an empty range: the typed, empty table of new rows
+    con.execute("SET VARIABLE prov_hi = ''")
+    _check(table, con.sql(select))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_ROWS_TABLE} AS {select}")
+    if _count(con, AFFECTED_TABLE):
+        for lo, hi in elder_key_ranges(con, per_range, source=AFFECTED_TABLE):
+            con.execute("SET VARIABLE prov_lo = ?", [lo])
+            con.execute("SET VARIABLE prov_hi = ?", [hi])
             con.execute(f"INSERT INTO {NEW_ROWS_TABLE} {select}")
     merged = (
         "SELECT * FROM (SELECT * FROM library.elder_attribute_provenance "
@@ -492,11 +502,7 @@ def _write_incremental(
     )
     reader = con.sql(merged).to_arrow_reader(ROW_GROUP_ROWS)
     writer = open_writer(tmp, reader.schema.with_metadata(metadata), lake)
-    rows = 0
-    for batch in reader:
-        if batch.num_rows:
-            writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-            rows += batch.num_rows
+    rows = _write_reader(reader, writer)
     writer.close()
     return rows
 
