@@ -143,17 +143,25 @@ def write_batches(
     *,
     key: bytes | None = None,
     compression: str = "zstd",
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
-    """Write an Arrow table or stream (e.g. a DuckDB result) to ``path``; returns rows written."""
-    rows = 0
-    with open_writer(path, data.schema, lake, key=key, compression=compression) as w:
+    """Write an Arrow table or stream (e.g. a DuckDB result) to ``path``; returns rows written.
+    ``metadata``: key-value pairs for the file's footer (:func:`file_metadata`)."""
+    schema = data.schema.with_metadata(dict(metadata)) if metadata else data.schema
+    with open_writer(path, schema, lake, key=key, compression=compression) as w:
         if isinstance(data, pa.Table):
             w.write_table(data, row_group_size=ROW_GROUP_ROWS)
             return data.num_rows
-        for batch in data:
-            if batch.num_rows:
-                w.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                rows += batch.num_rows
+        return copy_batches(data, w)
+
+
+def copy_batches(reader: pa.RecordBatchReader, writer: pq.ParquetWriter) -> int:
+    """Every non-empty batch of ``reader`` into ``writer`` (left open); returns rows written."""
+    rows = 0
+    for batch in reader:
+        if batch.num_rows:
+            writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+            rows += batch.num_rows
     return rows
 
 

@@ -311,6 +311,12 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
         with atomic_path(path) as tmp:
             write_frame(frame, tmp, lake_copy)
 
+    def elders_delivered(links: pl.DataFrame, source: str, rows: pl.DataFrame) -> set[str]:
+        """The elders linked to records of the files ``rows`` (a staged part) came from."""
+        files = rows["_source_file"].unique().implode()
+        mine = links.filter((pl.col("source_table") == source) & pl.col("source_file").is_in(files))
+        return set(mine["elder_key"])
+
     table = "elder_attribute_provenance"
     before = read(lake_copy, table)
     elders = read(lake_copy, "elder_links")["elder_key"].n_unique()
@@ -339,12 +345,7 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
     rows = read_frame(part, lake_copy)
     rewrite(part, rows.with_columns(pl.col("living_arrangement").reverse()))
     links = read(lake_copy, "elder_links")
-    in_part = set(
-        links.filter(
-            (pl.col("source_table") == "district_registry")
-            & pl.col("source_file").is_in(rows["_source_file"].unique().implode())
-        )["elder_key"]
-    )
+    in_part = elders_delivered(links, "district_registry", rows)
     corrected = build()
     assert corrected.mode == "incremental" and corrected.recomputed == len(in_part) < elders
     after = read(lake_copy, table)
@@ -358,12 +359,7 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
         meals,
         rows.with_columns(name=pl.when(pl.int_range(pl.len()) < 5).then(pl.lit("龘靐")).otherwise("name")),
     )
-    eaters = set(
-        links.filter(
-            (pl.col("source_table") == "meal_transactions")
-            & pl.col("source_file").is_in(rows["_source_file"].unique().implode())
-        )["elder_key"]
-    )
+    eaters = elders_delivered(links, "meal_transactions", rows)
     renamed = build()
     assert renamed.mode == "incremental" and renamed.recomputed == len(eaters | multi)
     assert read(lake_copy, table).equals(full())

@@ -40,6 +40,7 @@ from assets.staging.stage import staged_dir
 from masking.encryption import ROW_GROUP_ROWS
 from rainbow.io import atomic_path
 from rainbow.parquet import (
+    copy_batches,
     file_metadata,
     glob_files,
     open_writer,
@@ -205,6 +206,7 @@ PROVENANCE_PARTS = "rainbow.provenance_parts"
 INPUTS_TABLE = "_provenance_inputs"
 PREVIOUS_INPUTS_TABLE = "_provenance_previous_inputs"
 NEW_ROWS_TABLE = "_provenance_new"
+CHANGED_TABLE = "_provenance_changed"
 # above this share of elders to recompute, the whole table is rebuilt
 PROVENANCE_INCREMENTAL_MAX_SHARE = 0.5
 
@@ -324,8 +326,9 @@ def _affected_elders(
         f"SELECT i.elder_key FROM {INPUTS_TABLE} AS i LEFT JOIN {PREVIOUS_INPUTS_TABLE} AS p "
         "USING (elder_key) WHERE p.inputs IS DISTINCT FROM i.inputs"
     )
-    pieces = [changed]
-    reasons = [f"{_count(con, f'({changed})')} with other linked records"]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_TABLE} AS {changed}")
+    pieces = [f"SELECT elder_key FROM {CHANGED_TABLE}"]
+    reasons = [f"{_count(con, CHANGED_TABLE)} with other linked records"]
     rewritten = [r for r, sig in now.parts.items() if r in previous.parts and previous.parts[r] != sig]
     root = lake.root.resolve()
     prefixes = {f"{staged_dir(lake, t).resolve().relative_to(root).as_posix()}/": t for t in source_tables()}
@@ -389,7 +392,7 @@ def build_provenance(
     snapshot names nearly everyone), the whole table is built."""
     table = registry.derived("elder_attribute_provenance")
     path = table_path(lake, table.name)
-    temps = (CHAR_TABLE, INPUTS_TABLE, PREVIOUS_INPUTS_TABLE, AFFECTED_TABLE, NEW_ROWS_TABLE)
+    temps = (CHAR_TABLE, INPUTS_TABLE, PREVIOUS_INPUTS_TABLE, CHANGED_TABLE, AFFECTED_TABLE, NEW_ROWS_TABLE)
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {CHAR_TABLE} AS {provenance_sql(registry, part='chars')}")
         now = _current_inputs(con, lake, registry)
@@ -433,15 +436,6 @@ def _check(table: DerivedTable, rel: duckdb.DuckDBPyRelation) -> None:
     check_columns(table, list(zip(rel.columns, [str(t) for t in rel.types], strict=True)))
 
 
-def _write_reader(reader: pa.RecordBatchReader, writer: pq.ParquetWriter) -> int:
-    rows = 0
-    for batch in reader:
-        if batch.num_rows:
-            writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-            rows += batch.num_rows
-    return rows
-
-
 def _write_ranges(
     con: duckdb.DuckDBPyConnection,
     registry: Registry,
@@ -464,7 +458,7 @@ def _write_ranges(
         reader = rel.to_arrow_reader(ROW_GROUP_ROWS)
         if writer is None:
             writer = open_writer(tmp, reader.schema.with_metadata(metadata), lake)
-        rows += _write_reader(reader, writer)
+        rows += copy_batches(reader, writer)
     if writer is None:  # no linked elder: an empty, typed table
         write_batches(con.sql(select).to_arrow_reader(ROW_GROUP_ROWS), tmp, lake)
     else:
@@ -500,11 +494,7 @@ def _write_incremental(
         f"UNION ALL SELECT * FROM {NEW_ROWS_TABLE}) "
         f"ORDER BY elder_key, {attribute_order_sql()}"
     )
-    reader = con.sql(merged).to_arrow_reader(ROW_GROUP_ROWS)
-    writer = open_writer(tmp, reader.schema.with_metadata(metadata), lake)
-    rows = _write_reader(reader, writer)
-    writer.close()
-    return rows
+    return write_batches(con.sql(merged).to_arrow_reader(ROW_GROUP_ROWS), tmp, lake, metadata=metadata)
 
 
 def library_order(registry: Registry) -> list[DerivedTable]:

@@ -534,18 +534,20 @@ def _keyed_pairs(pairs: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
 
 
 def _numbered_pairs(kept: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """Kept pairs by profile key -> by this run's profile numbers (pairs of gone profiles drop)."""
+    """Kept pairs by profile key -> also by this run's profile numbers (pairs of gone profiles
+    drop); the key columns stay, so they need not be looked up again."""
     left = keys.rename({PROFILE_ID: f"{PROFILE_ID}_l", "profile": "a"})
     right = keys.rename({PROFILE_ID: f"{PROFILE_ID}_r", "profile": "b"})
     return (
         kept.join(left, on=f"{PROFILE_ID}_l")
         .join(right, on=f"{PROFILE_ID}_r")
         .select(
-            pl.min_horizontal("a", "b").alias("unique_id_l"),
-            pl.max_horizontal("a", "b").alias("unique_id_r"),
+            pl.min_horizontal("a", "b").cast(pl.Int64).alias("unique_id_l"),
+            pl.max_horizontal("a", "b").cast(pl.Int64).alias("unique_id_r"),
             *_PAIR_VALUES,
+            f"{PROFILE_ID}_l",
+            f"{PROFILE_ID}_r",
         )
-        .cast(pl.Schema(PAIR_SCHEMA))
     )
 
 
@@ -564,28 +566,24 @@ def _score(
         changed = kept.changed + new + gone
         if changed <= settings.retrain_share * kept.trained_profiles:
             old = _numbered_pairs(kept.pairs, keys)
+            keyed = old.select(f"{PROFILE_ID}_l", f"{PROFILE_ID}_r", *_PAIR_VALUES)
+            pairs = old.select(*PAIR_SCHEMA)
+            fresh = None
             if new:
-                fresh = score_pairs(
-                    model_input.with_columns((~known).alias(NEW)), settings.model, kept=kept.model
-                )
-                pairs = pl.concat([old, fresh.pairs]).sort("unique_id_l", "unique_id_r")
-            else:
-                fresh, pairs = None, old.sort("unique_id_l", "unique_id_r")
+                flagged = model_input.with_columns((~known).alias(NEW))
+                fresh = score_pairs(flagged, settings.model, kept=kept.model)
+                pairs = pl.concat([pairs, fresh.pairs])
+                keyed = pl.concat([keyed, _keyed_pairs(fresh.pairs, keys)])
             model = kept.model
             scored = ScoredPairs(
-                pairs,
+                pairs.sort("unique_id_l", "unique_id_r").cast(pl.Schema(PAIR_SCHEMA)),
                 float(model.model["probability_two_random_records_match"]),
                 fresh.parameters if fresh is not None else _parameters(model.model),
                 model.training,
                 model,
             )
             after = KeptLinkage(
-                model,
-                profiles[PROFILE_ID],
-                _keyed_pairs(pairs, keys),
-                kept.trained_profiles,
-                changed,
-                fingerprint,
+                model, profiles[PROFILE_ID], keyed, kept.trained_profiles, changed, fingerprint
             )
             return scored, after, {"model_trained": 0, "new_profiles": new, "gone_profiles": gone}
     scored = score_pairs(model_input, settings.model)
