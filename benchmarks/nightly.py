@@ -269,6 +269,10 @@ def bench(
         full: Any = _reuse_full(work)
     else:
         full = measure(run_build, str(work.root))
+        console.print(
+            f"full build: {full.result['seconds']:.1f} s, peak {full.result['peak_mb']:,.0f} MB, "
+            f"ok={full.result['ok']}, {len(full.result['steps'])} steps"
+        )
         if keep_full:
             _keep_full(work, full)
     for rel in sorted(held):
