@@ -190,10 +190,19 @@ def build_library_check(registry: Registry, table: DerivedTable) -> dg.AssetChec
             "证件与电话格式、取值范围、主键唯一、事实日期不晚于数据截止日；领域规则（身份证推导出生日期、"
             "年满60周岁、量表得分、体征合理、日期先后）；跨表规则（DuckDB）：服务日期老人在世、助餐点未停业、"
             "老人主键见于黄金记录、与标准化层行数对账。ERROR 规则失败即阻断下游，其余为 WARN。"
-            + ("校验最新一个月的数据（跨表规则为全表）。" if batched else "校验整表。")
+            + (
+                "校验最新一个月的数据（跨表规则为全表）。"
+                if batched
+                else "校验整表（已通过且内容未变的行不再重复交给 GX，结果等同整表校验）。"
+            )
             + "\n\nContract suite (GX) and domain rules of the library table, plus cross-table SQL rules; "
             "failing ERROR rules block downstream assets, the others warn. "
-            + ("Validates the newest month (cross-table rules: whole table)." if batched else "Whole table.")
+            + (
+                "Validates the newest month (cross-table rules: whole table)."
+                if batched
+                else "Whole table (GX sees only rows not already known to pass; outcomes equal a "
+                "whole-table run)."
+            )
         ),
     )
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
@@ -201,7 +210,15 @@ def build_library_check(registry: Registry, table: DerivedTable) -> dg.AssetChec
             as_of = prepare_warehouse(con, lake, registry)
             batches = load_batches(con, table, registry, date.fromisoformat(as_of))
             sql = evaluate(con, table, cross_table_rules(table, registry))
-        results = validate_batches(batches, sql, table, registry)
+        results = validate_batches(
+            batches,
+            sql,
+            table,
+            registry,
+            lake=lake.lake,
+            as_of=date.fromisoformat(as_of),
+            log=context.log.info,
+        )
         return derived_check_result(lake.lake, registry, results, run_id=context.run.run_id, as_of=as_of)
 
     return _check

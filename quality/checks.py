@@ -194,6 +194,7 @@ def check_metadata(
         {
             "partition": r.partition,
             "rows": r.rows,
+            "rows_validated": r.rows if r.validated_rows is None else r.validated_rows,
             "rules": len(r.outcomes),
             "not_evaluated": sum(not o.evaluated for o in r.outcomes),
             "failed_error": len(r.failed("ERROR")),

@@ -38,6 +38,7 @@ Every example is masked (:mod:`quality.redact`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal
@@ -46,10 +47,12 @@ import duckdb
 import polars as pl
 
 from assets.library.identity import elder_tables
+from quality.changed_rows import Ledger, Unsupported, drop_ledger, read_ledger, validate_changed, write_ledger
 from quality.redact import mask_row
 from quality.rules import AS_OF, Family
 from quality.runner import EXAMPLES, Outcome, QualityResult, validate
 from quality.scorecard import Thresholds, load_thresholds
+from rainbow.settings import Lake
 from schemas.contract import DerivedTable
 from schemas.registry import Registry
 
@@ -289,14 +292,57 @@ def load_batches(
     return [DerivedBatch(as_of.strftime("%Y-%m") if column else "all", frame)]
 
 
+def validate_whole_table(
+    batch: DerivedBatch,
+    table: DerivedTable,
+    registry: Registry,
+    lake: Lake,
+    as_of: date,
+    log: Callable[[str], None] | None = None,
+) -> QualityResult:
+    """A whole-table batch validated by its changed rows (:mod:`quality.changed_rows`), its
+    ledger rewritten; validated whole, the ledger dropped, when that path cannot stand for it."""
+    ledger = read_ledger(lake, registry, table.name)
+    try:
+        checked = validate_changed(
+            batch.frame, table, registry, as_of=as_of, ledger=ledger, partition=batch.label
+        )
+    except Unsupported as why:
+        drop_ledger(lake, registry, table.name)
+        if log:
+            log(f"{table.name}: validated whole ({why})")
+        return validate(batch.frame, table, registry, partition=batch.label)
+    write_ledger(lake, registry, table.name, Ledger(checked.passed, as_of, checked.fingerprint))
+    if log:
+        log(
+            f"{table.name}: GX validated {checked.result.validated_rows:,} of {batch.frame.height:,} rows "
+            f"({checked.mode}: {checked.reason}); {checked.passed.len():,} rows now known to pass"
+        )
+    return checked.result
+
+
 def validate_batches(
     batches: list[DerivedBatch],
     sql_outcomes: list[LibraryOutcome],
     table: DerivedTable,
     registry: Registry,
+    *,
+    lake: Lake | None = None,
+    as_of: date | None = None,
+    thresholds: Thresholds | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[QualityResult]:
-    """GX on every batch; the cross-table SQL outcomes recorded with the last batch."""
-    results = [validate(b.frame, table, registry, partition=b.label) for b in batches]
+    """GX on every batch; the cross-table SQL outcomes recorded with the last batch.
+
+    With ``lake`` and ``as_of``, a whole-table batch of at least ``checks.changed_rows_above`` rows
+    is validated by its changed rows (:func:`validate_whole_table`)."""
+    above = (thresholds or load_thresholds()).checks.changed_rows_above
+    results = [
+        validate_whole_table(b, table, registry, lake, as_of, log)
+        if lake is not None and as_of is not None and b.label == "all" and b.frame.height >= above
+        else validate(b.frame, table, registry, partition=b.label)
+        for b in batches
+    ]
     if results and sql_outcomes:
         last = results[-1]
         results[-1] = replace(last, outcomes=last.outcomes + tuple(as_outcome(o) for o in sql_outcomes))

@@ -38,6 +38,8 @@ from schemas.registry import Registry
 EXAMPLES = 5
 WALL_TIME_ZONE = "Asia/Shanghai"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
+# every unexpected row's position (the changed-rows path needs the rows that passed every rule)
+COMPLETE_FORMAT = {"result_format": "COMPLETE", "partial_unexpected_count": EXAMPLES}
 Severity = Literal["ERROR", "WARN"]
 
 
@@ -56,6 +58,7 @@ class Outcome:
     element_count: int = 0
     unexpected_count: int = 0
     unexpected_percent: float | None = None  # 0-100, map expectations only
+    missing_count: int | None = None  # map expectations that skip missing values
     observed: str | None = None  # aggregate expectations (types, keys)
     examples: tuple[dict[str, str | None], ...] = ()  # masked example rows
     note: str | None = None  # why a rule was not evaluated
@@ -82,6 +85,10 @@ class QualityResult:
     outcomes: tuple[Outcome, ...]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    # rows GX was given when fewer than ``rows`` (:mod:`quality.changed_rows`); None: all of them
+    validated_rows: int | None = None
+    # positions (in the validated frame) of rows some map rule found unexpected; only when asked
+    unexpected_rows: frozenset[int] | None = None
 
     @property
     def success(self) -> bool:
@@ -139,7 +146,7 @@ def ge_columns(table: AnyTable, frame: pl.DataFrame) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c in frame.columns]
 
 
-def ge_frame(table: AnyTable, frame: pl.DataFrame) -> pd.DataFrame:
+def ge_frame(table: AnyTable, frame: pl.DataFrame, nullable: frozenset[str] = frozenset()) -> pd.DataFrame:
     """The pandas frame GX validates (positional index = Polars row number).
 
     Integer columns holding nulls become pandas' nullable ``Int64`` (plain
@@ -148,7 +155,9 @@ def ge_frame(table: AnyTable, frame: pl.DataFrame) -> pd.DataFrame:
     ~10x faster. Narrower integers and floats (DuckDB writes INTEGER columns of
     library tables as Int32) are widened first: the contract says ``integer`` /
     ``decimal``, not a width. A time-zone-aware timestamp becomes Shanghai wall
-    time, the form every contract ``timestamp`` takes.
+    time, the form every contract ``timestamp`` takes. ``nullable``: columns to convert as if
+    they held nulls (a part of a table whose other rows do), so integers become ``Int64`` and
+    booleans ``object`` - the dtypes, and so the type rules' form, of the whole table.
     """
     selected = frame.select(ge_columns(table, frame))
     widen = {
@@ -165,8 +174,11 @@ def ge_frame(table: AnyTable, frame: pl.DataFrame) -> pd.DataFrame:
         )
     pdf = selected.to_pandas()
     for name, dtype in selected.schema.items():
-        if dtype.is_integer() and selected[name].null_count():
+        nulls = selected[name].null_count() > 0 or name in nullable
+        if dtype.is_integer() and nulls:
             pdf[name] = pdf[name].astype("Int64")
+        elif dtype == pl.Boolean and nulls:
+            pdf[name] = pdf[name].astype(object)
     return pdf
 
 
@@ -204,10 +216,13 @@ class GxEngine:
                 self._definitions[key] = (registry, vd)
             return self._definitions[key][1]
 
-    def run(self, table: AnyTable, registry: Registry, frame: pd.DataFrame) -> list[Any]:
+    def run(
+        self, table: AnyTable, registry: Registry, frame: pd.DataFrame, *, complete: bool = False
+    ) -> list[Any]:
         vd = self.definition(table, registry)
+        fmt = COMPLETE_FORMAT if complete else RESULT_FORMAT
         with self._lock:
-            return list(vd.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT).results)
+            return list(vd.run(batch_parameters={"dataframe": frame}, result_format=fmt).results)
 
 
 _ENGINE: GxEngine | None = None
@@ -279,6 +294,7 @@ def _outcome(
         return Outcome(**common, evaluated=False, success=True, note=f"未评估：{scrub(error[:200])}")
     observed = res.get("observed_value")
     percent = res.get("unexpected_percent")
+    missing = res.get("missing_count")
     success = bool(result.success)
     return Outcome(
         **common,
@@ -287,6 +303,7 @@ def _outcome(
         element_count=int(res.get("element_count") or 0),
         unexpected_count=int(res.get("unexpected_count") or 0),
         unexpected_percent=float(percent) if percent is not None else None,
+        missing_count=int(missing) if missing is not None else None,
         observed=None if observed is None else scrub(str(observed)),
         examples=()
         if success
@@ -302,6 +319,8 @@ def validate(
     related: Related | None = None,
     partition: str | None = None,
     gx_engine: GxEngine | None = None,
+    unexpected_rows: bool = False,
+    nullable: frozenset[str] = frozenset(),
 ) -> QualityResult:
     """Validate a staged, library or mart frame against its table's suite; per-rule outcomes with
     masked examples.
@@ -309,18 +328,25 @@ def validate(
     ``related``: other staged tables for cross-table rules (``{"facilities": ...}``);
     rules whose tables are missing are reported as not evaluated. Library and
     mart frames carry the build's as-of date in ``_as_of`` (see
-    :func:`quality.library_checks.load_batches`).
+    :func:`quality.library_checks.load_batches`). ``unexpected_rows``: GX reports every
+    unexpected row (``COMPLETE``) and the result carries their positions; ``nullable``: see
+    :func:`ge_frame`.
     """
     t0 = time.perf_counter()
     tbl = resolve_table(registry, table)
     rules = rules_for(tbl, registry)
     frame, notes = prepare(df, rules, related)
     t1 = time.perf_counter()
-    pdf = ge_frame(tbl, frame)
+    pdf = ge_frame(tbl, frame, nullable)
     t2 = time.perf_counter()
-    results = (gx_engine or engine()).run(tbl, registry, pdf)
+    results = (gx_engine or engine()).run(tbl, registry, pdf, complete=unexpected_rows)
     t3 = time.perf_counter()
     by_id = {r.expectation_config.meta["rule_id"]: r for r in results}
+    failed_at: frozenset[int] | None = None
+    if unexpected_rows:
+        failed_at = frozenset(
+            int(i) for r in results for i in ((r.result or {}).get("unexpected_index_list") or [])
+        )
     outcomes = tuple(_outcome(rule, by_id.get(rule.id), frame, tbl, notes.get(rule.id)) for rule in rules)
     t4 = time.perf_counter()
     return QualityResult(
@@ -330,6 +356,7 @@ def validate(
         outcomes=outcomes,
         seconds=t4 - t0,
         timings={"derive": t1 - t0, "to_pandas": t2 - t1, "gx": t3 - t2, "results": t4 - t3},
+        unexpected_rows=failed_at,
     )
 
 
