@@ -3,15 +3,15 @@
 A big library or mart table is rebuilt every night (the golden record, the links, the attribute
 provenance, the portraits), yet most of its rows come out as they were. Validating all of them
 with GX again each night made the checks grow with the district and its history (400,000
-elders: ``dim_elder`` 7 s, the provenance's 4.4 M rows 5 s, the links 4 s). Here the check gives
-GX only
+elders: ``dim_elder`` 7 s, the provenance's 4.4 M rows 5 s, the links 4 s). Here the check of a
+batch - the whole table, or a big fact's newest month (``checks.derived_batches``) - gives GX only
 
 * rows whose content no earlier validation saw pass: every column but ``_as_of`` hashed
   (Polars ``hash_rows``), looked up in the table's *passed-rows ledger*;
 * every row whose values in a uniqueness rule's columns occur more than once in the table (a
   new row can make an old one a duplicate);
 
-and reports outcomes equal to validating the whole table, rule for rule: GX's unexpected rows,
+and reports outcomes equal to validating the whole batch, rule for rule: GX's unexpected rows,
 since every row that can fail is in the batch (a ledger row passed every rule, its content is
 unchanged, the rules read one row at a time - their derived ``_dq_*`` columns are row-wise - and
 the only input besides the row, the as-of date, enters rules of the form "date before the

@@ -292,7 +292,7 @@ def load_batches(
     return [DerivedBatch(as_of.strftime("%Y-%m") if column else "all", frame)]
 
 
-def validate_whole_table(
+def validate_by_changed_rows(
     batch: DerivedBatch,
     table: DerivedTable,
     registry: Registry,
@@ -300,8 +300,8 @@ def validate_whole_table(
     as_of: date,
     log: Callable[[str], None] | None = None,
 ) -> QualityResult:
-    """A whole-table batch validated by its changed rows (:mod:`quality.changed_rows`), its
-    ledger rewritten; validated whole, the ledger dropped, when that path cannot stand for it."""
+    """A batch validated by its changed rows (:mod:`quality.changed_rows`), its ledger rewritten;
+    validated whole, the ledger dropped, when that path cannot stand for it."""
     ledger = read_ledger(lake, registry, table.name)
     try:
         checked = validate_changed(
@@ -334,12 +334,13 @@ def validate_batches(
 ) -> list[QualityResult]:
     """GX on every batch; the cross-table SQL outcomes recorded with the last batch.
 
-    With ``lake`` and ``as_of``, a whole-table batch of at least ``checks.changed_rows_above`` rows
-    is validated by its changed rows (:func:`validate_whole_table`)."""
+    With ``lake`` and ``as_of``, a batch of at least ``checks.changed_rows_above`` rows (the whole
+    table, or a big fact's newest month) is validated by its changed rows
+    (:func:`validate_by_changed_rows`)."""
     above = (thresholds or load_thresholds()).checks.changed_rows_above
     results = [
-        validate_whole_table(b, table, registry, lake, as_of, log)
-        if lake is not None and as_of is not None and b.label == "all" and b.frame.height >= above
+        validate_by_changed_rows(b, table, registry, lake, as_of, log)
+        if lake is not None and as_of is not None and b.frame.height >= above
         else validate(b.frame, table, registry, partition=b.label)
         for b in batches
     ]

@@ -71,7 +71,7 @@ class CheckSettings(_Model):
     max_batch_rows: int = Field(default=2_000_000, ge=1)
     # library / mart tables validated by their newest month of this date column (else whole)
     derived_batches: dict[str, str] = Field(default_factory=dict)
-    # other library / mart tables of at least this many rows: GX sees only rows not known to pass
+    # library / mart batches of at least this many rows: GX sees only rows not known to pass
     changed_rows_above: int = Field(default=20_000, ge=0)
 
 
