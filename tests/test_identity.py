@@ -3,7 +3,7 @@ a generated sample scored against the truth, and the ``rainbow link`` command.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -337,8 +337,8 @@ def test_rainbow_link_on_a_raw_csv(tmp_path: Path) -> None:
 
 
 def test_person_records_are_kept_between_runs_and_follow_new_and_changed_parts(tmp_path: Path) -> None:
-    """A year of daily parts is read once: later runs read the parts that are new or changed,
-    and the result always equals reading every part."""
+    """A year of daily parts is read once: later runs read the parts that are new or changed and
+    rewrite only their month's file; the result always equals reading every part."""
     import json
     import shutil
 
@@ -349,27 +349,33 @@ def test_person_records_are_kept_between_runs_and_follow_new_and_changed_parts(t
 
     reg = load_registry()
     lake = Lake(tmp_path / "lake")
-    generate(GeneratorConfig(elders=200, days=3), lake)
+    generate(GeneratorConfig(elders=200, days=3, start=date(2026, 10, 30)), lake)  # Oct 30 - Nov 1
     ingest_and_stage(lake, reg, datetime(2026, 12, 1, 2, tzinfo=UTC))
 
     def uncached() -> pl.DataFrame:
         shutil.rmtree(lake.library / "_cache", ignore_errors=True)
         return person_records(lake, reg)
 
+    def covered(month: str) -> dict[str, list[int]]:
+        return dict(json.loads(file_metadata(folder / f"{month}.parquet", lake)[RECORDS_PARTS]))
+
     parts = sorted((lake.staged / "meal_transactions").glob("date=*/data.parquet"))
-    assert len(parts) >= 2
+    assert [p.parent.name for p in parts] == ["date=2026-10-30", "date=2026-10-31", "date=2026-11-01"]
     held = tmp_path / "held.parquet"
     shutil.move(parts[-1], held)  # the newest day is not staged yet
     first = uncached()
-    cache = records_cache(lake, "meal_transactions")
-    assert is_encrypted(cache)  # names and IDs: encrypted like the rest of the library zone
-    covered = json.loads(file_metadata(cache, lake)[RECORDS_PARTS])
-    assert len(covered) == len(parts) - 1
+    folder = records_cache(lake, "meal_transactions")
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-10.parquet"]
+    october = folder / "2026-10.parquet"
+    assert is_encrypted(october)  # names and IDs: encrypted like the rest of the library zone
+    assert len(covered("2026-10")) == 2
+    written = october.stat().st_mtime_ns
     assert person_records(lake, reg).equals(first)  # from the cache
 
-    shutil.move(held, parts[-1])  # the new day lands
+    shutil.move(held, parts[-1])  # the new day lands: a November file; October's is not rewritten
     with_new = person_records(lake, reg)
-    assert len(json.loads(file_metadata(cache, lake)[RECORDS_PARTS])) == len(parts)
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-10.parquet", "2026-11.parquet"]
+    assert october.stat().st_mtime_ns == written and len(covered("2026-11")) == 1
     assert with_new.height > first.height
     assert with_new.equals(uncached())
 
@@ -381,6 +387,11 @@ def test_person_records_are_kept_between_runs_and_follow_new_and_changed_parts(t
     fewer = person_records(lake, reg)
     assert fewer.height == with_new.height - 1
     assert fewer.equals(uncached())
+    # a month whose parts are all gone loses its file
+    shutil.rmtree(parts[-1].parent)
+    cached = person_records(lake, reg)
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-10.parquet"]
+    assert cached.equals(uncached())
 
 
 def test_kept_person_records_are_normalised_and_rebuilt_when_the_normaliser_changes(
@@ -421,7 +432,7 @@ def test_kept_person_records_are_normalised_and_rebuilt_when_the_normaliser_chan
     as_they_are = link_records(records.select(STANDARD_COLUMNS), normalised=True)
     assert as_they_are.assignments.equals(plain.assignments)
 
-    cache = records_cache(lake, "meal_transactions")
+    (cache,) = records_cache(lake, "meal_transactions").glob("*.parquet")  # two days of one month
     version = file_metadata(cache, lake)[RECORDS_VERSION]
     assert person_records(lake, reg).equals(records)
     assert file_metadata(cache, lake)[RECORDS_VERSION] == version  # nothing changed: kept as is

@@ -39,6 +39,7 @@ import functools
 import hashlib
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,9 +208,17 @@ PART = "_part"
 
 
 def records_cache(lake: Lake, table: Table | str) -> Path:
-    """``library/_cache/person_records/<table>.parquet``: encrypted like the rest of the zone."""
+    """``library/_cache/person_records/<table>/``: one file per delivery month (``YYYY-MM.parquet``),
+    encrypted like the rest of the zone."""
     name = table if isinstance(table, str) else table.name
-    return lake.library / "_cache" / "person_records" / f"{name}.parquet"
+    return lake.library / "_cache" / "person_records" / name
+
+
+def records_chunk(part: str) -> str:
+    """The cache file a staged part's records are kept in: its delivery month (``date=YYYY-MM-DD``
+    folders), else ``undated``."""
+    found = re.search(r"date=(\d{4}-\d{2})-\d{2}", part)
+    return found.group(1) if found else "undated"
 
 
 @functools.cache
@@ -232,12 +241,12 @@ def table_records(lake: Lake, table: Table, registry: Registry | None = None) ->
     """The normalised person records of one staged table (None when it has no staged part).
 
     A year of daily parts is ~3,000 files, and opening each one costs more than its rows: the
-    records are kept in :func:`records_cache` with the size and mtime of each part they came
-    from; a run reads and normalises only the parts that are new or changed since, drops the
-    records of parts that are gone, and rewrites the cache when anything differs. The cache
-    also records the extraction, the normalisation code and the code lists it was made with
-    (a change to any rebuilds it). The result equals reading and normalising every part (same
-    rows; callers sort).
+    records are kept in :func:`records_cache`, one file per delivery month, with the size and
+    mtime of each part they came from; a run reads and normalises only the parts that are new or
+    changed since, drops the records of parts that are gone, and rewrites only the months where
+    anything differs (a new day: its month's file, not the year's). The cache also records the
+    extraction, the normalisation code and the code lists it was made with (a change to any
+    rebuilds it). The result equals reading and normalising every part (same rows; callers sort).
     """
     registry = registry or load_registry()
     select = _record_select(table)
@@ -245,12 +254,39 @@ def table_records(lake: Lake, table: Table, registry: Registry | None = None) ->
     made_with = [str(e) for e in select] + [_normaliser_fingerprint(), _codelists_fingerprint(registry)]
     version = hashlib.sha256(repr(made_with).encode()).hexdigest()[:16]
     parts = glob_files(staged_dir(lake, table) / "**" / "*.parquet")
+    folder = records_cache(lake, table)
+    folder.with_suffix(".parquet").unlink(missing_ok=True)  # the single file of earlier versions
     if not parts:
         return None
     root = lake.root.resolve()
     rel = {p: p.resolve().relative_to(root).as_posix() for p in parts}
+    chunks: dict[str, list[Path]] = {}
+    for p in parts:
+        chunks.setdefault(records_chunk(rel[p]), []).append(p)
+    for stale in folder.glob("*.parquet") if folder.exists() else ():
+        if stale.stem not in chunks:
+            stale.unlink()
+    frames = [
+        _chunk_records(
+            lake, folder / f"{chunk}.parquet", chunk_parts, rel, select, columns, version, registry
+        )
+        for chunk, chunk_parts in sorted(chunks.items())
+    ]
+    return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+
+
+def _chunk_records(
+    lake: Lake,
+    cache: Path,
+    parts: list[Path],
+    rel: dict[Path, str],
+    select: list[pl.Expr],
+    columns: list[str],
+    version: str,
+    registry: Registry,
+) -> pl.DataFrame:
+    """One month of :func:`table_records`: kept records of unchanged parts, new parts read."""
     sigs = {rel[p]: [st.st_size, st.st_mtime_ns] for p in parts if (st := p.stat())}
-    cache = records_cache(lake, table)
     kept, covered = None, {}
     if cache.exists():
         try:
@@ -276,6 +312,7 @@ def table_records(lake: Lake, table: Table, registry: Registry | None = None) ->
     records = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
     if todo or valid != set(covered):
         keep = {r: sigs[r] for r in sorted(valid | {rel[p] for p in todo})}
+        cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
             write_frame(
                 records,
