@@ -334,7 +334,9 @@ def validate_changed(
             continue
         _check_counts(rule, o, in_batch[o.rule_id])
         outcomes.append(_whole_outcome(rule, o, whole[o.rule_id]))
-    failed = res.unexpected_rows or frozenset()
+    if res.unexpected_rows is None:
+        raise Unsupported("GX did not list every unexpected row of the batch")
+    failed = res.unexpected_rows
     batch_hashes = hashes.filter(mask)
     ok = np.ones(batch.height, dtype=bool)
     ok[np.fromiter(failed, dtype=np.int64, count=len(failed))] = False

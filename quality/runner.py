@@ -344,9 +344,10 @@ def validate(
     by_id = {r.expectation_config.meta["rule_id"]: r for r in results}
     failed_at: frozenset[int] | None = None
     if unexpected_rows:
-        failed_at = frozenset(
-            int(i) for r in results for i in ((r.result or {}).get("unexpected_index_list") or [])
-        )
+        listed = [((r.result or {}).get("unexpected_index_list") or [], r.result or {}) for r in results]
+        # every unexpected row listed, or None: the caller cannot tell the rows that passed
+        if all(len(rows) >= int(res.get("unexpected_count") or 0) for rows, res in listed):
+            failed_at = frozenset(int(i) for rows, _ in listed for i in rows)
     outcomes = tuple(_outcome(rule, by_id.get(rule.id), frame, tbl, notes.get(rule.id)) for rule in rules)
     t4 = time.perf_counter()
     return QualityResult(
