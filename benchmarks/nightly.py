@@ -245,6 +245,29 @@ def _reuse_full(work: Lake) -> _Measured:
     return _Measured(record["seconds"], record["peak_mb"], record["result"])
 
 
+def _floors(work: Lake, landing: Lake, *, keep: bool, reuse: bool) -> tuple[Any, Any, bool]:
+    """Floors (a) and (b) measured, or - with ``reuse`` - those measured for the kept full build
+    (``_floors.json`` beside it: the landing files are the same, and a year's floors take
+    ~10 minutes)."""
+    saved = snapshot_dir(work) / "_floors.json"
+    if reuse and saved.exists():
+        kept = json.loads(saved.read_text(encoding="utf-8"))
+        console.print(f"floors reused from {saved}")
+        return _Measured(**kept["floor"]), _Measured(**kept["scrub"]), True
+    floor_dir = work.root / "_floor"
+    floor_dir.mkdir()
+    floor = measure(run_floor, str(landing.root), str(floor_dir))
+    shutil.rmtree(floor_dir)
+    scrub = measure(run_scrub, str(landing.root))
+    if keep and saved.parent.exists():
+        parts = {
+            n: {"seconds": m.seconds, "peak_mb": m.peak_mb, "result": m.result}
+            for n, m in (("floor", floor), ("scrub", scrub))
+        }
+        saved.write_text(json.dumps(parts, default=str), encoding="utf-8")
+    return floor, scrub, False
+
+
 def bench(
     elders: int,
     days: int,
@@ -279,11 +302,7 @@ def bench(
         link(landing, work, rel)
     console.print(f"incremental: the last day's {len(held)} files ({held_rows:,} rows)")
     incremental = measure(run_build, str(work.root))
-    floor_dir = work.root / "_floor"
-    floor_dir.mkdir()
-    floor = measure(run_floor, str(landing.root), str(floor_dir))
-    shutil.rmtree(floor_dir)
-    scrub = measure(run_scrub, str(landing.root))
+    floor, scrub, floors_reused = _floors(work, landing, keep=keep_full or reuse_full, reuse=reuse_full)
 
     steps = sorted(full.result["steps"], key=lambda s: -s["seconds"])
     print_table(
@@ -353,6 +372,7 @@ def bench(
         "incremental_peak_mb": round(incremental.result["peak_mb"]),
         "encrypted_at_rest": encryption_on(),
         "full_reused": reuse_full,
+        "floors_reused": floors_reused,
         "steps": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in steps],
         "incremental_steps": [
             {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in inc_steps
