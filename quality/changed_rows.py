@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from quality.rules import AS_OF, QualityRule
+from quality.rules import AS_OF, QualityRule, as_of_end
 from quality.runner import Outcome, QualityResult, prepare, validate
 from quality.suites import rules_for
 from rainbow.io import atomic_path
@@ -53,8 +53,10 @@ from schemas.contract import DerivedTable
 from schemas.registry import Registry
 
 HASH = "row_hash"
+HASH2 = "row_hash_2"
 LEDGER_STATE = "rainbow.validated"
 HASH_SEED = 20261205
+HASH_SEED_2 = 5021621
 
 # GX map expectations whose element and missing counts :func:`rule_counts` reproduces
 SINGLE_COLUMN = frozenset(
@@ -79,6 +81,7 @@ _CODE = (
     Path(__file__).with_name("rules.py"),
     Path(__file__).with_name("suites.py"),
     Path(__file__).with_name("runner.py"),
+    Path(__file__).with_name("_gx.py"),
 )
 
 
@@ -88,7 +91,7 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class Ledger:
-    hashes: pl.Series  # UInt64: rows that passed every rule
+    hashes: pl.DataFrame  # HASH, HASH2 (UInt64, two seeds) of the rows that passed every rule
     as_of: date
     fingerprint: str
 
@@ -98,10 +101,11 @@ class ChangedRows:
     """One validation by changed rows: the whole-table result, and what the ledger becomes."""
 
     result: QualityResult
-    passed: pl.Series  # hashes of the table's rows known to pass, for the ledger
+    passed: pl.DataFrame  # hashes of the table's rows known to pass, for the ledger
     mode: str  # "changed" (ledger used) or "whole" (no usable ledger: every row validated)
     reason: str
     fingerprint: str
+    keep_ledger: bool = True  # False: GX saw every row, but this path could not stand for it
 
 
 def ledger_path(lake: Lake, registry: Registry, table: str) -> Path:
@@ -114,9 +118,15 @@ def fingerprint(table: DerivedTable, registry: Registry, frame: pl.DataFrame) ->
     """What a ledger's rows passed: the rules (expectations, derived columns), the code that runs
     them, the frame's columns and types, and Polars (whose row hash is stable only within a
     version)."""
+    import great_expectations
+    import pandas
+
     h = hashlib.md5()
     for path in _CODE:
         h.update(path.read_bytes())
+    # how GX evaluates a row in pandas, and how the frame reaches pandas
+    for version in (great_expectations.__version__, pandas.__version__, pa.__version__, np.__version__):
+        h.update(str(version).encode())
     for rule in rules_for(table, registry):
         h.update(json.dumps(rule.expectation.dict(), sort_keys=True, default=str).encode())
         h.update(repr(sorted((k, str(e)) for k, e in rule.derived.items())).encode())
@@ -131,9 +141,9 @@ def read_ledger(lake: Lake, registry: Registry, table: str) -> Ledger | None:
         return None
     try:
         state = json.loads(file_metadata(path, lake)[LEDGER_STATE])
-        hashes = read_frame(path, lake)[HASH]
+        hashes = read_frame(path, lake).select(HASH, HASH2)
         return Ledger(hashes, date.fromisoformat(state["as_of"]), str(state["fingerprint"]))
-    except (OSError, ValueError, KeyError, pa.ArrowException):
+    except Exception:  # unreadable, half written, another layout: no ledger, validate whole
         return None
 
 
@@ -142,7 +152,7 @@ def write_ledger(lake: Lake, registry: Registry, table: str, ledger: Ledger) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = json.dumps({"as_of": ledger.as_of.isoformat(), "fingerprint": ledger.fingerprint})
     with atomic_path(path) as tmp:
-        write_frame(ledger.hashes.to_frame(HASH), tmp, lake, metadata={LEDGER_STATE: state})
+        write_frame(ledger.hashes, tmp, lake, metadata={LEDGER_STATE: state})
 
 
 def drop_ledger(lake: Lake, registry: Registry, table: str) -> None:
@@ -183,6 +193,9 @@ def _counted(
     if rule.needs or rule.derive_related is not None:
         raise Unsupported(f"{rule.id} reads other tables")
     spec = rule.expectation.dict()
+    if spec.get("mostly") not in (None, 1, 1.0):
+        raise Unsupported(f"{rule.id}: mostly={spec.get('mostly')} (success depends on the whole batch)")
+    _as_of_only_ends(rule, spec)
     domain = _condition(spec.get("row_condition"))
     if kind in SINGLE_COLUMN:
         missing = pl.col(spec["column"]).is_null()
@@ -213,6 +226,29 @@ def _counted(
     if domain is None:
         return pl.len(), missing.sum()
     return domain.sum(), (domain & missing).sum()
+
+
+def _as_of_only_ends(rule: QualityRule, spec: dict[str, Any]) -> None:
+    """A passed row keeps passing at a later as-of date only for rules of the form "the as-of's
+    end is after this date" (``_dq_as_of_end`` as ``column_A``): any other use of the as-of date
+    could fail an unchanged row later, so it is not validated by changed rows."""
+    reads = {name for name, expr in rule.derived.items() if AS_OF in expr.meta.root_names()}
+    if AS_OF in rule_columns(spec):
+        raise Unsupported(f"{rule.id} reads the as-of date directly")
+    if not reads:
+        return
+    ends = all(str(rule.derived[n]) == str(as_of_end()) for n in reads)
+    if not (ends and rule.expectation.expectation_type in COLUMN_PAIR and reads == {spec.get("column_A")}):
+        raise Unsupported(f"{rule.id} uses the as-of date otherwise than as the end dates stay before")
+
+
+def rule_columns(spec: dict[str, Any]) -> set[str]:
+    """Every column a rule's expectation names (row condition included)."""
+    names = {spec.get("column"), spec.get("column_A"), spec.get("column_B"), *(spec.get("column_list") or [])}
+    condition = spec.get("row_condition")
+    if isinstance(condition, dict) and isinstance(condition.get("column"), dict):
+        names.add(condition["column"].get("name"))
+    return {n for n in names if isinstance(n, str)}
 
 
 def rule_counts(
@@ -265,16 +301,21 @@ def _check_counts(rule: QualityRule, o: Outcome, counted: tuple[int, int]) -> No
 # ------------------------------------------------------------------ the validation
 
 
-def row_hashes(frame: pl.DataFrame) -> pl.Series:
-    """Every column but the as-of date, hashed per row."""
-    return frame.drop(AS_OF, strict=False).hash_rows(seed=HASH_SEED)
+def row_hashes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column but the as-of date, hashed per row with two seeds: a changed row is taken for
+    a passed one only if both its hashes are among the ledger's (odds ~(changed x ledger / 2^64)^2)."""
+    content = frame.drop(AS_OF, strict=False)
+    return pl.DataFrame({HASH: content.hash_rows(seed=HASH_SEED), HASH2: content.hash_rows(seed=HASH_SEED_2)})
 
 
 def must_validate(
-    frame: pl.DataFrame, hashes: pl.Series, rules: list[QualityRule], known: pl.Series | None
+    frame: pl.DataFrame, hashes: pl.DataFrame, rules: list[QualityRule], known: pl.DataFrame | None
 ) -> pl.Series:
     """Rows GX must see: not known to pass, or duplicated in a uniqueness rule's columns."""
-    mask = pl.repeat(True, frame.height, eager=True) if known is None else ~hashes.is_in(known.implode())
+    if known is None:
+        mask = pl.repeat(True, frame.height, eager=True)
+    else:
+        mask = ~(hashes[HASH].is_in(known[HASH].implode()) & hashes[HASH2].is_in(known[HASH2].implode()))
     for rule in rules:
         kind = rule.expectation.expectation_type
         if kind not in UNIQUENESS:
@@ -302,7 +343,7 @@ def validate_changed(
     for rule in rules:
         _counted(rule)  # raises for a rule this path cannot count
     fp = fingerprint(table, registry, frame)
-    known: pl.Series | None = None
+    known: pl.DataFrame | None = None
     reason = "no ledger"
     if ledger is not None:
         if ledger.fingerprint != fp:
@@ -310,7 +351,11 @@ def validate_changed(
         elif ledger.as_of > as_of:
             reason = f"ledger written at a later as-of date ({ledger.as_of})"
         else:
-            known, reason = ledger.hashes, f"ledger of {ledger.hashes.len():,} passed rows"
+            known, reason = ledger.hashes, f"ledger of {ledger.hashes.height:,} passed rows"
+    prepared, _ = prepare(frame, rules)
+    absent = sorted({c for r in rules for c in rule_columns(r.expectation.dict())} - set(prepared.columns))
+    if absent:  # the whole-table validation reports it (conformance.columns)
+        raise Unsupported(f"columns the rules name are missing: {', '.join(absent)}")
     hashes = row_hashes(frame)
     mask = must_validate(frame, hashes, rules, known)
     batch = frame.filter(mask)
@@ -320,7 +365,36 @@ def validate_changed(
     objects = frozenset(c for c in nullable if frame.schema[c] == pl.Boolean)
     res = validate(batch, table, registry, partition=partition, unexpected_rows=True, nullable=nullable)
     t2 = time.perf_counter()
-    prepared, _ = prepare(frame, rules)
+    try:
+        outcomes, passed = _as_whole(res, rules, prepared, mask, hashes, objects)
+    except Unsupported as why:
+        if known is not None:
+            raise
+        # GX saw every row: its result is the batch's own, only no row can go to the ledger
+        whole_res = replace(res, unexpected_rows=None, timings={**res.timings, "select_rows": t1 - t0})
+        return ChangedRows(whole_res, hashes.head(0), "whole", str(why), fp, keep_ledger=False)
+    t3 = time.perf_counter()
+    result = replace(
+        res,
+        rows=frame.height,
+        outcomes=tuple(outcomes),
+        seconds=res.seconds + (t1 - t0) + (t3 - t2),
+        timings={**res.timings, "select_rows": t1 - t0, "count_rows": t3 - t2},
+        validated_rows=batch.height,
+        unexpected_rows=None,
+    )
+    return ChangedRows(result, passed, "changed" if known is not None else "whole", reason, fp)
+
+
+def _as_whole(
+    res: QualityResult,
+    rules: list[QualityRule],
+    prepared: pl.DataFrame,
+    mask: pl.Series,
+    hashes: pl.DataFrame,
+    objects: frozenset[str],
+) -> tuple[list[Outcome], pl.DataFrame]:
+    """The batch's outcomes as the whole batch's, and the hashes of the rows known to pass."""
     whole = rule_counts(prepared, rules, objects)
     in_batch = rule_counts(prepared.filter(mask), rules, objects)
     by_rule = {r.id: r for r in rules}
@@ -337,19 +411,8 @@ def validate_changed(
     if res.unexpected_rows is None:
         raise Unsupported("GX did not list every unexpected row of the batch")
     failed = res.unexpected_rows
-    batch_hashes = hashes.filter(mask)
-    ok = np.ones(batch.height, dtype=bool)
+    in_batch_hashes = hashes.filter(mask)
+    ok = np.ones(in_batch_hashes.height, dtype=bool)
     ok[np.fromiter(failed, dtype=np.int64, count=len(failed))] = False
-    passed_in_batch = pl.Series(values=ok)
-    passed = pl.concat([hashes.filter(~mask), batch_hashes.filter(passed_in_batch)])
-    t3 = time.perf_counter()
-    result = replace(
-        res,
-        rows=frame.height,
-        outcomes=tuple(outcomes),
-        seconds=res.seconds + (t1 - t0) + (t3 - t2),
-        timings={**res.timings, "select_rows": t1 - t0, "count_rows": t3 - t2},
-        validated_rows=batch.height,
-        unexpected_rows=None,
-    )
-    return ChangedRows(result, passed, "changed" if known is not None else "whole", reason, fp)
+    passed = pl.concat([hashes.filter(~mask), in_batch_hashes.filter(pl.Series(values=ok))])
+    return outcomes, passed

@@ -307,16 +307,22 @@ def validate_by_changed_rows(
         checked = validate_changed(
             batch.frame, table, registry, as_of=as_of, ledger=ledger, partition=batch.label
         )
-    except Unsupported as why:
+        if checked.keep_ledger:
+            write_ledger(lake, registry, table.name, Ledger(checked.passed, as_of, checked.fingerprint))
+    except (Unsupported, pl.exceptions.PolarsError, OSError) as why:
         drop_ledger(lake, registry, table.name)
         if log:
-            log(f"{table.name}: validated whole ({why})")
+            log(f"{table.name}: validated whole ({type(why).__name__}: {why})")
         return validate(batch.frame, table, registry, partition=batch.label)
-    write_ledger(lake, registry, table.name, Ledger(checked.passed, as_of, checked.fingerprint))
+    if not checked.keep_ledger:
+        drop_ledger(lake, registry, table.name)
+        if log:
+            log(f"{table.name}: validated whole, no ledger kept ({checked.reason})")
+        return checked.result
     if log:
         log(
             f"{table.name}: GX validated {checked.result.validated_rows:,} of {batch.frame.height:,} rows "
-            f"({checked.mode}: {checked.reason}); {checked.passed.len():,} rows now known to pass"
+            f"({checked.mode}: {checked.reason}); {checked.passed.height:,} rows now known to pass"
         )
     return checked.result
 

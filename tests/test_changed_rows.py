@@ -112,7 +112,7 @@ def test_changed_rows_validation_equals_validating_the_whole_table_night_after_n
         again = validate_changed(
             edited, table, REG, as_of=as_of, ledger=Ledger(changed.passed, as_of, changed.fingerprint)
         )
-        assert again.result.validated_rows == 4 and again.passed.len() == edited.height - 4, table.name
+        assert again.result.validated_rows == 4 and again.passed.height == edited.height - 4, table.name
         assert_same(whole, again.result)
     assert checked >= 5
 
@@ -173,3 +173,39 @@ def test_the_check_keeps_its_ledger_in_the_lake_and_validates_whole_when_it_cann
     (small,) = validate_batches([DerivedBatch("all", frame)], [], table, REG, lake=lake, as_of=as_of)
     assert small.validated_rows is None and read_ledger(lake, REG, table.name) is None
     assert_same(validate(frame, table, REG), replace(small))
+
+
+def test_rules_a_passed_row_could_fail_later_or_judged_on_the_whole_batch_are_validated_whole() -> None:
+    from quality._gx import E
+    from quality.changed_rows import Unsupported, _counted
+    from quality.rules import QualityRule, as_of_end
+
+    def rule(expectation: Any, **derived: pl.Expr) -> QualityRule:
+        return QualityRule(id="r", family="timeliness", expectation=expectation, zh="r", derived=derived)
+
+    # "the as-of's end is after this date" keeps passing as the as-of date moves on: counted
+    ends = rule(
+        E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="_dq_end", column_B="d"), _dq_end=as_of_end()
+    )
+    assert _counted(ends) is not None
+    # an age at the as-of date can pass today and fail later: not by changed rows
+    age = (pl.col(AS_OF) - pl.col("d")).dt.total_days()
+    with pytest.raises(Unsupported, match="as-of"):
+        _counted(
+            rule(E.ExpectColumnValuesToBeBetween(column="_dq_age", min_value=0, max_value=30), _dq_age=age)
+        )
+    with pytest.raises(Unsupported, match="as-of"):
+        _counted(rule(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A=AS_OF, column_B="d")))
+    # "mostly": success depends on the share over the whole batch
+    with pytest.raises(Unsupported, match="mostly"):
+        _counted(rule(E.ExpectColumnValuesToNotBeNull(column="d", mostly=0.9)))
+
+
+def test_without_a_ledger_a_failing_table_level_rule_keeps_gx_s_whole_result_and_no_ledger(
+    library_lake: Lake, as_of: date
+) -> None:
+    table = REG.derived("elder_links")
+    frame = _frame(library_lake, table.name, as_of).with_columns(pl.col("match_probability").cast(pl.String))
+    checked = validate_changed(frame, table, REG, as_of=as_of, ledger=None)
+    assert not checked.keep_ledger and checked.passed.height == 0 and checked.result.validated_rows is None
+    assert_same(validate(frame, table, REG), checked.result)  # GX ran once, on every row
