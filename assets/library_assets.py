@@ -12,6 +12,7 @@ the reconciliations of ``elder_links`` (one link per person-bearing staged row) 
 """
 
 import warnings
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +41,7 @@ from quality.library_checks import (
     rule_reads,
     validate_batches,
 )
+from quality.runner import QualityResult
 from quality.scorecard import load_thresholds
 from rainbow.settings import Lake
 from schemas import load_registry
@@ -173,6 +175,21 @@ def build_table_asset(registry: Registry, dataset: Dataset, table: DerivedTable)
         return dg.multi_asset(specs=[spec], name=f"library__{table.name}")(_build)
 
 
+def validate_contract(
+    lake: LakeResource, registry: Registry, table: DerivedTable, log: Callable[[str], None]
+) -> tuple[list[QualityResult], str]:
+    """What a ``library_contract`` / ``mart_contract`` check validates: the table's batches with GX
+    (by changed rows when big) and its cross-table SQL rules; with the build's as-of date."""
+    with lake.warehouse() as con:
+        as_of = prepare_warehouse(con, lake, registry)
+        batches = load_batches(con, table, registry, date.fromisoformat(as_of))
+        sql = evaluate(con, table, cross_table_rules(table, registry))
+    results = validate_batches(
+        batches, sql, table, registry, lake=lake.lake, as_of=date.fromisoformat(as_of), log=log
+    )
+    return results, as_of
+
+
 def build_library_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksDefinition:
     """``library_contract``: the table's GX suite from its contract and the single-table domain
     rules (:func:`quality.library_checks.load_batches`: whole, or the newest month of a big fact),
@@ -206,19 +223,7 @@ def build_library_check(registry: Registry, table: DerivedTable) -> dg.AssetChec
         ),
     )
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-        with lake.warehouse() as con:
-            as_of = prepare_warehouse(con, lake, registry)
-            batches = load_batches(con, table, registry, date.fromisoformat(as_of))
-            sql = evaluate(con, table, cross_table_rules(table, registry))
-        results = validate_batches(
-            batches,
-            sql,
-            table,
-            registry,
-            lake=lake.lake,
-            as_of=date.fromisoformat(as_of),
-            log=context.log.info,
-        )
+        results, as_of = validate_contract(lake, registry, table, context.log.info)
         return derived_check_result(lake.lake, registry, results, run_id=context.run.run_id, as_of=as_of)
 
     return _check

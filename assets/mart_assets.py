@@ -12,13 +12,12 @@ from typing import Any
 
 import dagster as dg
 
-from assets.library_assets import library_asset_key, prepare_warehouse, upstream_key
+from assets.library_assets import library_asset_key, prepare_warehouse, upstream_key, validate_contract
 from assets.marts.kpis import build_kpis
 from assets.marts.portraits import build_portraits
 from catalog import dagster_meta as meta
 from pipelines.resources import LakeResource
 from quality.checks import derived_check_result
-from quality.library_checks import cross_table_rules, evaluate, load_batches, validate_batches
 from schemas import load_registry
 from schemas.contract import Dataset, DerivedTable
 from schemas.registry import Registry
@@ -113,19 +112,7 @@ def build_mart_check(registry: Registry, table: DerivedTable) -> dg.AssetChecksD
         ),
     )
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-        with lake.warehouse() as con:
-            as_of = prepare_warehouse(con, lake, registry)
-            batches = load_batches(con, table, registry, date.fromisoformat(as_of))
-            sql = evaluate(con, table, cross_table_rules(table, registry))
-        results = validate_batches(
-            batches,
-            sql,
-            table,
-            registry,
-            lake=lake.lake,
-            as_of=date.fromisoformat(as_of),
-            log=context.log.info,
-        )
+        results, as_of = validate_contract(lake, registry, table, context.log.info)
         return derived_check_result(
             lake.lake,
             registry,
