@@ -44,7 +44,7 @@ import polars as pl
 import pyarrow as pa
 
 from quality.rules import AS_OF, QualityRule, as_of_end
-from quality.runner import Outcome, QualityResult, prepare, validate
+from quality.runner import Outcome, QualityResult, prepare, rule_columns, validate
 from quality.suites import rules_for
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, read_frame, write_frame
@@ -233,22 +233,13 @@ def _as_of_only_ends(rule: QualityRule, spec: dict[str, Any]) -> None:
     end is after this date" (``_dq_as_of_end`` as ``column_A``): any other use of the as-of date
     could fail an unchanged row later, so it is not validated by changed rows."""
     reads = {name for name, expr in rule.derived.items() if AS_OF in expr.meta.root_names()}
-    if AS_OF in rule_columns(spec):
+    if AS_OF in rule_columns(rule, condition=True):
         raise Unsupported(f"{rule.id} reads the as-of date directly")
     if not reads:
         return
     ends = all(str(rule.derived[n]) == str(as_of_end()) for n in reads)
     if not (ends and rule.expectation.expectation_type in COLUMN_PAIR and reads == {spec.get("column_A")}):
         raise Unsupported(f"{rule.id} uses the as-of date otherwise than as the end dates stay before")
-
-
-def rule_columns(spec: dict[str, Any]) -> set[str]:
-    """Every column a rule's expectation names (row condition included)."""
-    names = {spec.get("column"), spec.get("column_A"), spec.get("column_B"), *(spec.get("column_list") or [])}
-    condition = spec.get("row_condition")
-    if isinstance(condition, dict) and isinstance(condition.get("column"), dict):
-        names.add(condition["column"].get("name"))
-    return {n for n in names if isinstance(n, str)}
 
 
 def rule_counts(
@@ -353,7 +344,7 @@ def validate_changed(
         else:
             known, reason = ledger.hashes, f"ledger of {ledger.hashes.height:,} passed rows"
     prepared, _ = prepare(frame, rules)
-    absent = sorted({c for r in rules for c in rule_columns(r.expectation.dict())} - set(prepared.columns))
+    absent = sorted({c for r in rules for c in rule_columns(r, condition=True)} - set(prepared.columns))
     if absent:  # the whole-table validation reports it (conformance.columns)
         raise Unsupported(f"columns the rules name are missing: {', '.join(absent)}")
     hashes = row_hashes(frame)

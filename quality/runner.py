@@ -258,17 +258,21 @@ def _examples(
     if not rows:
         return ()
     show = [*table.primary_key, *rule.columns, "_source_file", "_row_number"]
-    show += [c for c in frame.columns if c.startswith("_dq_") and c in _rule_columns(rule)]
+    show += [c for c in frame.columns if c.startswith("_dq_") and c in rule_columns(rule)]
     cols = [c for c in dict.fromkeys(show) if c in frame.columns]
     picked = frame.select(cols)[rows]
     return tuple(mask_row(table, r) for r in picked.iter_rows(named=True))
 
 
-def _rule_columns(rule: QualityRule) -> set[str]:
+def rule_columns(rule: QualityRule, *, condition: bool = False) -> set[str]:
+    """The columns a rule's expectation names; with ``condition``, its row condition's too."""
     kwargs = rule.expectation.dict()
     names = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")}
     names |= set(kwargs.get("column_list") or [])
-    return {n for n in names if n}
+    spec = kwargs.get("row_condition")
+    if condition and isinstance(spec, dict) and isinstance(spec.get("column"), dict):
+        names.add(spec["column"].get("name"))
+    return {n for n in names if isinstance(n, str) and n}
 
 
 def _outcome(
