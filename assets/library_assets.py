@@ -27,8 +27,8 @@ from assets.library.build import (
     build_sql_table,
     create_library_views,
 )
-from assets.library.identity import elder_tables
 from assets.library.mei import MEI_TABLES, build_mei, table_path
+from assets.library.records import elder_tables
 from assets.staged_assets import staged_asset_key
 from assets.staging.stage import create_staged_views
 from catalog import dagster_meta as meta
@@ -111,11 +111,9 @@ def build_mei_asset(registry: Registry) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             asset_key=library_asset_key("elder_links"),
             metadata={
-                "dagster/row_count": result.links.height,
+                "dagster/row_count": result.link_rows,
                 "elders": int(result.stats["elders"]),
-                "link_methods": dg.MetadataValue.json(
-                    {str(k): int(v) for k, v in result.links.group_by("link_method").len().iter_rows()}
-                ),
+                "link_methods": dg.MetadataValue.json(result.link_methods()),
                 "linkage_stats": dg.MetadataValue.json(stats),
             },
         )

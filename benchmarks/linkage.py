@@ -29,7 +29,7 @@ from schemas import load_registry
 
 def staged_records(cache: Path, cfg: GeneratorConfig) -> tuple[Path, Path]:
     """Person records and their true person ids, staged once per config and cached."""
-    from assets.library.identity import elder_tables, person_records
+    from assets.library.records import elder_tables, person_records
     from assets.staging.stage import ingest_and_stage
 
     landing = cached_landing(cache, cfg)

@@ -214,7 +214,7 @@ class PythonLineage:
     def person_record_columns(self) -> dict[str, dict[str, list[str]]]:
         """{elder table: {person-record attribute: staged columns it is read from}}, from the code."""
         if self._person is None:
-            from assets.library.identity import _record_select, elder_tables
+            from assets.library.records import _record_select, elder_tables
 
             self._person = {
                 t.name: {e.meta.output_name(): list(e.meta.root_names()) for e in _record_select(t)}

@@ -46,7 +46,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
-from assets.library.identity import elder_tables
+from assets.library.records import elder_tables
 from quality.changed_rows import Ledger, Unsupported, drop_ledger, read_ledger, validate_changed, write_ledger
 from quality.redact import mask_row
 from quality.rules import AS_OF, Family

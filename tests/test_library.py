@@ -21,8 +21,8 @@ from assets.library.build import (
     sql_path,
 )
 from assets.library.golden import load_rules, provenance_sql, validate_rules
-from assets.library.identity import elder_tables
 from assets.library.mei import read_decisions, read_key_changes, record_decision
+from assets.library.records import elder_tables
 from quality.library_checks import SERVICE_SOURCES, validate_derived
 from rainbow.settings import Lake
 from rainbow.warehouse import connect_warehouse

@@ -532,7 +532,7 @@ def build_library(lake: Lake, registry: Registry, run_at: datetime) -> dict[str,
     t0 = time.perf_counter()
     mei = build_mei(lake, registry, run_at)
     seconds = time.perf_counter() - t0
-    out = {"elder_links": (mei.links.height, seconds), "match_review_queue": (mei.review.height, 0.0)}
+    out = {"elder_links": (mei.link_rows, seconds), "match_review_queue": (mei.review.height, 0.0)}
     con = connect_warehouse(lake)
     try:
         for _, t in registry.tables():

@@ -35,19 +35,15 @@ until the profiles changed since training exceed ``LinkSettings.retrain_share``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
-import json
-import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from splink import __version__ as splink_version
 
 from assets.library.identity_keys import Clustering, Constraints, assign_keys
@@ -63,38 +59,9 @@ from assets.library.identity_model import (
     source_population_pairs,
     weak_profiles,
 )
-from assets.staging.normalise import Rule, clean_text, rule_for
-from assets.staging.stage import staged_dir
-from rainbow.io import atomic_path
-from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
-from rainbow.settings import Lake
-from schemas.contract import Column, Delivery, Table
-from schemas.registry import Registry, load_registry
+from assets.library.records import RECORD_SCHEMA, STANDARD_COLUMNS, normalise_records
+from schemas.registry import Registry
 
-STANDARD_COLUMNS = (
-    "record_id",
-    "source",
-    "name",
-    "sex",
-    "birth_date",
-    "id_number",
-    "other_id",
-    "phone",
-    "address",
-    "street",
-)
-RECORD_SCHEMA: dict[str, pl.DataType] = {
-    "record_id": pl.String(),
-    "source": pl.String(),
-    "name": pl.String(),
-    "sex": pl.String(),
-    "birth_date": pl.Date(),
-    "id_number": pl.String(),
-    "other_id": pl.String(),
-    "phone": pl.String(),
-    "address": pl.String(),
-    "street": pl.String(),
-}
 ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {
     "record_id": pl.String(),
     "elder_key": pl.String(),
@@ -109,348 +76,6 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
 }
 # Attributes that make two records one profile (plus the source).
 PROFILE_KEY = ("source", "name", "sex", "birth_date", "id_number", "other_id", "phone", "address", "street")
-
-# Tables whose `name` column is a person other than an elder.
-NON_ELDER_TABLES: dict[str, str] = {
-    "caregivers": "the workforce register (护理员): people who serve elders, not elders",
-}
-# Identifiers an elder carries in another register, compared as `other_id`
-# (written `<column>:<value>`, so numbers of different registers never compare).
-OTHER_ID_COLUMNS = ("platform_elder_id", "senior_card_no")
-
-
-# ------------------------------------------------------------------ records
-
-
-def elder_tables(registry: Registry) -> list[Table]:
-    """Staged tables whose rows name an elder as their subject (a ``name`` person column)."""
-    out = []
-    for _, table in registry.tables():
-        if table.name in NON_ELDER_TABLES or "name" not in table.column_names:
-            continue
-        if table.column("name").semantic == "person_name":
-            out.append(table)
-    return out
-
-
-def _record_select(table: Table) -> list[pl.Expr]:
-    """Staged columns of ``table`` -> the standard person-record columns (subject only)."""
-    names = set(table.column_names)
-
-    def has(col: str, *semantics: str) -> bool:
-        return col in names and (not semantics or table.column(col).semantic in semantics)
-
-    null = pl.lit(None, dtype=pl.String)
-    sex: list[pl.Expr] = []
-    if has("sex") and table.column("sex").codelist == "sex":
-        sex.append(pl.col("sex"))
-    birth: list[pl.Expr] = [pl.col("birth_date")] if has("birth_date") else []
-    if has("id_number", "resident_id"):
-        sex.append(pl.col("id_sex"))
-        birth.append(pl.col("id_birth_date"))
-    other = [pl.format("{}:{}", pl.lit(c), pl.col(c)) for c in OTHER_ID_COLUMNS if c in names]
-    address = next((c.name for c in table.columns if c.semantic == "address"), None)
-    return [
-        pl.format("{}:{}:{}", pl.lit(table.name), pl.col("_source_file"), pl.col("_row_number")).alias(
-            "record_id"
-        ),
-        pl.lit(table.name).alias("source"),
-        pl.col("name"),
-        (pl.coalesce(sex) if sex else null).alias("sex"),
-        (pl.coalesce(birth) if birth else pl.lit(None, dtype=pl.Date)).alias("birth_date"),
-        (pl.col("id_number") if has("id_number", "resident_id") else null).alias("id_number"),
-        (pl.coalesce(other) if other else null).alias("other_id"),
-        (pl.col("phone") if has("phone", "phone", "mobile_phone") else null).alias("phone"),
-        (pl.col(address) if address else null).alias("address"),
-        (pl.col("street") if has("street", "street") else null).alias("street"),
-        pl.col("_source_file"),
-        pl.col("_row_number"),
-        pl.col("_delivery_date"),
-    ]
-
-
-def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
-    """Every staged row naming an elder, as standard person records (+ lineage: ``_source_file``,
-    ``_row_number``, ``_delivery_date``).
-
-    Only the subject's columns are used: caregivers, volunteers, callers and
-    emergency contacts named on the same row are other people. Where a table
-    has no birth date or sex column, the ones derived from the validated ID are
-    used. ``record_id`` is ``<table>:<_source_file>:<_row_number>``, stable
-    across runs because staging keeps the lineage of every row. The records come
-    normalised (:func:`normalise_records`: a no-op on rows staging normalised,
-    measured on 1.8 M district records, but the linkage must not depend on that),
-    so :func:`link_records` takes them with ``normalised=True``. Each table's
-    records are kept between runs (:func:`table_records`), so a new day reads and
-    normalises the new day's staged parts only.
-    """
-    frames = []
-    for table in elder_tables(registry):
-        records = table_records(lake, table, registry)
-        if records is not None:
-            frames.append(records)
-    schema = {
-        **RECORD_SCHEMA,
-        "_source_file": pl.String(),
-        "_row_number": pl.Int64(),
-        "_delivery_date": pl.Date(),
-    }
-    if not frames:
-        return pl.DataFrame(schema=schema)
-    out = pl.concat(frames, how="vertical_relaxed").cast(pl.Schema(schema))
-    return out.sort("source", "_source_file", "_row_number")
-
-
-# the staged parts (path relative to the lake -> [size, mtime_ns]) a table's kept records cover
-RECORDS_PARTS = "rainbow.record_parts"
-# the extraction the kept records were made with (a code change rebuilds them)
-RECORDS_VERSION = "rainbow.record_select"
-PART = "_part"
-
-
-def records_cache(lake: Lake, table: Table | str) -> Path:
-    """``library/_cache/person_records/<table>/``: one file per delivery month (``YYYY-MM.parquet``),
-    encrypted like the rest of the zone."""
-    name = table if isinstance(table, str) else table.name
-    return lake.library / "_cache" / "person_records" / name
-
-
-def records_chunk(part: str) -> str:
-    """The cache file a staged part's records are kept in: its delivery month (``date=YYYY-MM-DD``
-    folders), else ``undated``."""
-    found = re.search(r"date=(\d{4}-\d{2})-\d{2}", part)
-    return found.group(1) if found else "undated"
-
-
-@functools.cache
-def _normaliser_fingerprint() -> str:
-    """The code of the normalisation (staging's normalisers and this module): a change to either
-    file makes the kept records stale. Whole files, not ``inspect.getsource`` of the functions:
-    that reads the file as it is now at the line numbers of the code as imported, so an edit
-    above them gave another fingerprint for the same code (measured: a bench's new day
-    normalised every record again)."""
-    files = (inspect.getfile(rule_for), __file__)
-    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
-
-
-def _codelists_fingerprint(registry: Registry) -> str:
-    lists = {name: cl.model_dump(mode="json") for name, cl in sorted(registry.codelists.items())}
-    return hashlib.sha256(json.dumps(lists, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-def table_records(lake: Lake, table: Table, registry: Registry | None = None) -> pl.DataFrame | None:
-    """The normalised person records of one staged table (None when it has no staged part).
-
-    A year of daily parts is ~3,000 files, and opening each one costs more than its rows: the
-    records are kept in :func:`records_cache`, one file per delivery month, with the size and
-    mtime of each part they came from; a run reads and normalises only the parts that are new or
-    changed since, drops the records of parts that are gone, and rewrites only the months where
-    anything differs (a new day: its month's file, not the year's). The cache also records the
-    extraction, the normalisation code and the code lists it was made with (a change to any
-    rebuilds it). The result equals reading and normalising every part (same rows; callers sort).
-    """
-    registry = registry or load_registry()
-    select = _record_select(table)
-    columns = sorted({name for expr in select for name in expr.meta.root_names()})
-    made_with = [str(e) for e in select] + [_normaliser_fingerprint(), _codelists_fingerprint(registry)]
-    version = hashlib.sha256(repr(made_with).encode()).hexdigest()[:16]
-    parts = glob_files(staged_dir(lake, table) / "**" / "*.parquet")
-    folder = records_cache(lake, table)
-    folder.with_suffix(".parquet").unlink(missing_ok=True)  # the single file of earlier versions
-    if not parts:
-        return None
-    root = lake.root.resolve()
-    rel = {p: p.resolve().relative_to(root).as_posix() for p in parts}
-    chunks: dict[str, list[Path]] = {}
-    for p in parts:
-        chunks.setdefault(records_chunk(rel[p]), []).append(p)
-    for stale in folder.glob("*.parquet") if folder.exists() else ():
-        if stale.stem not in chunks:
-            stale.unlink()
-    frames = [
-        _chunk_records(
-            lake, folder / f"{chunk}.parquet", chunk_parts, rel, select, columns, version, registry
-        )
-        for chunk, chunk_parts in sorted(chunks.items())
-    ]
-    return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
-
-
-def _chunk_records(
-    lake: Lake,
-    cache: Path,
-    parts: list[Path],
-    rel: dict[Path, str],
-    select: list[pl.Expr],
-    columns: list[str],
-    version: str,
-    registry: Registry,
-) -> pl.DataFrame:
-    """One month of :func:`table_records`: kept records of unchanged parts, new parts read."""
-    sigs = {rel[p]: [st.st_size, st.st_mtime_ns] for p in parts if (st := p.stat())}
-    kept, covered = None, {}
-    if cache.exists():
-        try:
-            meta = file_metadata(cache, lake)
-            if meta.get(RECORDS_VERSION) == version:
-                covered = json.loads(meta.get(RECORDS_PARTS, "{}"))
-                kept = read_frame(cache, lake)
-        except (OSError, ValueError, pa.ArrowException):  # unreadable: read every part again
-            kept, covered = None, {}
-    valid = {r for r, sig in covered.items() if sigs.get(r) == sig}
-    todo = [p for p in parts if rel[p] not in valid]
-    fresh = [
-        read_frame(p, lake, columns=columns).lazy().select(select).with_columns(pl.lit(rel[p]).alias(PART))
-        for p in todo
-    ]
-    frames = (
-        [normalise_records(pl.concat([f.collect() for f in fresh], how="vertical_relaxed"), registry)]
-        if fresh
-        else []
-    )
-    if kept is not None and valid:
-        frames.insert(0, kept.filter(pl.col(PART).is_in(list(valid))))
-    records = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
-    if todo or valid != set(covered):
-        keep = {r: sigs[r] for r in sorted(valid | {rel[p] for p in todo})}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp:
-            write_frame(
-                records,
-                tmp,
-                lake,
-                metadata={RECORDS_PARTS: json.dumps(keep), RECORDS_VERSION: version},
-            )
-    return records.drop(PART)
-
-
-@functools.cache
-def record_contract() -> Table:
-    """The standard person-record columns declared like a source table, so staging's rules apply."""
-
-    def col(name: str, zh: str, type_: str = "string", **kw: Any) -> Column:
-        return Column(name=name, source=name, type=type_, zh=zh, pii=kw.pop("pii", "none"), **kw)  # type: ignore[arg-type]
-
-    return Table(
-        name="person_records",
-        zh="人员记录",
-        en="Person records",
-        description="Standard person records for identity resolution.",
-        kind="reference",
-        grain="one delivered row naming an elder",
-        primary_key=["record_id"],
-        delivery=Delivery(
-            format="csv",
-            frequency="once",
-            path="person_records.csv",
-            date_forms=["%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y%m%d", "excel_serial"],
-        ),
-        open_data="non_open",
-        sensitivity="restricted",
-        columns=[
-            col("record_id", "记录编号", semantic="identifier"),
-            col("source", "来源"),
-            col("name", "姓名", pii="direct_identifier", semantic="person_name"),
-            col("sex", "性别", pii="quasi_identifier", semantic="code", codelist="sex"),
-            col("birth_date", "出生日期", "date", pii="quasi_identifier"),
-            col("id_number", "身份证号", pii="direct_identifier", semantic="resident_id"),
-            col("other_id", "其他编号", pii="quasi_identifier", semantic="identifier"),
-            col("phone", "联系电话", pii="direct_identifier", semantic="phone"),
-            col("address", "居住地址", pii="direct_identifier", semantic="address"),
-            col("street", "所属街道", pii="quasi_identifier", semantic="street", codelist="street"),
-        ],
-    )
-
-
-def normalise_records(frame: pl.DataFrame, registry: Registry | None = None) -> pl.DataFrame:
-    """Person records (any of the standard columns, as text or typed) -> typed and normalised.
-
-    Each distinct combination of the attributes is normalised once (a year of daily
-    deliveries names the same elder with the same attributes hundreds of times), then
-    joined back to its records: the result is row for row what :func:`_normalise_rows`
-    gives the whole frame.
-    """
-    attrs = [c for c in STANDARD_COLUMNS if c != "record_id" and c in frame.columns]
-    if frame.height < DISTINCT_FIRST_MIN_ROWS or not attrs:
-        return _normalise_rows(frame, registry)
-    distinct = frame.select(attrs).unique(maintain_order=True)
-    if distinct.height > frame.height // 2:
-        return _normalise_rows(frame, registry)
-    distinct = distinct.with_row_index(_ATTRS_ROW)
-    typed = _normalise_rows(distinct, registry).drop("record_id")
-    given = (
-        pl.col("record_id").cast(pl.String) if "record_id" in frame.columns else pl.lit(None, dtype=pl.String)
-    )
-    keep = [c for c in frame.columns if c not in STANDARD_COLUMNS]
-    return (
-        frame.join(distinct, on=attrs, how="left", nulls_equal=True, maintain_order="left")
-        .select(
-            pl.coalesce(given, pl.format("row:{}", pl.int_range(1, pl.len() + 1))).alias("record_id"),
-            _ATTRS_ROW,
-            *keep,
-        )
-        .join(typed, on=_ATTRS_ROW, how="left", maintain_order="left")
-        .select(*STANDARD_COLUMNS, *keep)
-        .cast(pl.Schema(RECORD_SCHEMA), strict=False)
-    )
-
-
-# Below this many records every row is normalised directly.
-DISTINCT_FIRST_MIN_ROWS = 10_000
-_ATTRS_ROW = "__attrs_row"
-
-
-def _normalise_rows(frame: pl.DataFrame, registry: Registry | None = None) -> pl.DataFrame:
-    """Person records (any of the standard columns, as text or typed) -> typed and normalised.
-
-    The same rules as staging: resident IDs upgraded 15 -> 18 digits and
-    validated (an invalid ID becomes null: it is not trustworthy), phones
-    canonical, names without spaces, addresses completed, streets to codes,
-    dates in every source form, sex labels to codes. Birth date and sex fall
-    back to the ones the validated ID carries. ``record_id`` is kept as given
-    (missing values become ``row:<n>``); other columns pass through unchanged.
-    """
-    registry = registry or load_registry()
-    table = record_contract()
-    text = frame.with_columns(
-        [
-            (
-                pl.col(c).dt.strftime("%Y-%m-%d")
-                if c in frame.columns and frame.schema[c] in (pl.Date, pl.Datetime)
-                else pl.col(c).cast(pl.String)
-                if c in frame.columns
-                else pl.lit(None, dtype=pl.String)
-            ).alias(c)
-            for c in STANDARD_COLUMNS
-        ]
-    )
-    rules: dict[str, Rule] = {
-        c.name: rule_for(c, table, registry, pl.lit(None, dtype=pl.Datetime("us"))) for c in table.columns
-    }
-    work = text.with_columns([clean_text(c).alias(f"__clean_{c}") for c in STANDARD_COLUMNS])
-    for i in range(max(len(r.stages) for r in rules.values())):
-        work = work.with_columns(
-            [e.alias(k) for r in rules.values() if i < len(r.stages) for k, e in r.stages[i].items()]
-        )
-    work = work.with_columns(
-        [r.value.alias(f"__typed_{n}") for n, r in rules.items()]
-        + [e.alias(k) for r in rules.values() for k, e in r.extra.items()]
-    )
-    typed = work.with_columns(
-        [
-            pl.col(f"__typed_{c}").alias(c)
-            for c in STANDARD_COLUMNS
-            if c not in ("record_id", "sex", "birth_date")
-        ]
-        + [
-            pl.coalesce("__typed_sex", "id_sex").alias("sex"),
-            pl.coalesce("__typed_birth_date", "id_birth_date").alias("birth_date"),
-        ]
-    ).with_columns(
-        record_id=pl.coalesce("record_id", pl.format("row:{}", pl.int_range(1, pl.len() + 1))),
-    )
-    keep = [c for c in frame.columns if c not in STANDARD_COLUMNS]
-    return typed.select(*STANDARD_COLUMNS, *keep).cast(pl.Schema(RECORD_SCHEMA), strict=False)
 
 
 # ------------------------------------------------------------------ linking
@@ -500,29 +125,81 @@ class LinkResult:
     kept: KeptLinkage | None = None  # for the next run (None: nothing trained)
 
 
-def _profiles(records: pl.DataFrame, isolate: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(records + ``profile``, profiles): distinct attributes per source; decision records stand alone.
+@dataclass(frozen=True)
+class Profiled:
+    """Person records collapsed to profiles (identical attributes in one source).
 
-    Each group carries its records' row numbers, scattered back into a ``profile`` column: a
-    join back on the nine key columns (strings, nulls equal) took twice as long (4.5 M records:
-    5.3 -> 2.5 s, same result)."""
-    solo = pl.Series(sorted(isolate), dtype=pl.String).implode()
-    keyed = records.with_columns(__solo=pl.when(pl.col("record_id").is_in(solo)).then(pl.col("record_id")))
-    key = [*PROFILE_KEY, "__solo"]
-    groups = (
-        keyed.with_row_index("__row")
+    ``records``: ``record_id``, ``profile`` and the columns carried along; ``profiles``: one row
+    per profile - ``profile`` (numbered in order of ``first_record``), the attributes of
+    ``PROFILE_KEY``, ``first_record``, ``records`` (how many) and ``profile_key``
+    (:func:`profile_keys`)."""
+
+    records: pl.DataFrame
+    profiles: pl.DataFrame
+
+
+_SOLO = "__solo"
+
+
+def _number_groups(groups: pl.DataFrame, rows: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """Number ``groups`` in their order (``__group``) and give each of the ``rows`` rows listed
+    in their ``__row`` lists its group's number (the lists are dropped)."""
+    numbered = groups.with_row_index("__group").with_columns(pl.col("__group").cast(pl.Int64))
+    listed = numbered.select("__group", "__row").explode("__row").drop_nulls()
+    numbers = np.empty(rows, dtype=np.int64)
+    numbers[listed["__row"].to_numpy()] = listed["__group"].to_numpy()
+    return numbered.drop("__row"), numbers
+
+
+def profile_records(
+    chunks: Iterable[pl.DataFrame], isolate: pl.Series | None = None, carry: Sequence[str] = ()
+) -> Profiled:
+    """Collapse normalised person records (``STANDARD_COLUMNS`` + ``carry``) to profiles, one
+    chunk at a time. A district year is 16.8 M records but 2.1 M profiles: what is held of a
+    record is its ``record_id``, its profile number and ``carry``, not its attributes. Records
+    named in ``isolate`` (steward decisions) stand alone in a profile of their own.
+
+    Each chunk is grouped on its own, then the chunks' groups are grouped again; every group
+    carries its rows' numbers, scattered back (a join on the nine key columns took twice as
+    long). The profiles do not depend on how the records are split into chunks (tested)."""
+    solo = (isolate if isolate is not None else pl.Series([], dtype=pl.String)).cast(pl.String).implode()
+    key = [*PROFILE_KEY, _SOLO]
+    slim: list[pl.DataFrame] = []
+    groups: list[pl.DataFrame] = []
+    offset = 0
+    for chunk in chunks:
+        keyed = chunk.select(*STANDARD_COLUMNS, *carry).with_columns(
+            pl.when(pl.col("record_id").is_in(solo)).then(pl.col("record_id")).alias(_SOLO)
+        )
+        local, numbers = _number_groups(
+            keyed.with_row_index("__row")
+            .group_by(key)
+            .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row")),
+            keyed.height,
+        )
+        groups.append(local.drop("__group"))
+        slim.append(keyed.select("record_id", *carry).with_columns(pl.Series("profile", numbers + offset)))
+        offset += local.height
+    if not groups:
+        empty = pl.DataFrame(schema={**RECORD_SCHEMA, **{c: pl.String() for c in carry}})
+        return profile_records([empty], carry=carry)
+    every = pl.concat(groups)
+    merged, numbers = _number_groups(
+        every.with_row_index("__row")
         .group_by(key)
-        .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row"))
-        .sort("first_record")
-        .with_row_index("profile")
-        .with_columns(pl.col("profile").cast(pl.Int64))
+        .agg(
+            pl.col("first_record").min(),
+            pl.col("records").sum().cast(pl.UInt32),
+            pl.col("__row"),
+        )
+        .sort("first_record"),
+        every.height,
     )
-    rows = groups.select("profile", "__row").explode("__row")
-    profile = np.empty(records.height, dtype=np.int64)
-    profile[rows["__row"].to_numpy()] = rows["profile"].to_numpy()
-    profiles = groups.drop("__row")
-    linked = records.with_columns(profile=pl.Series(profile))
-    return linked, profiles.with_columns(profile_keys(profiles)).drop("__solo")
+    del every, groups
+    records = pl.concat(slim)
+    records = records.with_columns(profile=pl.Series(numbers[records["profile"].to_numpy()]))
+    profiles = merged.rename({"__group": "profile"})
+    return Profiled(records, profiles.with_columns(profile_keys(profiles)).drop(_SOLO))
 
 
 PROFILE_ID = "profile_key"
@@ -531,7 +208,7 @@ PROFILE_ID = "profile_key"
 def profile_keys(profiles: pl.DataFrame) -> pl.Series:
     """A stable id of each profile across runs (profile numbers are not): the MD5 of its
     attributes (and of the record a steward decision isolates), nulls marked."""
-    cols = [c for c in (*PROFILE_KEY, "__solo") if c in profiles.columns]
+    cols = [c for c in (*PROFILE_KEY, _SOLO) if c in profiles.columns]
     parts = ", ".join(f"coalesce(CAST({c} AS VARCHAR), chr(0))" for c in cols)
     con = duckdb.connect(":memory:")
     try:
@@ -545,56 +222,63 @@ def profile_keys(profiles: pl.DataFrame) -> pl.Series:
 @dataclass(frozen=True)
 class KeptLinkage:
     """What a linkage keeps for the next run (``library/_cache/linkage``): the trained model,
-    the profiles scored so far (:func:`profile_keys`) and every pair scored, by profile key.
-    While it is kept, a run scores only the pairs that touch a profile new since (see
-    :func:`link_records`); the model is trained again once the profiles new or gone since its
-    training exceed ``LinkSettings.retrain_share`` of those it was trained on."""
+    the keys of the profiles it numbered (:func:`profile_keys`, in profile order) and the pairs
+    it kept, by those numbers. While it is kept, a run scores only the pairs that touch a
+    profile new since (see :func:`link_records`); the model is trained again once the profiles
+    new or gone since its training exceed ``LinkSettings.retrain_share`` of those it was
+    trained on.
+
+    Only the pairs a run can use are kept (:func:`_useful_pairs`): at or above the lower of the
+    link threshold and the review band, or touching a weak profile (the source-population step
+    weighs every pair of those). In a district year that is 15.3 M of 24.5 M scored pairs."""
 
     model: KeptModel
-    profiles: pl.Series  # profile keys
-    pairs: pl.DataFrame  # profile_key_l, profile_key_r, match_probability, match_weight, mw_<comparison>
+    profiles: pl.Series  # profile keys; position = profile number in the pairs
+    pairs: pl.DataFrame  # PAIR_SCHEMA: unique_id_l < unique_id_r are positions in ``profiles``
     trained_profiles: int
     changed: int  # profiles new or gone since training
-    fingerprint: str  # the model code and settings it was made with
+    fingerprint: str  # the model code and settings it was made with, and the pairs it keeps
 
 
-def linkage_fingerprint(settings: ModelSettings) -> str:
-    """The model's code (features, comparisons, blocking, training), settings and splink version."""
+def linkage_fingerprint(settings: ModelSettings, floor: float = 0.0) -> str:
+    """The model's code (features, comparisons, blocking, training), settings and splink
+    version, and the probability below which pairs of strong profiles are not kept."""
     code = Path(inspect.getfile(score_pairs)).read_bytes()
-    made_with = [repr(settings), splink_version, hashlib.sha256(code).hexdigest()]
+    made_with = [repr(settings), splink_version, hashlib.sha256(code).hexdigest(), repr(float(floor))]
     return hashlib.sha256(repr(made_with).encode()).hexdigest()[:16]
 
 
-_PAIR_VALUES = [c for c in PAIR_SCHEMA if not c.startswith("unique_id")]
+def _useful_pairs(pairs: pl.DataFrame, weak: np.ndarray, floor: float) -> pl.DataFrame:
+    """The pairs a linkage can use: probability >= ``floor`` (linked or reviewed) or a weak
+    profile on either side (``weak``: by profile number)."""
+    if pairs.height == 0:
+        return pairs
+    left = weak[pairs["unique_id_l"].to_numpy()]
+    right = weak[pairs["unique_id_r"].to_numpy()]
+    keep = pl.Series(left | right) | (pairs["match_probability"] >= floor)
+    return pairs if bool(keep.all()) else pairs.filter(keep)
 
 
-def _keyed_pairs(pairs: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """Scored pairs by profile number -> by profile key."""
-    left = keys.rename({"profile": "unique_id_l", PROFILE_ID: f"{PROFILE_ID}_l"})
-    right = keys.rename({"profile": "unique_id_r", PROFILE_ID: f"{PROFILE_ID}_r"})
-    return (
-        pairs.join(left, on="unique_id_l")
-        .join(right, on="unique_id_r")
-        .select(f"{PROFILE_ID}_l", f"{PROFILE_ID}_r", *_PAIR_VALUES)
-    )
-
-
-def _numbered_pairs(kept: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """Kept pairs by profile key -> also by this run's profile numbers (pairs of gone profiles
-    drop); the key columns stay, so they need not be looked up again."""
-    left = keys.rename({PROFILE_ID: f"{PROFILE_ID}_l", "profile": "a"})
-    right = keys.rename({PROFILE_ID: f"{PROFILE_ID}_r", "profile": "b"})
-    return (
-        kept.join(left, on=f"{PROFILE_ID}_l")
-        .join(right, on=f"{PROFILE_ID}_r")
-        .select(
-            pl.min_horizontal("a", "b").cast(pl.Int64).alias("unique_id_l"),
-            pl.max_horizontal("a", "b").cast(pl.Int64).alias("unique_id_r"),
-            *_PAIR_VALUES,
-            f"{PROFILE_ID}_l",
-            f"{PROFILE_ID}_r",
-        )
-    )
+def _renumbered(kept: KeptLinkage, keys: pl.Series) -> tuple[pl.DataFrame, np.ndarray]:
+    """The kept pairs by this run's profile numbers (pairs of profiles gone are dropped), and
+    which of this run's profiles the kept linkage knew."""
+    now = keys.to_frame(PROFILE_ID).with_row_index("now")
+    before = kept.profiles.to_frame(PROFILE_ID).with_row_index("before")
+    matched = before.join(now, on=PROFILE_ID, how="inner")
+    position = np.full(kept.profiles.len(), -1, dtype=np.int64)
+    position[matched["before"].to_numpy()] = matched["now"].to_numpy()
+    known = np.zeros(keys.len(), dtype=bool)
+    known[matched["now"].to_numpy()] = True
+    pairs = kept.pairs
+    if pairs.height == 0:
+        return pairs, known
+    a = position[pairs["unique_id_l"].to_numpy()]
+    b = position[pairs["unique_id_r"].to_numpy()]
+    valid = (a >= 0) & (b >= 0)
+    out = pairs.with_columns(unique_id_l=pl.Series(np.minimum(a, b)), unique_id_r=pl.Series(np.maximum(a, b)))
+    if not valid.all():
+        out = out.filter(pl.Series(valid))
+    return out, known
 
 
 def _score(
@@ -602,42 +286,59 @@ def _score(
 ) -> tuple[ScoredPairs, KeptLinkage | None, dict[str, int]]:
     """Score the profile pairs: train and score every pair, or, with a usable ``kept``, score
     only the pairs touching profiles it has not seen and take the rest from it (the same scores
-    a full scoring with the kept model gives, tested)."""
-    keys = profiles.select("profile", PROFILE_ID)
-    fingerprint = linkage_fingerprint(settings.model)
+    a full scoring with the kept model gives, tested). Only the useful pairs are returned
+    (:func:`_useful_pairs`); ``pairs_scored`` counts the pairs the model scored in this run."""
+    floor = min(settings.threshold, settings.review_low)
+    fingerprint = linkage_fingerprint(settings.model, floor)
+    weak = profiles["weak"].to_numpy()
     model_input = profiles.drop(PROFILE_ID).rename({"profile": "unique_id"})
+    keys = profiles[PROFILE_ID]
     if kept is not None and kept.fingerprint == fingerprint:
-        known = profiles[PROFILE_ID].is_in(kept.profiles.implode())
-        new, gone = int((~known).sum()), kept.profiles.len() - int(known.sum())
+        old, known_now = _renumbered(kept, keys)
+        new = int((~known_now).sum())
+        gone = kept.profiles.len() - int(known_now.sum())
         changed = kept.changed + new + gone
         if changed <= settings.retrain_share * kept.trained_profiles:
-            old = _numbered_pairs(kept.pairs, keys)
-            keyed = old.select(f"{PROFILE_ID}_l", f"{PROFILE_ID}_r", *_PAIR_VALUES)
             pairs = old.select(*PAIR_SCHEMA)
             fresh = None
             if new:
-                flagged = model_input.with_columns((~known).alias(NEW))
+                flagged = model_input.with_columns(pl.Series(NEW, ~known_now))
                 fresh = score_pairs(flagged, settings.model, kept=kept.model)
-                pairs = pl.concat([pairs, fresh.pairs])
-                keyed = pl.concat([keyed, _keyed_pairs(fresh.pairs, keys)])
+                pairs = pl.concat([pairs, _useful_pairs(fresh.pairs, weak, floor)])
+            pairs = pairs.cast(pl.Schema(PAIR_SCHEMA))
+            if not (pairs["unique_id_l"].is_sorted() and _sorted_pairs(pairs)):
+                pairs = pairs.sort("unique_id_l", "unique_id_r")
             model = kept.model
             scored = ScoredPairs(
-                pairs.sort("unique_id_l", "unique_id_r").cast(pl.Schema(PAIR_SCHEMA)),
+                pairs,
                 float(model.model["probability_two_random_records_match"]),
                 fresh.parameters if fresh is not None else _parameters(model.model),
                 model.training,
                 model,
             )
-            after = KeptLinkage(
-                model, profiles[PROFILE_ID], keyed, kept.trained_profiles, changed, fingerprint
+            after = KeptLinkage(model, keys, pairs, kept.trained_profiles, changed, fingerprint)
+            fresh_pairs = fresh.pairs.height if fresh is not None else 0
+            return (
+                scored,
+                after,
+                {"model_trained": 0, "new_profiles": new, "gone_profiles": gone, "pairs_scored": fresh_pairs},
             )
-            return scored, after, {"model_trained": 0, "new_profiles": new, "gone_profiles": gone}
-    scored = score_pairs(model_input, settings.model)
+    full = score_pairs(model_input, settings.model)
+    scored = replace(full, pairs=_useful_pairs(full.pairs, weak, floor))
     trained = None
     if scored.kept is not None:
-        keyed = _keyed_pairs(scored.pairs, keys)
-        trained = KeptLinkage(scored.kept, profiles[PROFILE_ID], keyed, profiles.height, 0, fingerprint)
-    return scored, trained, {"model_trained": 1, "new_profiles": profiles.height, "gone_profiles": 0}
+        trained = KeptLinkage(scored.kept, keys, scored.pairs, profiles.height, 0, fingerprint)
+    counts = {"model_trained": 1, "new_profiles": profiles.height, "gone_profiles": 0}
+    return scored, trained, {**counts, "pairs_scored": full.pairs.height}
+
+
+def _sorted_pairs(pairs: pl.DataFrame) -> bool:
+    """Whether pairs sorted by ``unique_id_l`` are also sorted by ``unique_id_r`` within it."""
+    return bool(
+        pairs.select(
+            ((pl.col("unique_id_l").diff() > 0) | (pl.col("unique_id_r").diff() > 0)).slice(1).all()
+        ).item()
+    )
 
 
 def _decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
@@ -652,6 +353,39 @@ def _decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
     if bad.height:
         raise ValueError(f"decisions must be 'match' or 'no_match', got {bad['decision'].unique().to_list()}")
     return d
+
+
+def _known_decisions(dec: pl.DataFrame, record_ids: pl.Series) -> pl.DataFrame:
+    """The decisions whose two records are both among ``record_ids``."""
+    named = pl.concat([dec["record_id_l"], dec["record_id_r"]]).unique()
+    present = record_ids.filter(record_ids.is_in(named.implode())).implode()
+    return dec.filter(pl.col("record_id_l").is_in(present) & pl.col("record_id_r").is_in(present))
+
+
+def _isolated(dec: pl.DataFrame) -> pl.Series:
+    return pl.concat([dec["record_id_l"], dec["record_id_r"]]).unique().sort()
+
+
+def profile_person_records(
+    chunks: Iterable[pl.DataFrame] | Callable[[], Iterable[pl.DataFrame]],
+    decisions: pl.DataFrame | None = None,
+    carry: Sequence[str] = (),
+) -> tuple[Profiled, pl.DataFrame]:
+    """(:func:`profile_records` of the chunks, the steward decisions both of whose records are
+    among them). Records of those decisions stand alone; when a decision names a record that
+    is not there, its other record must not, and the chunks are profiled again (``chunks``
+    must then be a callable giving them anew)."""
+    dec = _decisions(decisions)
+    source = chunks if callable(chunks) else (lambda: chunks)
+    profiled = profile_records(source(), _isolated(dec), carry)
+    if profiled.records["record_id"].n_unique() != profiled.records.height:
+        raise ValueError("record_id must be unique")
+    known = _known_decisions(dec, profiled.records["record_id"])
+    if known.height != dec.height:
+        if not callable(chunks):
+            raise TypeError("decisions name records that are not there: pass the chunks as a callable")
+        profiled = profile_records(chunks(), _isolated(known), carry)
+    return profiled, known
 
 
 def link_records(
@@ -675,21 +409,30 @@ def link_records(
     previous run's :class:`KeptLinkage` (``LinkResult.kept``): its model scores the pairs of new
     profiles, its pairs stand for the others, until ``settings.retrain_share`` is exceeded.
     """
-    settings = settings or LinkSettings()
     recs = (
         records.select(STANDARD_COLUMNS).cast(pl.Schema(RECORD_SCHEMA))
         if normalised
         else normalise_records(records, registry).select(STANDARD_COLUMNS)
     )
-    if recs["record_id"].n_unique() != recs.height:
-        raise ValueError("record_id must be unique")
+    profiled, dec = profile_person_records(lambda: [recs], decisions)
+    return link_profiles(profiled, previous=previous, decisions=dec, settings=settings, kept=kept)
+
+
+def link_profiles(
+    profiled: Profiled,
+    *,
+    previous: pl.DataFrame | None = None,
+    decisions: pl.DataFrame | None = None,
+    settings: LinkSettings | None = None,
+    kept: KeptLinkage | None = None,
+) -> LinkResult:
+    """:func:`link_records` from the profiles (:func:`profile_person_records`; ``decisions``:
+    the known ones it returns). Columns carried with the records come out in the assignments."""
+    settings = settings or LinkSettings()
     dec = _decisions(decisions)
-    # (Polars, not Python sets and dicts of every record id: 17.5 M records in a district year)
-    known = recs["record_id"].implode()
-    dec = dec.filter(pl.col("record_id_l").is_in(known) & pl.col("record_id_r").is_in(known))
-    isolate = set(dec["record_id_l"].to_list()) | set(dec["record_id_r"].to_list())
-    recs, profiles = _profiles(recs, isolate)
-    profiles = profiles.with_columns(weak=weak_profiles(profiles))
+    recs = profiled.records
+    carried = [c for c in recs.columns if c not in ("record_id", "profile")]
+    profiles = profiled.profiles.with_columns(weak=weak_profiles(profiled.profiles))
 
     scored, kept_after, scoring = _score(profiles, settings, kept)
     profiles = profiles.drop(PROFILE_ID)
@@ -718,7 +461,7 @@ def link_records(
     linked_model = clustering.link(accepted, "model")
     # The source-population prior needs the whole population in the input (not a steward's CSV).
     population = (
-        source_population_pairs(profiles, scored, clustering.clusters(), source_recurrence(recs))
+        source_population_pairs(profiles, scored, clustering.clusters(), source_recurrence(profiles))
         if scored.training in ("labels", "em")
         else pl.DataFrame(
             schema={"unique_id_l": pl.Int64, "unique_id_r": pl.Int64, "match_probability": pl.Float64}
@@ -727,18 +470,12 @@ def link_records(
     linked_population = clustering.link(
         population.filter(pl.col("match_probability") >= settings.threshold), "source_population"
     )
-    clusters = clustering.clusters()
-
     # Identical name-only records are not evidence of one person (two meal users
     # called 刘明): a weak profile linked to nothing leaves each record on its own.
-    recs = (
-        recs.join(clusters, on="profile", how="left")
-        .join(profiles.select("profile", "weak"), on="profile", how="left")
-        .with_columns(
-            cluster=pl.when(pl.col("weak") & pl.col("link_method").is_null())
-            .then(profiles.height + pl.int_range(pl.len()))
-            .otherwise(pl.col("cluster"))
-        )
+    clusters = clustering.clusters().join(profiles.select("profile", "weak"), on="profile", how="left")
+    alone = pl.col("weak") & pl.col("link_method").is_null()
+    recs = recs.join(clusters, on="profile", how="left").with_columns(
+        cluster=pl.when(alone).then(profiles.height + pl.int_range(pl.len())).otherwise(pl.col("cluster"))
     )
     assigned = assign_keys(
         recs.select("record_id", "cluster"),
@@ -753,13 +490,20 @@ def link_records(
             "elder_key",
             pl.col("link_probability").alias("match_probability"),
             "link_method",
+            *carried,
         )
         .sort("record_id")
-        .cast(pl.Schema(ASSIGNMENT_SCHEMA))
+        .cast(pl.Schema({**ASSIGNMENT_SCHEMA, **{c: recs.schema[c] for c in carried}}))
     )
-    review = _review_pairs(scored.pairs, population, recs, profiles, settings, dec)
+    del recs
+    # a weak profile linked to nothing: a cluster of its own in the review queue (never linked)
+    profile_cluster = clusters.select(
+        "profile",
+        pl.when(alone).then(-1 - pl.col("profile")).otherwise(pl.col("cluster")).alias("cluster"),
+    )
+    review = _review_pairs(scored.pairs, population, profile_cluster, profiles, settings, dec)
     stats: dict[str, int | float] = {
-        "records": recs.height,
+        "records": assignments.height,
         "profiles": profiles.height,
         "profiles_without_id": int(profiles["id_number"].null_count()),
         "weak_profiles": int(profiles["weak"].sum()),
@@ -774,15 +518,17 @@ def link_records(
     return LinkResult(assignments, review, assigned.changes, scored.parameters, stats, kept_after)
 
 
-def source_recurrence(recs: pl.DataFrame) -> dict[str, float]:
-    """Per source: the share of its ID-bearing records whose elder has another record in it."""
-    with_id = recs.filter(pl.col("id_number").is_not_null())
+def source_recurrence(profiles: pl.DataFrame) -> dict[str, float]:
+    """Per source: the share of its ID-bearing records whose elder has another record in it
+    (``profiles``: source, id_number and how many ``records`` each profile has)."""
+    with_id = profiles.filter(pl.col("id_number").is_not_null())
     if with_id.height == 0:
         return {}
     shares = (
-        with_id.with_columns(n=pl.len().over("source", "id_number"))
+        with_id.group_by("source", "id_number")
+        .agg(pl.col("records").sum().cast(pl.Int64).alias("n"))
         .group_by("source")
-        .agg((pl.col("n") > 1).mean().alias("r"))
+        .agg((pl.col("n").filter(pl.col("n") > 1).sum().cast(pl.Float64) / pl.col("n").sum()).alias("r"))
     )
     return {str(s): float(r) for s, r in shares.iter_rows()}
 
@@ -790,12 +536,13 @@ def source_recurrence(recs: pl.DataFrame) -> dict[str, float]:
 def _review_pairs(
     scored: pl.DataFrame,
     population: pl.DataFrame,
-    recs: pl.DataFrame,
+    cluster: pl.DataFrame,
     profiles: pl.DataFrame,
     settings: LinkSettings,
     dec: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Pairs in the uncertain band, a representative record per side, with the evidence."""
+    """Pairs in the uncertain band, a representative record per side, with the evidence
+    (``cluster``: profile, cluster - whether the two sides ended up in one elder)."""
 
     def in_band(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.filter(
@@ -815,7 +562,6 @@ def _review_pairs(
     band = pl.concat(
         [weak_band, in_band(scored).with_columns(evidence=pl.lit("model"))], how="diagonal_relaxed"
     ).unique(["unique_id_l", "unique_id_r"], keep="first", maintain_order=True)
-    cluster = recs.group_by("profile").agg(pl.col("cluster").first())
     values = profiles.select(
         "profile",
         pl.col("first_record").alias("record_id"),

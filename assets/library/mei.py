@@ -32,17 +32,17 @@ import pyarrow as pa
 from assets.library.identity import (
     COMPARISONS,
     PROFILE_ID,
-    STANDARD_COLUMNS,
     KeptLinkage,
     LinkResult,
     LinkSettings,
-    link_records,
-    person_records,
+    link_profiles,
+    profile_person_records,
 )
 from assets.library.identity_model import KeptModel
+from assets.library.records import iter_person_records
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
-from rainbow.parquet import file_metadata, read_frame, write_frame
+from rainbow.parquet import ROW_GROUP_ROWS, file_metadata, open_writer, read_frame, write_frame
 from rainbow.settings import Lake
 from schemas.registry import Registry
 
@@ -126,11 +126,21 @@ def read_decisions(lake: Lake) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class MeiResult:
-    result: LinkResult
-    links: pl.DataFrame
+    result: (
+        LinkResult  # its assignments: record_id, elder_key, match_probability, link_method, _delivery_date
+    )
     review: pl.DataFrame
     changes: pl.DataFrame
     stats: dict[str, int | float]
+
+    @property
+    def link_rows(self) -> int:
+        """Rows written to ``elder_links`` (one per record)."""
+        return self.result.assignments.height
+
+    def link_methods(self) -> dict[str, int]:
+        counts = self.result.assignments.group_by("link_method").len().iter_rows()
+        return {str(method): int(n) for method, n in counts}
 
 
 def read_previous_links(lake: Lake) -> pl.DataFrame | None:
@@ -245,41 +255,22 @@ def build_mei(
 ) -> MeiResult:
     """Link every person-bearing staged record; write elder_links, the review queue and key changes.
 
-    The linkage kept by the last run (:func:`read_kept`) scores only the new profiles' pairs
-    until its model is due for training again (``LinkSettings.retrain_share``)."""
-    records = person_records(lake, registry)
+    The records are collapsed to profiles one kept chunk at a time (a table's delivery month:
+    :func:`assets.library.records.iter_person_records`), so a district year's 16.8 M records are
+    held as their ids and profile numbers only. The linkage kept by the last run
+    (:func:`read_kept`) scores only the new profiles' pairs until its model is due for training
+    again (``LinkSettings.retrain_share``)."""
     decisions = read_decisions(lake)
-    previous = read_previous_links(lake)
-    result = link_records(
-        records.select(STANDARD_COLUMNS),
-        previous=previous,
-        decisions=decisions.select("record_id_l", "record_id_r", "decision"),
-        settings=settings,
-        registry=registry,
-        normalised=True,
-        kept=read_kept(lake),
+    profiled, known = profile_person_records(
+        lambda: iter_person_records(lake, registry),
+        decisions.select("record_id_l", "record_id_r", "decision"),
+        carry=("_delivery_date",),
     )
-    links = (
-        records.select(
-            "record_id",
-            pl.col("source").alias("source_table"),
-            pl.col("_source_file").alias("source_file"),
-            pl.col("_row_number").alias("row_number"),
-            pl.col("_delivery_date").alias("delivery_date"),
-        )
-        .join(result.assignments, on="record_id", how="left")
-        .select(
-            "record_id",
-            "source_table",
-            "source_file",
-            "row_number",
-            "delivery_date",
-            "elder_key",
-            "match_probability",
-            "link_method",
-        )
-        .sort("record_id")
+    result = link_profiles(
+        profiled, previous=read_previous_links(lake), decisions=known, settings=settings, kept=read_kept(lake)
     )
+    del profiled
+    links = result.assignments
     if links["elder_key"].null_count():
         raise RuntimeError("identity resolution left records without an elder_key")
     review = _review_table(result, links.select("record_id", "elder_key"), decisions)
@@ -290,7 +281,7 @@ def build_mei(
         pl.col("new_key").alias("to_key"),
         pl.col("records").cast(pl.Int64),
     )
-    write_table(links, table_path(lake, "elder_links"), lake)
+    write_links(lake, links)
     write_table(review, table_path(lake, "match_review_queue"), lake)
     _append_changes(lake, changes, run_at)
     if result.kept is not None:
@@ -303,7 +294,51 @@ def build_mei(
         "key_changes": changes.height,
         "merged_keys": int((changes["change"] == "merged").sum()),
     }
-    return MeiResult(result, links, review, changes, stats)
+    return MeiResult(result, review, changes, stats)
+
+
+LINK_COLUMNS: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "source_table": pl.String(),
+    "source_file": pl.String(),
+    "row_number": pl.Int64(),
+    "delivery_date": pl.Date(),
+    "elder_key": pl.String(),
+    "match_probability": pl.Float64(),
+    "link_method": pl.String(),
+}
+# rows of elder_links made and written at a time (the lineage columns are spelled out per slice)
+LINK_SLICE_ROWS = 1_000_000
+
+
+def link_lineage(assignments: pl.DataFrame) -> pl.DataFrame:
+    """Assignments (sorted by record_id, with ``_delivery_date``) -> ``elder_links`` rows: the
+    source table, file and row come out of ``record_id`` (``<table>:<file>:<row>``)."""
+    parts = pl.col("record_id").str.extract_groups(r"^([^:]*):(.*):(\d+)$")
+    return assignments.select(
+        "record_id",
+        parts.struct.field("1").alias("source_table"),
+        parts.struct.field("2").alias("source_file"),
+        parts.struct.field("3").cast(pl.Int64).alias("row_number"),
+        pl.col("_delivery_date").alias("delivery_date"),
+        "elder_key",
+        "match_probability",
+        "link_method",
+    ).cast(pl.Schema(LINK_COLUMNS))
+
+
+def write_links(lake: Lake, assignments: pl.DataFrame) -> None:
+    """``library/elder_links`` written a slice at a time (a district year: 16.8 M rows, whose
+    lineage strings would take ~2 GB more at once)."""
+    path = table_path(lake, "elder_links")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pl.DataFrame(schema=LINK_COLUMNS).to_arrow().schema
+    with atomic_path(path) as tmp, open_writer(tmp, schema, lake) as writer:
+        for start in range(0, max(assignments.height, 1), LINK_SLICE_ROWS):
+            rows = link_lineage(assignments.slice(start, LINK_SLICE_ROWS))
+            writer.write_table(rows.to_arrow(), row_group_size=ROW_GROUP_ROWS)
+        if assignments.height == 0:
+            writer.write_table(pl.DataFrame(schema=LINK_COLUMNS).to_arrow())
 
 
 def _append_changes(lake: Lake, changes: pl.DataFrame, run_at: datetime) -> None:
