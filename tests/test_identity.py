@@ -519,3 +519,66 @@ def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_w
         write_frame(frame, tmp, lake, metadata={LINKAGE_STATE: '{"token": "another run"}'})
     assert "another run" in file_metadata(profiles, lake)[LINKAGE_STATE]
     assert read_kept(lake) is None
+
+
+def test_profiles_do_not_depend_on_how_the_records_are_split_into_chunks(staged_sample: Lake) -> None:
+    """The MEI collapses a district year to profiles one kept chunk at a time: any split, in
+    any order, gives the profiles of all records at once - grouped on every attribute, nulls
+    equal, numbered in order of their first record - and each record the same profile."""
+    from assets.library.identity import PROFILE_KEY, profile_records
+
+    records = person_records(staged_sample, REG)
+    whole = profile_records([records], carry=("_delivery_date",))
+    reference = (
+        records.group_by(PROFILE_KEY)
+        .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"))
+        .sort("first_record")
+    )
+    assert whole.profiles.select(*PROFILE_KEY, "first_record", "records").equals(reference)
+    assert whole.profiles["profile"].to_list() == list(range(reference.height))
+    assert whole.records.height == records.height and whole.records.columns == [
+        "record_id",
+        "_delivery_date",
+        "profile",
+    ]
+    shuffled = records.sample(fraction=1.0, shuffle=True, seed=7)
+    chunks = [shuffled.slice(i, 777) for i in range(0, shuffled.height, 777)][::-1]
+    split = profile_records(chunks, carry=("_delivery_date",))
+    assert split.profiles.equals(whole.profiles)
+    assert split.records.sort("record_id").equals(whole.records.sort("record_id"))
+    # a record a steward decided on stands alone, beside its identical twins
+    twins = reference.filter(pl.col("records") > 1).row(0, named=True)
+    alone = profile_records(chunks, pl.Series([twins["first_record"]]))
+    assert alone.profiles.height == whole.profiles.height + 1
+    mine = alone.records.filter(pl.col("record_id") == twins["first_record"])["profile"]
+    assert alone.records.filter(pl.col("profile") == mine[0]).height == 1
+    # a decision naming a record that is not delivered (any more) isolates nothing
+    from assets.library.identity import profile_person_records
+
+    ghost = pl.DataFrame(
+        {"record_id_l": [twins["first_record"]], "record_id_r": ["meal_transactions:gone.csv:1"]},
+    ).with_columns(decision=pl.lit("no_match"))
+    profiled, known = profile_person_records(lambda: chunks, ghost)
+    assert known.height == 0 and profiled.profiles.equals(whole.profiles)
+    with pytest.raises(TypeError, match="callable"):
+        profile_person_records(chunks, ghost)
+
+
+def test_the_pairs_left_out_of_the_linkage_change_no_link(
+    staged_sample: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only pairs at or above the lower of the link threshold and the review band, or touching
+    a weak profile, are kept (a district year: 15.3 M of 24.5 M); keeping every pair links,
+    reviews and renumbers exactly the same."""
+    import assets.library.identity as identity
+
+    records = person_records(staged_sample, REG)
+    lean = link_records(records, normalised=True)
+    monkeypatch.setattr(identity, "_useful_pairs", lambda pairs, weak, floor: pairs)
+    every = link_records(records, normalised=True)
+    assert lean.stats["scored_pairs"] < every.stats["scored_pairs"] == every.stats["pairs_scored"]
+    assert lean.stats["pairs_scored"] == every.stats["pairs_scored"]
+    assert lean.assignments.equals(every.assignments)
+    assert lean.review_pairs.equals(every.review_pairs)
+    assert lean.stats["source_population_links"] == every.stats["source_population_links"] > 0
+    assert lean.kept is not None and lean.kept.pairs.height == lean.stats["scored_pairs"]
