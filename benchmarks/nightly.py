@@ -277,10 +277,14 @@ def bench(
     *,
     keep_full: bool = False,
     reuse_full: bool = False,
+    settle: bool = False,
 ) -> dict[str, Any]:
     """One bench run. ``keep_full``: keep a copy of the lake after the full build; ``reuse_full``:
     start from that copy instead of building (its recorded time stands for the full build), so a
-    change to the incremental path is measured without rebuilding a year."""
+    change to the incremental path is measured without rebuilding a year. ``settle``: run one
+    night with nothing delivered before the new day, so that caches a code change made stale
+    since the full build (normalised records, kept linkage, check ledgers) are rebuilt there and
+    the new day measures the steady state; the settling night is reported on its own."""
     cfg = bench_config(elders, days, seed)
     work, landing, held = work_lake(cache, cfg)
     files = read_truth(landing.truth, "files")
@@ -298,6 +302,13 @@ def bench(
         )
         if keep_full:
             _keep_full(work, full)
+    settled: Any = None
+    if settle:
+        settled = measure(run_build, str(work.root))
+        console.print(
+            f"settling night (nothing delivered): {settled.result['seconds']:.1f} s, "
+            f"peak {settled.result['peak_mb']:,.0f} MB, ok={settled.result['ok']}"
+        )
     for rel in sorted(held):
         link(landing, work, rel)
     console.print(f"incremental: the last day's {len(held)} files ({held_rows:,} rows)")
@@ -323,6 +334,16 @@ def bench(
             for s in inc_steps[:15]
         ],
     )  # fmt: skip
+    if settled is not None:
+        settle_steps = sorted(settled.result["steps"], key=lambda s: -s["seconds"])
+        print_table(
+            "settling night per asset (nothing delivered; 15 slowest)",
+            ["step", "seconds", "rows (table)", "peak MB"],
+            [
+                [s["step"], f"{s['seconds']:.2f}", f"{s['rows']:,}", f"{s['peak_mb']:,.0f}"]
+                for s in settle_steps[:15]
+            ],
+        )  # fmt: skip
     floor_rows = int(floor.result["rows"])
     floor_rate = floor_rows / floor.seconds if floor.seconds else 0.0
     floor_all = landing_rows / floor_rate if floor_rate else float("nan")
@@ -373,6 +394,17 @@ def bench(
         "encrypted_at_rest": encryption_on(),
         "full_reused": reuse_full,
         "floors_reused": floors_reused,
+        "settled": None
+        if settled is None
+        else {
+            "seconds": round(settled.result["seconds"], 2),
+            "peak_mb": round(settled.result["peak_mb"]),
+            "ok": settled.result["ok"],
+            "steps": [
+                {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()}
+                for s in sorted(settled.result["steps"], key=lambda s: -s["seconds"])
+            ],
+        },
         "steps": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in steps],
         "incremental_steps": [
             {k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()} for s in inc_steps
@@ -451,8 +483,17 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(".bench"))
     ap.add_argument("--keep-full", action="store_true", help="keep a copy of the lake after the full build")
     ap.add_argument("--reuse-full", action="store_true", help="measure a new day from the kept copy")
+    ap.add_argument("--settle", action="store_true", help="one night with nothing new before the new day")
     args = ap.parse_args()
-    bench(args.elders, args.days, args.seed, args.cache, keep_full=args.keep_full, reuse_full=args.reuse_full)
+    bench(
+        args.elders,
+        args.days,
+        args.seed,
+        args.cache,
+        keep_full=args.keep_full,
+        reuse_full=args.reuse_full,
+        settle=args.settle,
+    )
 
 
 if __name__ == "__main__":

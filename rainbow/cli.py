@@ -341,11 +341,15 @@ def bench(
     reuse_full: Annotated[
         bool, typer.Option(help="Start from the kept full build and measure a new day only.")
     ] = False,
+    settle: Annotated[
+        bool,
+        typer.Option(help="Run one night with nothing new first, so the new day measures the steady state."),
+    ] = False,
 ) -> None:
     """Benchmark the nightly build (性能基准): per asset time/rows/peak memory, floors, incremental day."""
     from benchmarks.nightly import bench as run_bench
 
-    record = run_bench(elders, days, seed, cache, keep_full=keep_full, reuse_full=reuse_full)
+    record = run_bench(elders, days, seed, cache, keep_full=keep_full, reuse_full=reuse_full, settle=settle)
     raise typer.Exit(0 if record["full_ok"] else 1)
 
 

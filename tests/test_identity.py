@@ -457,7 +457,7 @@ def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_w
     much changed or its code did; the kept state round-trips through the lake."""
     from dataclasses import replace
 
-    from assets.library.identity import LinkSettings
+    from assets.library.identity import LinkSettings, kept_fingerprint
     from assets.library.mei import LINKAGE_STATE, linkage_cache, read_kept, write_kept
     from rainbow.io import atomic_path
     from rainbow.parquet import file_metadata, read_frame, write_frame
@@ -502,8 +502,9 @@ def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_w
     # kept in the lake: three files with one token; a file of another state means retraining
     lake = Lake(tmp_path / "lake")
     write_kept(lake, today.kept)
-    back = read_kept(lake)
+    back = read_kept(lake, kept_fingerprint(settings))
     assert back is not None and back.model.model == today.kept.model.model
+    assert read_kept(lake, "made by other code") is None  # not read at all
     assert back.pairs.equals(today.kept.pairs) and back.profiles.equals(today.kept.profiles)
     assert (back.trained_profiles, back.changed, back.fingerprint) == (
         today.kept.trained_profiles,

@@ -248,6 +248,11 @@ def linkage_fingerprint(settings: ModelSettings, floor: float = 0.0) -> str:
     return hashlib.sha256(repr(made_with).encode()).hexdigest()[:16]
 
 
+def kept_fingerprint(settings: LinkSettings) -> str:
+    """The fingerprint a kept linkage must carry to be used with ``settings``."""
+    return linkage_fingerprint(settings.model, min(settings.threshold, settings.review_low))
+
+
 def _useful_pairs(pairs: pl.DataFrame, weak: np.ndarray, floor: float) -> pl.DataFrame:
     """The pairs a linkage can use: probability >= ``floor`` (linked or reviewed) or a weak
     profile on either side (``weak``: by profile number)."""
@@ -289,7 +294,7 @@ def _score(
     a full scoring with the kept model gives, tested). Only the useful pairs are returned
     (:func:`_useful_pairs`); ``pairs_scored`` counts the pairs the model scored in this run."""
     floor = min(settings.threshold, settings.review_low)
-    fingerprint = linkage_fingerprint(settings.model, floor)
+    fingerprint = kept_fingerprint(settings)
     weak = profiles["weak"].to_numpy()
     model_input = profiles.drop(PROFILE_ID).rename({"profile": "unique_id"})
     keys = profiles[PROFILE_ID]

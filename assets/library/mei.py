@@ -35,6 +35,7 @@ from assets.library.identity import (
     KeptLinkage,
     LinkResult,
     LinkSettings,
+    kept_fingerprint,
     link_profiles,
     profile_person_records,
 )
@@ -202,8 +203,10 @@ def linkage_cache(lake: Lake) -> Path:
     return lake.library / "_cache" / "linkage"
 
 
-def read_kept(lake: Lake) -> KeptLinkage | None:
-    """The linkage the last run kept, or None (missing, unreadable or half written: retrain)."""
+def read_kept(lake: Lake, fingerprint: str | None = None) -> KeptLinkage | None:
+    """The linkage the last run kept, or None (missing, unreadable or half written: retrain).
+    ``fingerprint``: the one a usable linkage carries (:func:`kept_fingerprint`); another is
+    not read at all (a district year's pairs are 1 GB)."""
     folder = linkage_cache(lake)
     paths = {name: folder / f"{name}.parquet" for name in ("profiles", "tf_name", "pairs")}
     if not all(p.exists() for p in paths.values()):
@@ -213,6 +216,8 @@ def read_kept(lake: Lake) -> KeptLinkage | None:
         if len({s["token"] for s in states.values()}) != 1:
             return None
         state = states["pairs"]
+        if fingerprint is not None and state["fingerprint"] != fingerprint:
+            return None
         return KeptLinkage(
             model=KeptModel(state["model"], read_frame(paths["tf_name"], lake), state["training"]),
             profiles=read_frame(paths["profiles"], lake)[PROFILE_ID],
@@ -266,8 +271,10 @@ def build_mei(
         decisions.select("record_id_l", "record_id_r", "decision"),
         carry=("_delivery_date",),
     )
+    settings = settings or LinkSettings()
+    kept = read_kept(lake, kept_fingerprint(settings))
     result = link_profiles(
-        profiled, previous=read_previous_links(lake), decisions=known, settings=settings, kept=read_kept(lake)
+        profiled, previous=read_previous_links(lake), decisions=known, settings=settings, kept=kept
     )
     del profiled
     links = result.assignments
