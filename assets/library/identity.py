@@ -46,7 +46,7 @@ import numpy as np
 import polars as pl
 from splink import __version__ as splink_version
 
-from assets.library.identity_keys import Clustering, Constraints, assign_keys
+from assets.library.identity_keys import PREVIOUS_KEY, Clustering, Constraints, assign_keys
 from assets.library.identity_model import (
     COMPARISONS,
     NEW,
@@ -421,17 +421,20 @@ def link_records(
 def link_profiles(
     profiled: Profiled,
     *,
-    previous: pl.DataFrame | None = None,
+    previous: pl.DataFrame | pl.Series | None = None,
     decisions: pl.DataFrame | None = None,
     settings: LinkSettings | None = None,
     kept: KeptLinkage | None = None,
 ) -> LinkResult:
     """:func:`link_records` from the profiles (:func:`profile_person_records`; ``decisions``:
-    the known ones it returns). Columns carried with the records come out in the assignments."""
+    the known ones it returns). Columns carried with the records come out in the assignments,
+    but for ``previous_key``: with it, ``previous`` is the previous run's keys alone
+    (:func:`assets.library.identity_keys.assign_keys`)."""
     settings = settings or LinkSettings()
     dec = _decisions(decisions)
     recs = profiled.records
-    carried = [c for c in recs.columns if c not in ("record_id", "profile")]
+    carried = [c for c in recs.columns if c not in ("record_id", "profile", PREVIOUS_KEY)]
+    by_record = [PREVIOUS_KEY] if PREVIOUS_KEY in recs.columns else []
     profiles = profiled.profiles.with_columns(weak=weak_profiles(profiled.profiles))
 
     scored, kept_after, scoring = _score(profiles, settings, kept)
@@ -478,7 +481,7 @@ def link_profiles(
         cluster=pl.when(alone).then(profiles.height + pl.int_range(pl.len())).otherwise(pl.col("cluster"))
     )
     assigned = assign_keys(
-        recs.select("record_id", "cluster"),
+        recs.select("record_id", "cluster", *by_record),
         previous,
         prefix=settings.key_prefix,
         digits=settings.key_digits,

@@ -609,7 +609,11 @@ def source_population_pairs(
     eligible = prof.filter(pl.col("weak")).join(anchored, on="cluster", how="anti")
     if eligible.height == 0 or scored.pairs.height == 0:
         return pl.DataFrame(schema=out_schema)
-    pairs = scored.pairs.select("unique_id_l", "unique_id_r", "match_weight")
+    # only the pairs of an eligible profile (a district year: a fraction of the 11.6 M kept)
+    ids = eligible["profile"].implode()
+    pairs = scored.pairs.select("unique_id_l", "unique_id_r", "match_weight").filter(
+        pl.col("unique_id_l").is_in(ids) | pl.col("unique_id_r").is_in(ids)
+    )
     both = pl.concat(
         [
             pairs,
