@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -46,13 +46,14 @@ import numpy as np
 import polars as pl
 from splink import __version__ as splink_version
 
-from assets.library.identity_keys import Clustering, Constraints, assign_keys
+from assets.library.identity_keys import PREVIOUS_KEY, Clustering, Constraints, assign_keys
 from assets.library.identity_model import (
     COMPARISONS,
     NEW,
     PAIR_SCHEMA,
     KeptModel,
     ModelSettings,
+    PairFilter,
     ScoredPairs,
     _parameters,
     score_pairs,
@@ -253,15 +254,10 @@ def kept_fingerprint(settings: LinkSettings) -> str:
     return linkage_fingerprint(settings.model, min(settings.threshold, settings.review_low))
 
 
-def _useful_pairs(pairs: pl.DataFrame, weak: np.ndarray, floor: float) -> pl.DataFrame:
+def _useful_pairs(profiles: pl.DataFrame, floor: float) -> PairFilter | None:
     """The pairs a linkage can use: probability >= ``floor`` (linked or reviewed) or a weak
-    profile on either side (``weak``: by profile number)."""
-    if pairs.height == 0:
-        return pairs
-    left = weak[pairs["unique_id_l"].to_numpy()]
-    right = weak[pairs["unique_id_r"].to_numpy()]
-    keep = pl.Series(left | right) | (pairs["match_probability"] >= floor)
-    return pairs if bool(keep.all()) else pairs.filter(keep)
+    profile on either side (the source-population step weighs all of those)."""
+    return PairFilter(floor, profiles.filter(pl.col("weak"))["profile"])
 
 
 def _renumbered(kept: KeptLinkage, keys: pl.Series) -> tuple[pl.DataFrame, np.ndarray]:
@@ -295,7 +291,7 @@ def _score(
     (:func:`_useful_pairs`); ``pairs_scored`` counts the pairs the model scored in this run."""
     floor = min(settings.threshold, settings.review_low)
     fingerprint = kept_fingerprint(settings)
-    weak = profiles["weak"].to_numpy()
+    useful = _useful_pairs(profiles, floor)
     model_input = profiles.drop(PROFILE_ID).rename({"profile": "unique_id"})
     keys = profiles[PROFILE_ID]
     if kept is not None and kept.fingerprint == fingerprint:
@@ -308,8 +304,8 @@ def _score(
             fresh = None
             if new:
                 flagged = model_input.with_columns(pl.Series(NEW, ~known_now))
-                fresh = score_pairs(flagged, settings.model, kept=kept.model)
-                pairs = pl.concat([pairs, _useful_pairs(fresh.pairs, weak, floor)])
+                fresh = score_pairs(flagged, settings.model, kept=kept.model, keep=useful)
+                pairs = pl.concat([pairs, fresh.pairs])
             pairs = pairs.cast(pl.Schema(PAIR_SCHEMA))
             if not (pairs["unique_id_l"].is_sorted() and _sorted_pairs(pairs)):
                 pairs = pairs.sort("unique_id_l", "unique_id_r")
@@ -322,19 +318,18 @@ def _score(
                 model,
             )
             after = KeptLinkage(model, keys, pairs, kept.trained_profiles, changed, fingerprint)
-            fresh_pairs = fresh.pairs.height if fresh is not None else 0
+            fresh_pairs = fresh.scored if fresh is not None else 0
             return (
                 scored,
                 after,
                 {"model_trained": 0, "new_profiles": new, "gone_profiles": gone, "pairs_scored": fresh_pairs},
             )
-    full = score_pairs(model_input, settings.model)
-    scored = replace(full, pairs=_useful_pairs(full.pairs, weak, floor))
+    scored = score_pairs(model_input, settings.model, keep=useful)
     trained = None
     if scored.kept is not None:
         trained = KeptLinkage(scored.kept, keys, scored.pairs, profiles.height, 0, fingerprint)
     counts = {"model_trained": 1, "new_profiles": profiles.height, "gone_profiles": 0}
-    return scored, trained, {**counts, "pairs_scored": full.pairs.height}
+    return scored, trained, {**counts, "pairs_scored": scored.scored}
 
 
 def _sorted_pairs(pairs: pl.DataFrame) -> bool:
@@ -426,17 +421,20 @@ def link_records(
 def link_profiles(
     profiled: Profiled,
     *,
-    previous: pl.DataFrame | None = None,
+    previous: pl.DataFrame | pl.Series | None = None,
     decisions: pl.DataFrame | None = None,
     settings: LinkSettings | None = None,
     kept: KeptLinkage | None = None,
 ) -> LinkResult:
     """:func:`link_records` from the profiles (:func:`profile_person_records`; ``decisions``:
-    the known ones it returns). Columns carried with the records come out in the assignments."""
+    the known ones it returns). Columns carried with the records come out in the assignments,
+    but for ``previous_key``: with it, ``previous`` is the previous run's keys alone
+    (:func:`assets.library.identity_keys.assign_keys`)."""
     settings = settings or LinkSettings()
     dec = _decisions(decisions)
     recs = profiled.records
-    carried = [c for c in recs.columns if c not in ("record_id", "profile")]
+    carried = [c for c in recs.columns if c not in ("record_id", "profile", PREVIOUS_KEY)]
+    by_record = [PREVIOUS_KEY] if PREVIOUS_KEY in recs.columns else []
     profiles = profiled.profiles.with_columns(weak=weak_profiles(profiled.profiles))
 
     scored, kept_after, scoring = _score(profiles, settings, kept)
@@ -483,7 +481,7 @@ def link_profiles(
         cluster=pl.when(alone).then(profiles.height + pl.int_range(pl.len())).otherwise(pl.col("cluster"))
     )
     assigned = assign_keys(
-        recs.select("record_id", "cluster"),
+        recs.select("record_id", "cluster", *by_record),
         previous,
         prefix=settings.key_prefix,
         digits=settings.key_digits,

@@ -188,10 +188,17 @@ def key_number(key: pl.Expr) -> pl.Expr:
     return key.str.extract(r"(\d+)$", 1).cast(pl.Int64, strict=False).fill_null(10**18)
 
 
+PREVIOUS_KEY = "previous_key"
+
+
 def assign_keys(
-    records: pl.DataFrame, previous: pl.DataFrame | None, *, prefix: str, digits: int
+    records: pl.DataFrame, previous: pl.DataFrame | pl.Series | None, *, prefix: str, digits: int
 ) -> KeyAssignment:
     """An ``elder_key`` per cluster, stable against ``previous`` (record_id -> elder_key).
+
+    ``previous`` may also be the previous run's keys alone (a Series) when ``records`` carries
+    each record's previous key in :data:`PREVIOUS_KEY` (joined as the records were read: a
+    district year's 16.8 M record ids are not joined again here).
 
     - every previous key is claimed by the cluster holding most of its records
       (ties: the cluster whose first record_id sorts first), so a rerun
@@ -207,14 +214,22 @@ def assign_keys(
     ``moved`` (onto another existing key).
     """
     first = records.group_by("cluster").agg(pl.col("record_id").min().alias("first")).sort("first")
-    prev = (
-        previous.select(pl.col("record_id").cast(pl.String), pl.col("elder_key").cast(pl.String)).drop_nulls()
-        if previous is not None
-        else pl.DataFrame(schema={"record_id": pl.String, "elder_key": pl.String})
-    )
+    if isinstance(previous, pl.Series):
+        prev = previous.cast(pl.String).drop_nulls().unique().sort().to_frame("elder_key")
+        keyed = records.select(
+            "cluster", pl.col(PREVIOUS_KEY).cast(pl.String).alias("elder_key")
+        ).drop_nulls()
+    else:
+        prev = (
+            previous.select(
+                pl.col("record_id").cast(pl.String), pl.col("elder_key").cast(pl.String)
+            ).drop_nulls()
+            if previous is not None
+            else pl.DataFrame(schema={"record_id": pl.String, "elder_key": pl.String})
+        )
+        keyed = records.join(prev, on="record_id", how="inner")
     counts = (
-        records.join(prev, on="record_id", how="inner")
-        .group_by("cluster", "elder_key")
+        keyed.group_by("cluster", "elder_key")
         .len()
         .join(first, on="cluster")
         .sort(["elder_key", "len", "first"], descending=[False, True, False])

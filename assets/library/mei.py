@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from assets.library.identity import (
     link_profiles,
     profile_person_records,
 )
+from assets.library.identity_keys import PREVIOUS_KEY
 from assets.library.identity_model import KeptModel
 from assets.library.records import iter_person_records
 from rainbow.io import atomic_path
@@ -272,10 +273,17 @@ def build_mei(
         carry=("_delivery_date",),
     )
     settings = settings or LinkSettings()
+    previous = read_previous_links(lake)
+    previous_keys = None
+    if previous is not None:  # each record's previous key, joined while little else is held
+        previous_keys = previous["elder_key"]
+        records = profiled.records.join(
+            previous.rename({"elder_key": PREVIOUS_KEY}), on="record_id", how="left", maintain_order="left"
+        )
+        profiled = replace(profiled, records=records)
+        del previous, records
     kept = read_kept(lake, kept_fingerprint(settings))
-    result = link_profiles(
-        profiled, previous=read_previous_links(lake), decisions=known, settings=settings, kept=kept
-    )
+    result = link_profiles(profiled, previous=previous_keys, decisions=known, settings=settings, kept=kept)
     del profiled
     links = result.assignments
     if links["elder_key"].null_count():
