@@ -565,6 +565,10 @@ def test_profiles_do_not_depend_on_how_the_records_are_split_into_chunks(staged_
     split = profile_records(chunks, carry=("_delivery_date",))
     assert split.profiles.equals(whole.profiles)
     assert split.records.sort("record_id").equals(whole.records.sort("record_id"))
+    # the chunks' groups grouped again every few chunks (a year: every 2 M groups)
+    compacted = profile_records(chunks, carry=("_delivery_date",), compact_rows=500)
+    assert compacted.profiles.equals(whole.profiles)
+    assert compacted.records.equals(split.records)
     # a record a steward decided on stands alone, beside its identical twins
     twins = reference.filter(pl.col("records") > 1).row(0, named=True)
     alone = profile_records(chunks, pl.Series([twins["first_record"]]))

@@ -153,21 +153,47 @@ def _number_groups(groups: pl.DataFrame, rows: int) -> tuple[pl.DataFrame, np.nd
 
 
 def profile_records(
-    chunks: Iterable[pl.DataFrame], isolate: pl.Series | None = None, carry: Sequence[str] = ()
+    chunks: Iterable[pl.DataFrame],
+    isolate: pl.Series | None = None,
+    carry: Sequence[str] = (),
+    *,
+    compact_rows: int = 2_000_000,
 ) -> Profiled:
     """Collapse normalised person records (``STANDARD_COLUMNS`` + ``carry``) to profiles, one
     chunk at a time. A district year is 16.8 M records but 2.1 M profiles: what is held of a
     record is its ``record_id``, its profile number and ``carry``, not its attributes. Records
     named in ``isolate`` (steward decisions) stand alone in a profile of their own.
 
-    Each chunk is grouped on its own, then the chunks' groups are grouped again; every group
-    carries its rows' numbers, scattered back (a join on the nine key columns took twice as
-    long). The profiles do not depend on how the records are split into chunks (tested)."""
+    Each chunk is grouped on its own; its groups wait with those of the next chunks until they
+    reach ``compact_rows`` rows (and the profiles so far), then all are grouped again - a year's
+    monthly registry snapshots repeat most profiles twelve times, and grouping every chunk's
+    groups at once peaked 2 GB higher. Groups carry their rows' numbers, scattered back (a join
+    on the nine key columns took twice as long). The profiles do not depend on how the records
+    are split into chunks (tested)."""
     solo = (isolate if isolate is not None else pl.Series([], dtype=pl.String)).cast(pl.String).implode()
     key = [*PROFILE_KEY, _SOLO]
     slim: list[pl.DataFrame] = []
-    groups: list[pl.DataFrame] = []
-    offset = 0
+    profiles: pl.DataFrame | None = None  # the groups compacted so far
+    pending: list[pl.DataFrame] = []  # groups of chunks since
+    pending_rows = 0
+    # every group ever made (a "slot", numbered in order of making) -> its row in
+    # concat([profiles, *pending]); records hold slots
+    position: list[np.ndarray] = []
+    slots = 0
+
+    def compact() -> None:
+        nonlocal profiles, pending, pending_rows, position
+        both = pl.concat([*([profiles] if profiles is not None else []), *pending])
+        grouped, numbers = _number_groups(
+            both.with_row_index("__row")
+            .group_by(key)
+            .agg(pl.col("first_record").min(), pl.col("records").sum().cast(pl.UInt32), pl.col("__row")),
+            both.height,
+        )
+        profiles = grouped.drop("__group")
+        position = [numbers[np.concatenate(position)]] if position else []
+        pending, pending_rows = [], 0
+
     for chunk in chunks:
         keyed = chunk.select(*STANDARD_COLUMNS, *carry).with_columns(
             pl.when(pl.col("record_id").is_in(solo)).then(pl.col("record_id")).alias(_SOLO)
@@ -178,29 +204,27 @@ def profile_records(
             .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row")),
             keyed.height,
         )
-        groups.append(local.drop("__group"))
-        slim.append(keyed.select("record_id", *carry).with_columns(pl.Series("profile", numbers + offset)))
-        offset += local.height
-    if not groups:
+        held = (profiles.height if profiles is not None else 0) + pending_rows
+        position.append(np.arange(held, held + local.height, dtype=np.int64))
+        slim.append(keyed.select("record_id", *carry).with_columns(pl.Series("profile", numbers + slots)))
+        slots += local.height
+        pending.append(local.drop("__group"))
+        pending_rows += local.height
+        if pending_rows >= max(compact_rows, profiles.height if profiles is not None else 0):
+            compact()
+    if not slim:
         empty = pl.DataFrame(schema={**RECORD_SCHEMA, **{c: pl.String() for c in carry}})
         return profile_records([empty], carry=carry)
-    every = pl.concat(groups)
-    merged, numbers = _number_groups(
-        every.with_row_index("__row")
-        .group_by(key)
-        .agg(
-            pl.col("first_record").min(),
-            pl.col("records").sum().cast(pl.UInt32),
-            pl.col("__row"),
-        )
-        .sort("first_record"),
-        every.height,
-    )
-    del every, groups
+    compact()
+    assert profiles is not None
+    order = profiles["first_record"].arg_sort().to_numpy()
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size, dtype=np.int64)
+    final = rank[np.concatenate(position)]  # slot -> profile number
+    numbered = profiles[order].with_row_index("profile").with_columns(pl.col("profile").cast(pl.Int64))
     records = pl.concat(slim)
-    records = records.with_columns(profile=pl.Series(numbers[records["profile"].to_numpy()]))
-    profiles = merged.rename({"__group": "profile"})
-    return Profiled(records, profiles.with_columns(profile_keys(profiles)).drop(_SOLO))
+    records = records.with_columns(profile=pl.Series(final[records["profile"].to_numpy()]))
+    return Profiled(records, numbered.with_columns(profile_keys(numbered)).drop(_SOLO))
 
 
 PROFILE_ID = "profile_key"
