@@ -364,8 +364,8 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
     after = read(lake_copy, table)
     assert after.equals(full()) and not after.equals(before)
 
-    # 2. names changed in a meal part: its elders, and (character counts moved) every elder
-    #    choosing between spellings, are recomputed
+    # 2. names changed in a meal part: its elders, and (character counts moved) the elders
+    #    choosing between spellings that the new counts order otherwise, are recomputed
     meals = sorted((lake_copy.staged / "meal_transactions").glob("date=*/data.parquet"))[-1]
     rows = read_frame(meals, lake_copy)
     rewrite(
@@ -374,7 +374,8 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
     )
     eaters = elders_delivered(links, "meal_transactions", rows)
     renamed = build()
-    assert renamed.mode == "incremental" and renamed.recomputed == len(eaters | multi)
+    assert renamed.mode == "incremental" and len(eaters) <= renamed.recomputed < len(eaters | multi)
+    assert "order otherwise" in renamed.reason
     assert read(lake_copy, table).equals(full())
 
     # 3. a steward merge: one elder's records move to another key
@@ -394,3 +395,46 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
     snapshot = build(max_share=0.5)
     assert snapshot.mode == "full" and snapshot.recomputed == snapshot.elders
     assert read(lake_copy, table).equals(full())
+
+
+def test_new_character_counts_recompute_only_elders_whose_spellings_they_reorder() -> None:
+    """An unchanged elder's name can only change with the district's character counts when two of
+    its spellings' plausibilities (their rarest character's count) compare otherwise."""
+    import duckdb
+
+    from assets.library.build import CHAR_ROWS_TABLE, CHAR_TABLE, PREVIOUS_CHARS_TABLE, _reordered_sql
+
+    rows = [
+        ("E1", "张三", "张三"),
+        ("E1", "张叁", "张叁"),  # 叁 overtakes 三: reordered
+        ("E2", "李四", "李四"),
+        ("E2", "李泗", "李泗"),  # both counts move, 四 stays ahead: not reordered
+        ("E3", "王五", "王五"),  # one spelling: nothing to order
+        ("E4", "赵六", "赵六"),
+        ("E4", "赵陆", "赵陆"),  # a tie broken: reordered
+    ]
+    before = {
+        "张": 100,
+        "三": 10,
+        "叁": 5,
+        "李": 90,
+        "四": 30,
+        "泗": 2,
+        "王": 80,
+        "五": 9,
+        "赵": 70,
+        "六": 4,
+        "陆": 4,
+    }
+    after = {**before, "叁": 12, "四": 31, "泗": 3, "五": 1, "陆": 5}
+    con = duckdb.connect()
+    columns = "attribute VARCHAR, elder_key VARCHAR, value VARCHAR, ch VARCHAR"
+    con.execute(f"CREATE TEMP TABLE {CHAR_ROWS_TABLE} ({columns})")
+    for elder, value, _ in rows:
+        for ch in value:
+            con.execute(f"INSERT INTO {CHAR_ROWS_TABLE} VALUES ('name', ?, ?, ?)", [elder, value, ch])
+    for name, counts in ((PREVIOUS_CHARS_TABLE, before), (CHAR_TABLE, after)):
+        con.execute(f"CREATE TEMP TABLE {name} (attribute VARCHAR, ch VARCHAR, people BIGINT)")
+        con.executemany(f"INSERT INTO {name} VALUES ('name', ?, ?)", list(counts.items()))
+    flipped = sorted(r[0] for r in con.execute(_reordered_sql()).fetchall())
+    assert flipped == ["E1", "E4"]

@@ -203,6 +203,10 @@ PROVENANCE_CHUNK_ELDERS = 100_000
 # footer key of the provenance table and its inputs cache: the state both were written for
 PROVENANCE_STATE = "rainbow.provenance_state"
 PROVENANCE_PARTS = "rainbow.provenance_parts"
+# the district-wide character counts the table was computed with ([attribute, ch, people], ...)
+PROVENANCE_CHARS = "rainbow.provenance_chars"
+CHAR_ROWS_TABLE = "_provenance_char_rows"
+PREVIOUS_CHARS_TABLE = "_provenance_previous_chars"
 INPUTS_TABLE = "_provenance_inputs"
 PREVIOUS_INPUTS_TABLE = "_provenance_previous_inputs"
 NEW_ROWS_TABLE = "_provenance_new"
@@ -251,6 +255,8 @@ class _Inputs:
     chars: str
     digests: str
     parts: dict[str, list[int]]
+    # the character counts themselves were kept (loaded into PREVIOUS_CHARS_TABLE)
+    char_counts: bool = False
 
     @property
     def token(self) -> str:
@@ -300,12 +306,28 @@ def _previous_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, path: Path) -> 
         state = json.loads(meta[PROVENANCE_STATE])
         if table_state != state["token"]:
             return None
-        previous = _Inputs(state["sql"], state["chars"], state["digests"], json.loads(meta[PROVENANCE_PARTS]))
+        counts = json.loads(meta[PROVENANCE_CHARS]) if PROVENANCE_CHARS in meta else None
+        previous = _Inputs(
+            state["sql"],
+            state["chars"],
+            state["digests"],
+            json.loads(meta[PROVENANCE_PARTS]),
+            char_counts=counts is not None,
+        )
         if previous.token != state["token"]:
             return None
         frame = read_frame(cache, lake).to_arrow()
     except (OSError, ValueError, KeyError, pa.ArrowException):
         return None
+    if counts is not None:
+        chars = pl.DataFrame(
+            counts, schema={"attribute": pl.String, "ch": pl.String, "people": pl.Int64}, orient="row"
+        )
+        con.register("_provenance_chars_arrow", chars.to_arrow())
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {PREVIOUS_CHARS_TABLE} AS SELECT * FROM _provenance_chars_arrow"
+        )
+        con.unregister("_provenance_chars_arrow")
     con.register("_provenance_previous_arrow", frame)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {PREVIOUS_INPUTS_TABLE} AS SELECT * FROM _provenance_previous_arrow"
@@ -350,7 +372,12 @@ def _affected_elders(
             "ON l.source_table = f.source_table AND l.source_file = f._source_file"
         )
         reasons.append(f"{len(rewritten)} staged parts rewritten")
-    if now.chars != previous.chars:
+    if now.chars != previous.chars and previous.char_counts:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {REORDERED_TABLE} AS {_reordered_sql()}")
+        pieces.append(f"SELECT elder_key FROM {REORDERED_TABLE}")
+        flipped = _count(con, REORDERED_TABLE)
+        reasons.append(f"character counts changed: {flipped} elders whose spellings they order otherwise")
+    elif now.chars != previous.chars:
         listed = ", ".join(f"'{a}'" for a in tie_break_attributes()) or "NULL"
         pieces.append(
             "SELECT elder_key FROM library.elder_attribute_provenance "
@@ -365,6 +392,31 @@ def _affected_elders(
     finally:
         con.unregister("_provenance_rewritten")
     return _count(con, AFFECTED_TABLE), "; ".join(reasons)
+
+
+REORDERED_TABLE = "_provenance_reordered"
+
+
+def _reordered_sql() -> str:
+    """Elders with several spellings of a tie-broken attribute (:data:`CHAR_ROWS_TABLE`) two of
+    which the new character counts order otherwise than the previous ones (plausibility: the
+    count of a spelling's rarest character, the only way the counts enter the choice). An
+    elder whose records did not change has the same spellings as before, so its choice can only
+    change if such an order flips."""
+    return f"""
+        WITH several AS (
+            SELECT attribute, elder_key FROM {CHAR_ROWS_TABLE} GROUP BY ALL HAVING count(DISTINCT value) > 1
+        ), plaus AS (
+            SELECT c.attribute, c.elder_key, c.value,
+                   coalesce(min(n.people), 0) AS p_new, coalesce(min(o.people), 0) AS p_old
+            FROM {CHAR_ROWS_TABLE} AS c JOIN several USING (attribute, elder_key)
+            LEFT JOIN {CHAR_TABLE} AS n USING (attribute, ch)
+            LEFT JOIN {PREVIOUS_CHARS_TABLE} AS o USING (attribute, ch)
+            GROUP BY ALL
+        )
+        SELECT DISTINCT a.elder_key FROM plaus AS a JOIN plaus AS b
+            ON a.attribute = b.attribute AND a.elder_key = b.elder_key AND a.value < b.value
+        WHERE sign(a.p_new - b.p_new) <> sign(a.p_old - b.p_old)"""
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -392,9 +444,26 @@ def build_provenance(
     snapshot names nearly everyone), the whole table is built."""
     table = registry.derived("elder_attribute_provenance")
     path = table_path(lake, table.name)
-    temps = (CHAR_TABLE, INPUTS_TABLE, PREVIOUS_INPUTS_TABLE, CHANGED_TABLE, AFFECTED_TABLE, NEW_ROWS_TABLE)
+    temps = (
+        CHAR_TABLE,
+        CHAR_ROWS_TABLE,
+        PREVIOUS_CHARS_TABLE,
+        REORDERED_TABLE,
+        INPUTS_TABLE,
+        PREVIOUS_INPUTS_TABLE,
+        CHANGED_TABLE,
+        AFFECTED_TABLE,
+        NEW_ROWS_TABLE,
+    )
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {CHAR_TABLE} AS {provenance_sql(registry, part='chars')}")
+        # the characters of every candidate spelling once; their counts (char_people) from them
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {CHAR_ROWS_TABLE} AS {provenance_sql(registry, part='char_rows')}"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {CHAR_TABLE} AS SELECT attribute, ch, "
+            f"count(DISTINCT elder_key) AS people FROM {CHAR_ROWS_TABLE} GROUP BY ALL"
+        )
         now = _current_inputs(con, lake, registry)
         elders = _count(con, INPUTS_TABLE)
         previous = _previous_inputs(con, lake, path) if incremental else None
@@ -418,12 +487,17 @@ def build_provenance(
                 rows = _write_ranges(con, registry, table, tmp, lake, metadata, per_range)
         state = {"token": now.token, "sql": now.sql, "chars": now.chars, "digests": now.digests}
         inputs = con.sql(f"SELECT elder_key, inputs FROM {INPUTS_TABLE} ORDER BY elder_key").pl()
+        counts = con.execute(f"SELECT attribute, ch, people FROM {CHAR_TABLE} ORDER BY ALL").fetchall()
         with atomic_path(provenance_cache(lake)) as tmp:
             write_frame(
                 inputs,
                 tmp,
                 lake,
-                metadata={PROVENANCE_STATE: json.dumps(state), PROVENANCE_PARTS: json.dumps(now.parts)},
+                metadata={
+                    PROVENANCE_STATE: json.dumps(state),
+                    PROVENANCE_PARTS: json.dumps(now.parts),
+                    PROVENANCE_CHARS: json.dumps([list(r) for r in counts], ensure_ascii=False),
+                },
             )
     finally:
         for temp in temps:

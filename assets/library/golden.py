@@ -94,7 +94,7 @@ def _order(rule: Rule) -> str:
 
 CHAR_TABLE = "_provenance_char_people"
 AFFECTED_TABLE = "_provenance_affected"
-PARTS = ("whole", "chars", "range", "subset")
+PARTS = ("whole", "chars", "char_rows", "range", "subset")
 
 
 def source_tables(rules: Survivorship | None = None) -> list[str]:
@@ -121,7 +121,8 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
 
     ``part`` splits it for big districts, where the window functions over every elder do
     not fit in memory: ``"chars"`` selects only the district-wide character plausibility
-    (``char_people``, the one step that looks across elders); ``"range"`` is the whole
+    (``char_people``, the one step that looks across elders), ``"char_rows"`` the characters of
+    every candidate spelling it counts (``attribute, elder_key, value, ch``); ``"range"`` is the whole
     query for the elders with ``getvariable('prov_lo') <= elder_key < getvariable('prov_hi')``
     reading that step from the temporary table :data:`CHAR_TABLE`. Ranges in key order,
     concatenated, give exactly the ``"whole"`` result. ``"subset"`` is ``"range"`` for only
@@ -209,6 +210,8 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
         )
     if part == "chars":
         return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, ch, people FROM char_people"
+    if part == "char_rows":
+        return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, elder_key, value, ch FROM chars"
     ctes.append(
         "plausible AS (SELECT c.attribute, c.elder_key, c.value, min(p.people) AS plausibility "
         "FROM chars AS c JOIN char_people AS p USING (attribute, ch) GROUP BY ALL)"
