@@ -307,6 +307,13 @@ def _previous_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, path: Path) -> 
         if table_state != state["token"]:
             return None
         counts = json.loads(meta[PROVENANCE_CHARS]) if PROVENANCE_CHARS in meta else None
+        chars = (
+            pl.DataFrame(
+                counts, schema={"attribute": pl.String, "ch": pl.String, "people": pl.Int64}, orient="row"
+            )
+            if counts is not None
+            else None
+        )
         previous = _Inputs(
             state["sql"],
             state["chars"],
@@ -317,12 +324,9 @@ def _previous_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, path: Path) -> 
         if previous.token != state["token"]:
             return None
         frame = read_frame(cache, lake).to_arrow()
-    except (OSError, ValueError, KeyError, pa.ArrowException):
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError, pa.ArrowException):
         return None
-    if counts is not None:
-        chars = pl.DataFrame(
-            counts, schema={"attribute": pl.String, "ch": pl.String, "people": pl.Int64}, orient="row"
-        )
+    if chars is not None:
         con.register("_provenance_chars_arrow", chars.to_arrow())
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {PREVIOUS_CHARS_TABLE} AS SELECT * FROM _provenance_chars_arrow"
