@@ -500,7 +500,7 @@ def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_w
     )
     every = link_records(records, previous=first.assignments, kept=blank, normalised=True, settings=settings)
     assert every.stats["model_trained"] == 0 and every.stats["new_profiles"] == every.stats["profiles"]
-    assert today.stats["scored_pairs"] == every.stats["scored_pairs"] > 0
+    assert today.stats["kept_pairs"] == every.stats["kept_pairs"] > 0
     assert today.assignments.equals(every.assignments)
     assert today.review_pairs.equals(every.review_pairs)
     assert today.key_changes.equals(every.key_changes)
@@ -532,6 +532,20 @@ def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_w
     again = link_records(records, previous=today.assignments, kept=back, normalised=True, settings=settings)
     assert again.stats["model_trained"] == 0 and again.stats["new_profiles"] == 0
     assert again.assignments.equals(today.assignments)
+    # records withdrawn (the first day's): profiles gone, others renumbered - still as scoring
+    # every pair with the kept model
+    fewer = records.filter(pl.col("_delivery_date") > records["_delivery_date"].min())
+    loose = LinkSettings(retrain_share=1.0)  # the same model, kept however much changed
+    shrunk = link_records(fewer, previous=today.assignments, kept=back, normalised=True, settings=loose)
+    assert shrunk.stats["model_trained"] == 0 and shrunk.stats["gone_profiles"] > 0
+    cleared = replace(back, profiles=back.profiles.clear(), pairs=back.pairs.clear(), trained_profiles=10**9)
+    reference = link_records(
+        fewer, previous=today.assignments, kept=cleared, normalised=True, settings=settings
+    )
+    assert shrunk.assignments.equals(reference.assignments)
+    assert shrunk.review_pairs.equals(reference.review_pairs)
+    assert shrunk.kept is not None and reference.kept is not None
+    assert shrunk.kept.pairs.equals(reference.kept.pairs)
     profiles = linkage_cache(lake) / "profiles.parquet"
     frame = read_frame(profiles, lake)
     with atomic_path(profiles) as tmp:
@@ -581,10 +595,9 @@ def test_profiles_do_not_depend_on_how_the_records_are_split_into_chunks(staged_
     ghost = pl.DataFrame(
         {"record_id_l": [twins["first_record"]], "record_id_r": ["meal_transactions:gone.csv:1"]},
     ).with_columns(decision=pl.lit("no_match"))
-    profiled, known = profile_person_records(lambda: chunks, ghost)
+    profiled, known = profile_person_records(chunks, ghost)
     assert known.height == 0 and profiled.profiles.equals(whole.profiles)
-    with pytest.raises(TypeError, match="callable"):
-        profile_person_records(chunks, ghost)
+    assert profiled.records.sort("record_id").equals(whole.records.drop("_delivery_date").sort("record_id"))
 
 
 def test_the_pairs_left_out_of_the_linkage_change_no_link(
@@ -599,9 +612,9 @@ def test_the_pairs_left_out_of_the_linkage_change_no_link(
     lean = link_records(records, normalised=True)
     monkeypatch.setattr(identity, "_useful_pairs", lambda profiles, floor: None)
     every = link_records(records, normalised=True)
-    assert lean.stats["scored_pairs"] < every.stats["scored_pairs"] == every.stats["pairs_scored"]
+    assert lean.stats["kept_pairs"] < every.stats["kept_pairs"] == every.stats["pairs_scored"]
     assert lean.stats["pairs_scored"] == every.stats["pairs_scored"]
     assert lean.assignments.equals(every.assignments)
     assert lean.review_pairs.equals(every.review_pairs)
     assert lean.stats["source_population_links"] == every.stats["source_population_links"] > 0
-    assert lean.kept is not None and lean.kept.pairs.height == lean.stats["scored_pairs"]
+    assert lean.kept is not None and lean.kept.pairs.height == lean.stats["kept_pairs"]

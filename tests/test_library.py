@@ -341,6 +341,18 @@ def test_provenance_recomputes_only_affected_elders_and_equals_a_full_build(lake
     same = build()  # nothing changed since the fixture's build: the table is left alone
     assert (same.mode, same.recomputed, same.rows) == ("unchanged", 0, before.height)
     assert path.stat().st_mtime_ns == mtime and read(lake_copy, table).equals(before)
+    # a cache of an earlier version, without the character counts: an unchanged run adds them
+    from assets.library.build import PROVENANCE_CHARS, provenance_cache
+    from rainbow.parquet import file_metadata
+
+    cache = provenance_cache(lake_copy)
+    meta = file_metadata(cache, lake_copy)
+    with atomic_path(cache) as tmp:
+        older = {k: v for k, v in meta.items() if k != PROVENANCE_CHARS}
+        write_frame(read_frame(cache, lake_copy), tmp, lake_copy, metadata=older)
+    assert PROVENANCE_CHARS not in file_metadata(cache, lake_copy)
+    assert build().mode == "unchanged" and path.stat().st_mtime_ns == mtime
+    assert file_metadata(cache, lake_copy)[PROVENANCE_CHARS] == meta[PROVENANCE_CHARS]
     # a delivery that names nobody (an empty staged part): the inputs moved, no elder did
     some = sorted((lake_copy.staged / "screenings").glob("date=*/data.parquet"))[-1]
     empty = lake_copy.staged / "screenings" / "date=2026-12-31" / "data.parquet"

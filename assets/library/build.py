@@ -307,6 +307,13 @@ def _previous_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, path: Path) -> 
         if table_state != state["token"]:
             return None
         counts = json.loads(meta[PROVENANCE_CHARS]) if PROVENANCE_CHARS in meta else None
+        chars = (
+            pl.DataFrame(
+                counts, schema={"attribute": pl.String, "ch": pl.String, "people": pl.Int64}, orient="row"
+            )
+            if counts is not None
+            else None
+        )
         previous = _Inputs(
             state["sql"],
             state["chars"],
@@ -317,12 +324,9 @@ def _previous_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, path: Path) -> 
         if previous.token != state["token"]:
             return None
         frame = read_frame(cache, lake).to_arrow()
-    except (OSError, ValueError, KeyError, pa.ArrowException):
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError, pa.ArrowException):
         return None
-    if counts is not None:
-        chars = pl.DataFrame(
-            counts, schema={"attribute": pl.String, "ch": pl.String, "people": pl.Int64}, orient="row"
-        )
+    if chars is not None:
         con.register("_provenance_chars_arrow", chars.to_arrow())
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {PREVIOUS_CHARS_TABLE} AS SELECT * FROM _provenance_chars_arrow"
@@ -423,6 +427,24 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])  # a table or a (subquery)
 
 
+def _write_inputs_cache(con: duckdb.DuckDBPyConnection, lake: Lake, now: _Inputs) -> None:
+    """:func:`provenance_cache`: each elder's inputs digest, the state and the character counts."""
+    state = {"token": now.token, "sql": now.sql, "chars": now.chars, "digests": now.digests}
+    inputs = con.sql(f"SELECT elder_key, inputs FROM {INPUTS_TABLE} ORDER BY elder_key").pl()
+    counts = con.execute(f"SELECT attribute, ch, people FROM {CHAR_TABLE} ORDER BY ALL").fetchall()
+    with atomic_path(provenance_cache(lake)) as tmp:
+        write_frame(
+            inputs,
+            tmp,
+            lake,
+            metadata={
+                PROVENANCE_STATE: json.dumps(state),
+                PROVENANCE_PARTS: json.dumps(now.parts),
+                PROVENANCE_CHARS: json.dumps([list(r) for r in counts], ensure_ascii=False),
+            },
+        )
+
+
 def build_provenance(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -477,7 +499,10 @@ def build_provenance(
             else:
                 reason = f"{affected} of {elders} elders affected ({why})"
         if previous is not None and previous.token == now.token:
-            # the very inputs of the table on disk (a rerun): nothing to write
+            # the very inputs of the table on disk (a rerun): nothing to write, but the character
+            # counts a cache of an earlier version lacks (the next new day compares with them)
+            if not previous.char_counts:
+                _write_inputs_cache(con, lake, now)
             return ProvenanceBuild(row_count(path, lake), "unchanged", elders, 0, "inputs unchanged")
         metadata = {PROVENANCE_STATE: now.token}
         with atomic_path(path) as tmp:
@@ -485,20 +510,7 @@ def build_provenance(
                 rows = _write_incremental(con, registry, table, tmp, lake, metadata, per_range)
             else:
                 rows = _write_ranges(con, registry, table, tmp, lake, metadata, per_range)
-        state = {"token": now.token, "sql": now.sql, "chars": now.chars, "digests": now.digests}
-        inputs = con.sql(f"SELECT elder_key, inputs FROM {INPUTS_TABLE} ORDER BY elder_key").pl()
-        counts = con.execute(f"SELECT attribute, ch, people FROM {CHAR_TABLE} ORDER BY ALL").fetchall()
-        with atomic_path(provenance_cache(lake)) as tmp:
-            write_frame(
-                inputs,
-                tmp,
-                lake,
-                metadata={
-                    PROVENANCE_STATE: json.dumps(state),
-                    PROVENANCE_PARTS: json.dumps(now.parts),
-                    PROVENANCE_CHARS: json.dumps([list(r) for r in counts], ensure_ascii=False),
-                },
-            )
+        _write_inputs_cache(con, lake, now)
     finally:
         for temp in temps:
             con.execute(f"DROP TABLE IF EXISTS {temp}")

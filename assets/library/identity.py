@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +158,8 @@ def profile_records(
     carry: Sequence[str] = (),
     *,
     compact_rows: int = 2_000_000,
+    keep_isolated: Callable[[pl.Series], pl.Series] | None = None,
+    carry_schema: Mapping[str, pl.DataType] | None = None,
 ) -> Profiled:
     """Collapse normalised person records (``STANDARD_COLUMNS`` + ``carry``) to profiles, one
     chunk at a time. A district year is 16.8 M records but 2.1 M profiles: what is held of a
@@ -169,7 +171,12 @@ def profile_records(
     monthly registry snapshots repeat most profiles twelve times, and grouping every chunk's
     groups at once peaked 2 GB higher. Groups carry their rows' numbers, scattered back (a join
     on the nine key columns took twice as long). The profiles do not depend on how the records
-    are split into chunks (tested)."""
+    are split into chunks (tested).
+
+    ``keep_isolated``: given the ``isolate`` ids found among the records, those that are to stay
+    alone (the others rejoin their identical twins: a steward decision whose other record is no
+    longer delivered isolates nothing); ``carry_schema``: the carried columns' types, for no
+    chunks at all."""
     solo = (isolate if isolate is not None else pl.Series([], dtype=pl.String)).cast(pl.String).implode()
     key = [*PROFILE_KEY, _SOLO]
     slim: list[pl.DataFrame] = []
@@ -180,6 +187,7 @@ def profile_records(
     # concat([profiles, *pending]); records hold slots
     position: list[np.ndarray] = []
     slots = 0
+    found: list[pl.Series] = []  # isolate ids among the records
 
     def compact() -> None:
         nonlocal profiles, pending, pending_rows, position
@@ -204,6 +212,8 @@ def profile_records(
             .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row")),
             keyed.height,
         )
+        if isolate is not None and isolate.len():
+            found.append(keyed.filter(pl.col(_SOLO).is_not_null())[_SOLO])
         held = (profiles.height if profiles is not None else 0) + pending_rows
         position.append(np.arange(held, held + local.height, dtype=np.int64))
         slim.append(keyed.select("record_id", *carry).with_columns(pl.Series("profile", numbers + slots)))
@@ -213,8 +223,14 @@ def profile_records(
         if pending_rows >= max(compact_rows, profiles.height if profiles is not None else 0):
             compact()
     if not slim:
-        empty = pl.DataFrame(schema={**RECORD_SCHEMA, **{c: pl.String() for c in carry}})
+        types = carry_schema or {}
+        empty = pl.DataFrame(schema={**RECORD_SCHEMA, **{c: types.get(c, pl.String()) for c in carry}})
         return profile_records([empty], carry=carry)
+    if keep_isolated is not None and found:
+        alone = keep_isolated(pl.concat(found)).cast(pl.String).implode()
+        stays = pl.when(pl.col(_SOLO).is_in(alone)).then(pl.col(_SOLO)).alias(_SOLO)
+        profiles = profiles.with_columns(stays) if profiles is not None else None
+        pending = [frame.with_columns(stays) for frame in pending]
     compact()
     assert profiles is not None
     order = profiles["first_record"].arg_sort().to_numpy()
@@ -391,25 +407,25 @@ def _isolated(dec: pl.DataFrame) -> pl.Series:
 
 
 def profile_person_records(
-    chunks: Iterable[pl.DataFrame] | Callable[[], Iterable[pl.DataFrame]],
+    chunks: Iterable[pl.DataFrame],
     decisions: pl.DataFrame | None = None,
     carry: Sequence[str] = (),
+    carry_schema: Mapping[str, pl.DataType] | None = None,
 ) -> tuple[Profiled, pl.DataFrame]:
     """(:func:`profile_records` of the chunks, the steward decisions both of whose records are
-    among them). Records of those decisions stand alone; when a decision names a record that
-    is not there, its other record must not, and the chunks are profiled again (``chunks``
-    must then be a callable giving them anew)."""
+    among them). Records of those decisions stand alone; a decision naming a record that is not
+    there (any more) isolates nothing, in the same pass."""
     dec = _decisions(decisions)
-    source = chunks if callable(chunks) else (lambda: chunks)
-    profiled = profile_records(source(), _isolated(dec), carry)
+
+    def known_records(present: pl.Series) -> pl.Series:
+        return _isolated(_known_decisions(dec, present))
+
+    profiled = profile_records(
+        chunks, _isolated(dec), carry, keep_isolated=known_records, carry_schema=carry_schema
+    )
     if profiled.records["record_id"].n_unique() != profiled.records.height:
         raise ValueError("record_id must be unique")
-    known = _known_decisions(dec, profiled.records["record_id"])
-    if known.height != dec.height:
-        if not callable(chunks):
-            raise TypeError("decisions name records that are not there: pass the chunks as a callable")
-        profiled = profile_records(chunks(), _isolated(known), carry)
-    return profiled, known
+    return profiled, _known_decisions(dec, profiled.records["record_id"])
 
 
 def link_records(
@@ -438,7 +454,7 @@ def link_records(
         if normalised
         else normalise_records(records, registry).select(STANDARD_COLUMNS)
     )
-    profiled, dec = profile_person_records(lambda: [recs], decisions)
+    profiled, dec = profile_person_records([recs], decisions)
     return link_profiles(profiled, previous=previous, decisions=dec, settings=settings, kept=kept)
 
 
@@ -459,6 +475,8 @@ def link_profiles(
     recs = profiled.records
     carried = [c for c in recs.columns if c not in ("record_id", "profile", PREVIOUS_KEY)]
     by_record = [PREVIOUS_KEY] if PREVIOUS_KEY in recs.columns else []
+    if isinstance(previous, pl.Series) and not by_record:
+        raise ValueError(f"previous keys alone need each record's {PREVIOUS_KEY} column")
     profiles = profiled.profiles.with_columns(weak=weak_profiles(profiled.profiles))
 
     scored, kept_after, scoring = _score(profiles, settings, kept)
@@ -534,7 +552,7 @@ def link_profiles(
         "profiles": profiles.height,
         "profiles_without_id": int(profiles["id_number"].null_count()),
         "weak_profiles": int(profiles["weak"].sum()),
-        "scored_pairs": scored.pairs.height,
+        "kept_pairs": scored.pairs.height,  # pairs the linkage uses and keeps (see KeptLinkage)
         "model_links": linked_model,
         "source_population_links": linked_population,
         "elders": int(assignments["elder_key"].n_unique()),

@@ -548,7 +548,7 @@ def _predicted(
         con.execute("CREATE OR REPLACE TEMP TABLE keep_always AS SELECT DISTINCT unique_id FROM always_arrow")
         con.unregister("always_arrow")
         where = (
-            f"WHERE match_probability >= {float(keep.floor)!r} "
+            f"WHERE match_probability >= CAST('{float(keep.floor)!r}' AS DOUBLE) "
             "OR unique_id_l IN (SELECT unique_id FROM keep_always) "
             "OR unique_id_r IN (SELECT unique_id FROM keep_always)"
         )

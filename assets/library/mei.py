@@ -268,9 +268,10 @@ def build_mei(
     again (``LinkSettings.retrain_share``)."""
     decisions = read_decisions(lake)
     profiled, known = profile_person_records(
-        lambda: iter_person_records(lake, registry),
+        iter_person_records(lake, registry),
         decisions.select("record_id_l", "record_id_r", "decision"),
         carry=("_delivery_date",),
+        carry_schema={"_delivery_date": pl.Date()},
     )
     settings = settings or LinkSettings()
     previous = read_previous_links(lake)
@@ -322,14 +323,15 @@ LINK_COLUMNS: dict[str, pl.DataType] = {
     "match_probability": pl.Float64(),
     "link_method": pl.String(),
 }
-# rows of elder_links made and written at a time (the lineage columns are spelled out per slice)
-LINK_SLICE_ROWS = 1_000_000
+# rows of elder_links made and written at a time (the lineage columns are spelled out per slice;
+# whole row groups)
+LINK_SLICE_ROWS = 8 * ROW_GROUP_ROWS
 
 
 def link_lineage(assignments: pl.DataFrame) -> pl.DataFrame:
     """Assignments (sorted by record_id, with ``_delivery_date``) -> ``elder_links`` rows: the
     source table, file and row come out of ``record_id`` (``<table>:<file>:<row>``)."""
-    parts = pl.col("record_id").str.extract_groups(r"^([^:]*):(.*):(\d+)$")
+    parts = pl.col("record_id").str.extract_groups(r"(?s)^([^:]*):(.*):(-?\d+)$")
     return assignments.select(
         "record_id",
         parts.struct.field("1").alias("source_table"),
@@ -351,6 +353,9 @@ def write_links(lake: Lake, assignments: pl.DataFrame) -> None:
     with atomic_path(path) as tmp, open_writer(tmp, schema, lake) as writer:
         for start in range(0, max(assignments.height, 1), LINK_SLICE_ROWS):
             rows = link_lineage(assignments.slice(start, LINK_SLICE_ROWS))
+            bad = rows.filter(pl.col("source_table").is_null() | pl.col("row_number").is_null())
+            if bad.height:
+                raise ValueError(f"record ids not <table>:<file>:<row>: {bad['record_id'].head(3).to_list()}")
             writer.write_table(rows.to_arrow(), row_group_size=ROW_GROUP_ROWS)
         if assignments.height == 0:
             writer.write_table(pl.DataFrame(schema=LINK_COLUMNS).to_arrow())
