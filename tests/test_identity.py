@@ -618,3 +618,21 @@ def test_the_pairs_left_out_of_the_linkage_change_no_link(
     assert lean.review_pairs.equals(every.review_pairs)
     assert lean.stats["source_population_links"] == every.stats["source_population_links"] > 0
     assert lean.kept is not None and lean.kept.pairs.height == lean.stats["kept_pairs"]
+
+
+def test_kept_pairs_are_sorted_again_only_when_renumbering_broke_their_order() -> None:
+    from assets.library.identity import _sorted_pairs
+
+    def pairs(left: list[int], right: list[int]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"unique_id_l": left, "unique_id_r": right},
+            schema={"unique_id_l": pl.Int64, "unique_id_r": pl.Int64},
+        )
+
+    assert (
+        _sorted_pairs(pairs([], []))
+        and _sorted_pairs(pairs([1], [2]))
+        and _sorted_pairs(pairs([1, 1, 2], [2, 3, 0]))
+    )
+    assert not _sorted_pairs(pairs([1, 1], [3, 2]))  # within a left profile
+    assert not _sorted_pairs(pairs([2, 1], [3, 4])) and not _sorted_pairs(pairs([2, 1], [1, 4]))

@@ -347,7 +347,7 @@ def _score(
                 fresh = score_pairs(flagged, settings.model, kept=kept.model, keep=useful)
                 pairs = pl.concat([pairs, fresh.pairs])
             pairs = pairs.cast(pl.Schema(PAIR_SCHEMA))
-            if not (pairs["unique_id_l"].is_sorted() and _sorted_pairs(pairs)):
+            if not _sorted_pairs(pairs):
                 pairs = pairs.sort("unique_id_l", "unique_id_r")
             model = kept.model
             scored = ScoredPairs(
@@ -373,12 +373,10 @@ def _score(
 
 
 def _sorted_pairs(pairs: pl.DataFrame) -> bool:
-    """Whether pairs sorted by ``unique_id_l`` are also sorted by ``unique_id_r`` within it."""
-    return bool(
-        pairs.select(
-            ((pl.col("unique_id_l").diff() > 0) | (pl.col("unique_id_r").diff() > 0)).slice(1).all()
-        ).item()
-    )
+    """Whether the pairs are in ``unique_id_l, unique_id_r`` order (renumbering keeps the kept
+    pairs' order unless a profile's first record changed, so the sort is rarely needed)."""
+    left, right = pl.col("unique_id_l").diff(), pl.col("unique_id_r").diff()
+    return bool(pairs.select(((left > 0) | ((left == 0) & (right > 0))).slice(1).all()).item())
 
 
 def _decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:

@@ -7,7 +7,7 @@
 - :func:`normalise_records` - the staging normalisers (``assets.staging.normalise``)
   applied to a person-record table from anywhere (a steward's CSV, an API).
 
-The normalised records are kept between runs (:func:`table_records`); the cache's version covers
+The normalised records are kept between runs (:func:`table_chunks`); the cache's version covers
 this module and staging's normalisers, so a change to the linkage does not normalise them again.
 """
 
@@ -128,7 +128,7 @@ def person_records(lake: Lake, registry: Registry) -> pl.DataFrame:
     normalised (:func:`normalise_records`: a no-op on rows staging normalised,
     measured on 1.8 M district records, but the linkage must not depend on that),
     so :func:`link_records` takes them with ``normalised=True``. Each table's
-    records are kept between runs (:func:`table_records`), so a new day reads and
+    records are kept between runs (:func:`table_chunks`), so a new day reads and
     normalises the new day's staged parts only.
     """
     frames = list(iter_person_records(lake, registry))
@@ -192,15 +192,6 @@ def _codelists_fingerprint(registry: Registry) -> str:
     return hashlib.sha256(json.dumps(lists, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def table_records(lake: Lake, table: Table, registry: Registry | None = None) -> pl.DataFrame | None:
-    """The normalised person records of one staged table (None when it has no staged part): the
-    chunks of :func:`table_chunks` together."""
-    frames = list(table_chunks(lake, table, registry))
-    if not frames:
-        return None
-    return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
-
-
 def table_chunks(lake: Lake, table: Table, registry: Registry | None = None) -> Iterator[pl.DataFrame]:
     """The normalised person records of one staged table, one delivery month at a time.
 
@@ -246,7 +237,7 @@ def _chunk_records(
     version: str,
     registry: Registry,
 ) -> pl.DataFrame:
-    """One month of :func:`table_records`: kept records of unchanged parts, new parts read."""
+    """One month of :func:`table_chunks`: kept records of unchanged parts, new parts read."""
     sigs = {rel[p]: [st.st_size, st.st_mtime_ns] for p in parts if (st := p.stat())}
     kept, covered = None, {}
     if cache.exists():
