@@ -41,7 +41,7 @@ from assets.library.identity import (
 )
 from assets.library.identity_keys import PREVIOUS_KEY
 from assets.library.identity_model import KeptModel
-from assets.library.records import iter_person_records
+from assets.library.records import RECORD_ID_PARTS, iter_person_records
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
 from rainbow.parquet import ROW_GROUP_ROWS, file_metadata, open_writer, read_frame, write_frame
@@ -128,9 +128,8 @@ def read_decisions(lake: Lake) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class MeiResult:
-    result: (
-        LinkResult  # its assignments: record_id, elder_key, match_probability, link_method, _delivery_date
-    )
+    # its assignments: record_id, elder_key, match_probability, link_method, _delivery_date
+    result: LinkResult
     review: pl.DataFrame
     changes: pl.DataFrame
     stats: dict[str, int | float]
@@ -331,7 +330,7 @@ LINK_SLICE_ROWS = 8 * ROW_GROUP_ROWS
 def link_lineage(assignments: pl.DataFrame) -> pl.DataFrame:
     """Assignments (sorted by record_id, with ``_delivery_date``) -> ``elder_links`` rows: the
     source table, file and row come out of ``record_id`` (``<table>:<file>:<row>``)."""
-    parts = pl.col("record_id").str.extract_groups(r"(?s)^([^:]*):(.*):(-?\d+)$")
+    parts = pl.col("record_id").str.extract_groups(RECORD_ID_PARTS)
     return assignments.select(
         "record_id",
         parts.struct.field("1").alias("source_table"),
@@ -346,12 +345,12 @@ def link_lineage(assignments: pl.DataFrame) -> pl.DataFrame:
 
 def write_links(lake: Lake, assignments: pl.DataFrame) -> None:
     """``library/elder_links`` written a slice at a time (a district year: 16.8 M rows, whose
-    lineage strings would take ~2 GB more at once)."""
+    lineage strings are spelled out per slice rather than all at once)."""
     path = table_path(lake, "elder_links")
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = pl.DataFrame(schema=LINK_COLUMNS).to_arrow().schema
     with atomic_path(path) as tmp, open_writer(tmp, schema, lake) as writer:
-        for start in range(0, max(assignments.height, 1), LINK_SLICE_ROWS):
+        for start in range(0, assignments.height, LINK_SLICE_ROWS):
             rows = link_lineage(assignments.slice(start, LINK_SLICE_ROWS))
             bad = rows.filter(pl.col("source_table").is_null() | pl.col("row_number").is_null())
             if bad.height:

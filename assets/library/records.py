@@ -69,6 +69,11 @@ OTHER_ID_COLUMNS = ("platform_elder_id", "senior_card_no")
 # ------------------------------------------------------------------ records
 
 
+# ``record_id`` is ``<table>:<_source_file>:<_row_number>`` (:func:`_record_select` writes it);
+# this reads it back (a file name may hold ':' or a newline; the table name and row may not)
+RECORD_ID_PARTS = r"(?s)^([^:]*):(.*):(-?\d+)$"
+
+
 def elder_tables(registry: Registry) -> list[Table]:
     """Staged tables whose rows name an elder as their subject (a ``name`` person column)."""
     out = []
