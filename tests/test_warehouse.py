@@ -72,3 +72,39 @@ def test_views_are_published_only_when_they_change(tmp_path: Path) -> None:
 def test_a_lake_without_views_gives_an_empty_reader(tmp_path: Path) -> None:
     con = open_reader(Lake(tmp_path / "nothing"))
     assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall() == [(0,)]
+
+
+def test_joins_as_written_builds_on_the_small_side_of_an_arrow_source(tmp_path: Path) -> None:
+    """An Arrow-registered source (every encrypted table) is estimated at one row, so DuckDB's
+    build-side optimizer builds the hash table on it; under ``joins_as_written`` the semi join
+    builds on the small native table, and the setting comes back afterwards."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from rainbow.warehouse import joins_as_written
+
+    big = pa.table({"k": [f"E{i:06d}" for i in range(50_000)], "v": list(range(50_000))})
+    con = duckdb.connect()
+    con.register("big", ds.dataset(big))
+    con.execute(
+        "CREATE TEMP TABLE few AS SELECT 'E' || lpad(i::VARCHAR, 6, '0') AS k FROM range(0, 50_000, 997) t(i)"
+    )
+    sql = "SELECT count(*), sum(v) FROM big WHERE k IN (SELECT k FROM few)"
+
+    def semi_join() -> str:
+        plan = str(con.execute("EXPLAIN " + sql).fetchall()[0][1])
+        return next(
+            line.split("Join Type:")[1].strip(" │") for line in plan.splitlines() if "Join Type:" in line
+        )
+
+    assert semi_join() == "RIGHT_SEMI"  # the hash table on the 50,000-row side
+    expected = con.execute(sql).fetchall()
+    con.execute("SET disabled_optimizers = 'top_n'")
+    with joins_as_written(con):
+        assert semi_join() == "SEMI"  # built on the 51 rows of `few`
+        assert con.execute(sql).fetchall() == expected
+        with joins_as_written(con):  # nested: nothing to change, nothing to restore
+            assert semi_join() == "SEMI"
+        assert semi_join() == "SEMI"
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] == "top_n"
+    assert semi_join() == "RIGHT_SEMI"

@@ -94,6 +94,7 @@ def _order(rule: Rule) -> str:
 
 CHAR_TABLE = "_provenance_char_people"
 AFFECTED_TABLE = "_provenance_affected"
+AFFECTED_LINKS_TABLE = "_provenance_affected_links"
 PARTS = ("whole", "chars", "char_rows", "range", "subset")
 
 
@@ -126,32 +127,34 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
     query for the elders with ``getvariable('prov_lo') <= elder_key < getvariable('prov_hi')``
     reading that step from the temporary table :data:`CHAR_TABLE`. Ranges in key order,
     concatenated, give exactly the ``"whole"`` result. ``"subset"`` is ``"range"`` for only
-    the elders listed in the temporary table :data:`AFFECTED_TABLE` (a new day recomputes
-    the elders whose inputs changed: an elder's rows depend on its own records and on
-    ``char_people``, nothing else).
+    the elders whose links the temporary table :data:`AFFECTED_LINKS_TABLE` holds (``record_id,
+    source_table, source_file, row_number, elder_key`` of the elders :data:`AFFECTED_TABLE`
+    lists: a new day recomputes the elders whose inputs changed, as an elder's rows depend on
+    its own records and on ``char_people``, nothing else).
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
     rules = rules or load_rules()
     validate_rules(rules, registry)
+    typo_checked = tie_break_attributes(rules)
     by_table: dict[str, dict[str, str]] = {}  # table -> attribute -> column
     priority: dict[tuple[str, str], int] = {}
     for attr, rule in rules.attributes.items():
+        if part == "char_rows" and attr not in typo_checked:
+            continue  # only the tie-broken attributes' spellings are counted
         for prio, src in enumerate(rule.sources):
             table, column = source_column(src, attr)
             by_table.setdefault(table, {})[attr] = column
             priority[(table, attr)] = prio
     in_range = (
-        " WHERE elder_key >= getvariable('prov_lo') AND elder_key < getvariable('prov_hi')"
+        " AND elder_key >= getvariable('prov_lo') AND elder_key < getvariable('prov_hi')"
         if part in ("range", "subset")
         else ""
     )
-    if part == "subset":
-        in_range += f" AND elder_key IN (SELECT elder_key FROM {AFFECTED_TABLE})"
-    ctes = [
-        "links AS (SELECT record_id, source_table, source_file, row_number, elder_key "
-        f"FROM library.elder_links{in_range})"
-    ]
+    # a table the planner knows the size of: a semi join with the affected elders inside each
+    # table's links was applied after the join with the staged rows (15 GB at 400,000 x 365)
+    links_source = AFFECTED_LINKS_TABLE if part == "subset" else "library.elder_links"
+    ctes: list[str] = []
     branches: list[str] = []
     for table, attrs in by_table.items():
         cols = registry.table(table).column_names
@@ -167,10 +170,15 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
                 *[f"CAST(t.{c} AS VARCHAR) AS {c}" for c in id_cols],
             ]
         )
+        # each table's links read on their own (not one shared CTE of every link, which DuckDB
+        # materialises whole): the join's hash table holds one table's links at a time
+        links = (
+            f"(SELECT record_id, source_file, row_number, elder_key FROM {links_source} "
+            f"WHERE source_table = '{table}'{in_range})"
+        )
         ctes.append(
-            f"obs_{table} AS (SELECT {select} FROM staged.{table} AS t JOIN links AS l "
-            f"ON l.source_table = '{table}' AND l.source_file = t._source_file "
-            "AND l.row_number = t._row_number)"
+            f"obs_{table} AS (SELECT {select} FROM staged.{table} AS t JOIN {links} AS l "
+            "ON l.source_file = t._source_file AND l.row_number = t._row_number)"
         )
         for attr in attrs:
             rule = rules.attributes[attr]
@@ -187,16 +195,27 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
                     f"'{table}' AS source_table, {prio} AS priority, TRUE AS via_id FROM obs_{table} "
                     f"WHERE {ID_DERIVED[attr]} IS NOT NULL"
                 )
-    union = "\n    UNION ALL ".join(branches)
+    union = "\n    UNION ALL ".join(branches) or (  # no attribute counted: none observed
+        "SELECT NULL::VARCHAR AS elder_key, NULL::VARCHAR AS record_id, NULL::TIMESTAMP AS observed_at, "
+        "NULL::VARCHAR AS attribute, NULL::VARCHAR AS value, NULL::VARCHAR AS source_table, "
+        "0 AS priority, FALSE AS via_id WHERE FALSE"
+    )
     ctes.append(f"observations AS (\n    {union}\n)")
+    listed = ", ".join(f"'{a}'" for a in typo_checked) or "NULL"
+    if part == "char_rows":
+        # the distinct spellings straight from the observations: the candidates aggregate over
+        # every attribute of every record (arg_max of record ids) peaked at 4.1 GB at 400,000 x 365
+        ctes.append(
+            "chars AS (SELECT DISTINCT attribute, elder_key, value, unnest(string_split(value, '')) AS ch "
+            f"FROM observations WHERE attribute IN ({listed}))"
+        )
+        return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, elder_key, value, ch FROM chars"
     ctes.append(
         "candidates AS (SELECT elder_key, attribute, value, source_table, priority, via_id, "
         "count(*) AS n, max(observed_at) AS observed_at, "
         "arg_max(record_id, (observed_at, record_id)) AS record_id "
         "FROM observations GROUP BY ALL)"
     )
-    typo_checked = tie_break_attributes(rules)
-    listed = ", ".join(f"'{a}'" for a in typo_checked) or "NULL"
     ctes.append(
         "chars AS (SELECT DISTINCT attribute, elder_key, value, unnest(string_split(value, '')) AS ch "
         f"FROM candidates WHERE attribute IN ({listed}))"
@@ -210,8 +229,6 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
         )
     if part == "chars":
         return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, ch, people FROM char_people"
-    if part == "char_rows":
-        return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, elder_key, value, ch FROM chars"
     ctes.append(
         "plausible AS (SELECT c.attribute, c.elder_key, c.value, min(p.people) AS plausibility "
         "FROM chars AS c JOIN char_people AS p USING (attribute, ch) GROUP BY ALL)"
