@@ -68,3 +68,33 @@ def test_every_bench_period_ends_on_the_sample_s_last_day_in_the_past() -> None:
     year = bench_config(10_000, 365, 1)
     assert year.end == BENCH_END < date.today() and year.start == date(2025, 12, 1)
     assert len(year.period()) == 365
+
+
+def test_a_step_peak_names_the_code_running() -> None:
+    """The sampler names the innermost frames of this repository's code on the main thread
+    (``module:function:line``), the way each step's ``peak_at`` is recorded."""
+    import threading
+
+    from benchmarks.nightly import _where
+
+    seen: list[str] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def sampler() -> None:
+        ready.wait()
+        seen.append(_where(threading.main_thread().ident))
+        done.set()
+
+    def holding_the_peak() -> None:
+        ready.set()
+        assert done.wait(10)
+
+    thread = threading.Thread(target=sampler)
+    thread.start()
+    holding_the_peak()
+    thread.join()
+    assert seen[0].endswith(
+        f"test_bench_targets:holding_the_peak:{holding_the_peak.__code__.co_firstlineno + 2}"
+    )
+    assert seen[0].count(" > ") == 1  # the test and the helper: nothing outside the repository
+    assert _where(None) == ""

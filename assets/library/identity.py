@@ -553,7 +553,7 @@ def link_profiles(
         "kept_pairs": scored.pairs.height,  # pairs the linkage uses and keeps (see KeptLinkage)
         "model_links": linked_model,
         "source_population_links": linked_population,
-        "elders": int(assignments["elder_key"].n_unique()),
+        "elders": int(assigned.keys["elder_key"].n_unique()),  # every cluster has records
         "review_pairs": review.height,
         "prior": scored.prior,
         **scoring,

@@ -609,34 +609,45 @@ def source_population_pairs(
     eligible = prof.filter(pl.col("weak")).join(anchored, on="cluster", how="anti")
     if eligible.height == 0 or scored.pairs.height == 0:
         return pl.DataFrame(schema=out_schema)
-    # only the pairs of an eligible profile (a district year: a fraction of the 11.6 M kept)
+    # each eligible profile's pairs with it on the left (a pair of two eligible profiles twice):
+    # at 400,000 x 365, 14.3 M of the 15.3 M kept pairs touch a weak profile
     ids = eligible["profile"].implode()
-    pairs = scored.pairs.select("unique_id_l", "unique_id_r", "match_weight").filter(
-        pl.col("unique_id_l").is_in(ids) | pl.col("unique_id_r").is_in(ids)
-    )
+    weights = scored.pairs.select("unique_id_l", "unique_id_r", "match_weight")
     both = pl.concat(
         [
-            pairs,
-            pairs.select(
+            weights.filter(pl.col("unique_id_l").is_in(ids)),
+            weights.filter(pl.col("unique_id_r").is_in(ids)).select(
                 pl.col("unique_id_r").alias("unique_id_l"),
                 pl.col("unique_id_l").alias("unique_id_r"),
                 "match_weight",
             ),
         ]
     )
+    del weights
     # Counts exclude the weak record's own (unanchored) elder.
     n_elders = prof["cluster"].n_unique() - 1
     known = prof.select("cluster", "source").unique()
     n_source = known.group_by("source").len().select("source", (pl.col("len") - 1).alias("n_s"))
-    cand = (
-        eligible.select(pl.col("profile").alias("unique_id_l"), pl.col("cluster").alias("own"), "source")
+    # the best pair per weak profile and candidate elder; sorted with only the columns the
+    # choice needs (a profile's source joined back after: the sort of 14 M rows peaked there)
+    best_pair = (
+        eligible.select(pl.col("profile").alias("unique_id_l"), pl.col("cluster").alias("own"))
         .join(both, on="unique_id_l")
         .join(prof.select(pl.col("profile").alias("unique_id_r"), "cluster"), on="unique_id_r")
         .filter(pl.col("cluster") != pl.col("own"))
-        .with_columns(lbf=pl.col("match_weight") - scored.prior_weight)
+        .select("unique_id_l", "cluster", "unique_id_r", lbf=pl.col("match_weight") - scored.prior_weight)
         .sort("lbf", "unique_id_r", descending=[True, False])
-        .group_by("unique_id_l", "source", "cluster", maintain_order=True)
+        .group_by("unique_id_l", "cluster", maintain_order=True)  # one source per profile
         .first()
+    )
+    del both
+    cand = (
+        best_pair.join(
+            eligible.select(pl.col("profile").alias("unique_id_l"), "source"),
+            on="unique_id_l",
+            how="left",
+            maintain_order="left",
+        )
         .join(known.with_columns(in_s=pl.lit(True)), on=["cluster", "source"], how="left")
         .join(n_source, on="source", how="left")
         .with_columns(
@@ -650,6 +661,7 @@ def source_population_pairs(
         )
         .with_columns(mass=pl.col("prior") * pl.lit(2.0).pow(pl.col("lbf")))
     )
+    del best_pair
     else_factor = 2.0 ** scored.weight("name", "different")
     per_record = (
         cand.group_by("unique_id_l")
