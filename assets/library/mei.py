@@ -283,8 +283,9 @@ def build_mei(
         profiled = replace(profiled, records=records)
         del previous, records
     kept = read_kept(lake, kept_fingerprint(settings))
-    result = link_profiles(profiled, previous=previous_keys, decisions=known, settings=settings, kept=kept)
+    handed = [profiled]  # link_profiles takes it: the records go once joined with their clusters
     del profiled
+    result = link_profiles(handed, previous=previous_keys, decisions=known, settings=settings, kept=kept)
     links = result.assignments
     if links["elder_key"].null_count():
         raise RuntimeError("identity resolution left records without an elder_key")
