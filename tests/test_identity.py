@@ -636,25 +636,3 @@ def test_kept_pairs_are_sorted_again_only_when_renumbering_broke_their_order() -
     )
     assert not _sorted_pairs(pairs([1, 1], [3, 2]))  # within a left profile
     assert not _sorted_pairs(pairs([2, 1], [3, 4])) and not _sorted_pairs(pairs([2, 1], [1, 4]))
-
-
-def test_profiles_handed_over_link_the_same_and_are_let_go(staged_sample: Lake) -> None:
-    """``link_profiles([profiled])`` takes the profiles out of the list (the nightly build
-    hands them over so the 16.8 M records of a district year are not held twice) and links
-    exactly as when the caller keeps them."""
-    import weakref
-
-    from assets.library.identity import link_profiles, profile_person_records
-
-    records = person_records(staged_sample, REG)
-    kept_by_caller, _ = profile_person_records([records])
-    reference = link_profiles(kept_by_caller)
-    handed_profiles, _ = profile_person_records([records])
-    gone = weakref.ref(handed_profiles)
-    handed = [handed_profiles]
-    del handed_profiles
-    result = link_profiles(handed)
-    assert handed == [] and gone() is None  # nothing holds the handed profiles any more
-    assert result.assignments.equals(reference.assignments)
-    assert result.review_pairs.equals(reference.review_pairs)
-    assert result.stats == reference.stats

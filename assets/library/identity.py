@@ -457,7 +457,7 @@ def link_records(
 
 
 def link_profiles(
-    profiled: Profiled | list[Profiled],
+    profiled: Profiled,
     *,
     previous: pl.DataFrame | pl.Series | None = None,
     decisions: pl.DataFrame | None = None,
@@ -467,11 +467,7 @@ def link_profiles(
     """:func:`link_records` from the profiles (:func:`profile_person_records`; ``decisions``:
     the known ones it returns). Columns carried with the records come out in the assignments,
     but for ``previous_key``: with it, ``previous`` is the previous run's keys alone
-    (:func:`assets.library.identity_keys.assign_keys`). ``profiled`` as a one-element list is
-    handed over (taken out of the list): the records are let go once joined with their clusters
-    (at 400,000 x 365, 16.8 M record ids held twice while keys were assigned)."""
-    if isinstance(profiled, list):
-        profiled = profiled.pop()
+    (:func:`assets.library.identity_keys.assign_keys`)."""
     settings = settings or LinkSettings()
     dec = _decisions(decisions)
     recs = profiled.records
@@ -480,7 +476,6 @@ def link_profiles(
     if isinstance(previous, pl.Series) and not by_record:
         raise ValueError(f"previous keys alone need each record's {PREVIOUS_KEY} column")
     profiles = profiled.profiles.with_columns(weak=weak_profiles(profiled.profiles))
-    del profiled
 
     scored, kept_after, scoring = _score(profiles, settings, kept)
     profiles = profiles.drop(PROFILE_ID)
@@ -500,7 +495,6 @@ def link_profiles(
         )
         .select("a", "b", "decision")
     )
-    del profile_of
     constraints = Constraints(
         must=[(a, b) for a, b, d in decided.iter_rows() if d == "match"],
         cannot=[(a, b) for a, b, d in decided.iter_rows() if d == "no_match"],

@@ -283,9 +283,8 @@ def build_mei(
         profiled = replace(profiled, records=records)
         del previous, records
     kept = read_kept(lake, kept_fingerprint(settings))
-    handed = [profiled]  # link_profiles takes it: the records go once joined with their clusters
+    result = link_profiles(profiled, previous=previous_keys, decisions=known, settings=settings, kept=kept)
     del profiled
-    result = link_profiles(handed, previous=previous_keys, decisions=known, settings=settings, kept=kept)
     links = result.assignments
     if links["elder_key"].null_count():
         raise RuntimeError("identity resolution left records without an elder_key")
