@@ -2,10 +2,9 @@
 -- programme, linked to the elder. Every staged row becomes exactly one event
 -- (a failed milk delivery is an event with quantity 0), so counts reconcile
 -- with the staged tables. Street: the row's own, else the golden record's.
-WITH links AS (
-    SELECT record_id, source_table, source_file, row_number, elder_key FROM library.elder_links
-),
-meals AS (
+-- Each programme joins its own links (a shared CTE of every link was materialised
+-- whole: 16.8 M rows at 400,000 x 365).
+WITH meals AS (
     SELECT
         'MEAL:' || t.transaction_id AS service_event_id,
         l.elder_key,
@@ -23,8 +22,8 @@ meals AS (
         'meal_transactions' AS source_table,
         'meal_transactions:' || t._source_file || ':' || t._row_number AS record_id
     FROM staged.meal_transactions AS t
-    LEFT JOIN links AS l
-        ON l.source_table = 'meal_transactions' AND l.source_file = t._source_file AND l.row_number = t._row_number
+    LEFT JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'meal_transactions') AS l
+        ON l.source_file = t._source_file AND l.row_number = t._row_number
 ),
 milk AS (
     SELECT
@@ -44,8 +43,8 @@ milk AS (
         'milk_deliveries' AS source_table,
         'milk_deliveries:' || t._source_file || ':' || t._row_number AS record_id
     FROM staged.milk_deliveries AS t
-    LEFT JOIN links AS l
-        ON l.source_table = 'milk_deliveries' AND l.source_file = t._source_file AND l.row_number = t._row_number
+    LEFT JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'milk_deliveries') AS l
+        ON l.source_file = t._source_file AND l.row_number = t._row_number
 ),
 rentals AS (
     SELECT
@@ -65,14 +64,14 @@ rentals AS (
         'device_rentals' AS source_table,
         'device_rentals:' || t._source_file || ':' || t._row_number AS record_id
     FROM staged.device_rentals AS t
-    LEFT JOIN links AS l
-        ON l.source_table = 'device_rentals' AND l.source_file = t._source_file AND l.row_number = t._row_number
+    LEFT JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'device_rentals') AS l
+        ON l.source_file = t._source_file AND l.row_number = t._row_number
 ),
 bed_contracts AS (
     SELECT c.contract_id, c.provider_id, c.street, l.elder_key
     FROM staged.care_bed_contracts AS c
-    LEFT JOIN links AS l
-        ON l.source_table = 'care_bed_contracts' AND l.source_file = c._source_file AND l.row_number = c._row_number
+    LEFT JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'care_bed_contracts') AS l
+        ON l.source_file = c._source_file AND l.row_number = c._row_number
     QUALIFY row_number() OVER (PARTITION BY c.contract_id ORDER BY c._delivery_date DESC, c._row_number DESC) = 1
 ),
 bed_visits AS (
@@ -113,8 +112,8 @@ ltci AS (
         'muni_ltci_services' AS source_table,
         'muni_ltci_services:' || t._source_file || ':' || t._row_number AS record_id
     FROM staged.muni_ltci_services AS t
-    LEFT JOIN links AS l
-        ON l.source_table = 'muni_ltci_services' AND l.source_file = t._source_file AND l.row_number = t._row_number
+    LEFT JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'muni_ltci_services') AS l
+        ON l.source_file = t._source_file AND l.row_number = t._row_number
 ),
 timebank AS (
     SELECT
@@ -134,8 +133,8 @@ timebank AS (
         'timebank_transactions' AS source_table,
         'timebank_transactions:' || t._source_file || ':' || t._row_number AS record_id
     FROM staged.timebank_transactions AS t
-    LEFT JOIN links AS l
-        ON l.source_table = 'timebank_transactions' AND l.source_file = t._source_file AND l.row_number = t._row_number
+    LEFT JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'timebank_transactions') AS l
+        ON l.source_file = t._source_file AND l.row_number = t._row_number
 ),
 events AS (
     SELECT * FROM meals

@@ -3,21 +3,18 @@
 -- ATTRIBUTE_CONFLICT: the registries' latest records disagree on an attribute;
 -- DECEASED_SERVED / MOVED_OUT_SERVED: service events after the death / move-out;
 -- NOT_REGISTERED_SERVED: served, but on neither registry.
-WITH links AS (
-    SELECT record_id, source_table, source_file, row_number, elder_key FROM library.elder_links
-),
-muni AS (
+WITH muni AS (
     SELECT l.elder_key, m.name, m.sex, m.phone, m.residence_address, m.street, m.living_arrangement, m.hukou_type
     FROM staged.muni_elders AS m
-    JOIN links AS l
-        ON l.source_table = 'muni_elders' AND l.source_file = m._source_file AND l.row_number = m._row_number
+    JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'muni_elders') AS l
+        ON l.source_file = m._source_file AND l.row_number = m._row_number
     QUALIFY row_number() OVER (PARTITION BY l.elder_key ORDER BY m.updated_at DESC, m._row_number DESC) = 1
 ),
 district AS (
     SELECT l.elder_key, d.name, d.sex, d.phone, d.residence_address, d.street, d.living_arrangement, d.hukou_type
     FROM staged.district_registry AS d
-    JOIN links AS l
-        ON l.source_table = 'district_registry' AND l.source_file = d._source_file AND l.row_number = d._row_number
+    JOIN (SELECT source_file, row_number, elder_key FROM library.elder_links WHERE source_table = 'district_registry') AS l
+        ON l.source_file = d._source_file AND l.row_number = d._row_number
     QUALIFY row_number() OVER (PARTITION BY l.elder_key ORDER BY d._delivery_date DESC, d._row_number DESC) = 1
 ),
 pairs AS (
