@@ -200,8 +200,8 @@ def read_frame(
             names = f.schema_arrow.names
             want = None if columns is None else [c for c in columns if c in names]
             table = f.read(columns=want)
-        # the row groups as they were read, not copied into one chunk per column: a rechunk
-        # held every column twice for a moment (1.3 GB more for a district year's kept pairs)
+        # the row groups as they were read: a rechunk copies every column into one chunk,
+        # holding it twice for a moment (not measured on its own)
         frame = pl.from_arrow(table, rechunk=False)
         assert isinstance(frame, pl.DataFrame)
         if columns is not None:

@@ -74,7 +74,7 @@ def test_a_lake_without_views_gives_an_empty_reader(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall() == [(0,)]
 
 
-def test_joins_as_written_builds_on_the_small_side_of_an_arrow_source(tmp_path: Path) -> None:
+def test_joins_as_written_builds_on_the_small_side_of_an_arrow_source() -> None:
     """An Arrow-registered source (every encrypted table) is estimated at one row, so DuckDB's
     build-side optimizer builds the hash table on it; under ``joins_as_written`` the semi join
     builds on the small native table, and the setting comes back afterwards."""
