@@ -326,9 +326,11 @@ def validate_changed(
     as_of: date,
     ledger: Ledger | None,
     partition: str = "all",
+    slice_rows: int | None = None,
 ) -> ChangedRows:
     """Validate ``frame`` (the whole table, ``_as_of`` added) giving GX only the rows it must see;
-    raises :class:`Unsupported` when the outcome could differ from validating it whole."""
+    raises :class:`Unsupported` when the outcome could differ from validating it whole.
+    ``slice_rows``: see :func:`quality.runner.validate`."""
     t0 = time.perf_counter()
     rules = rules_for(table, registry)
     for rule in rules:
@@ -354,7 +356,15 @@ def validate_changed(
     # the batch reaches GX with the whole table's dtypes (nulls elsewhere in a column)
     nullable = frozenset(c for c, n in zip(frame.columns, frame.null_count().row(0), strict=True) if n)
     objects = frozenset(c for c in nullable if frame.schema[c] == pl.Boolean)
-    res = validate(batch, table, registry, partition=partition, unexpected_rows=True, nullable=nullable)
+    res = validate(
+        batch,
+        table,
+        registry,
+        partition=partition,
+        unexpected_rows=True,
+        nullable=nullable,
+        slice_rows=slice_rows,
+    )
     t2 = time.perf_counter()
     try:
         outcomes, passed = _as_whole(res, rules, prepared, mask, hashes, objects)

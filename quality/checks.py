@@ -156,7 +156,14 @@ def validate_staged(
     batches, missing = choose_batches(lake, table, partitioned, run_days, settings)
     related = load_related(lake, table, registry)
     results = [
-        validate(load_batch(lake, table, b), table, registry, related=related, partition=b.label)
+        validate(
+            load_batch(lake, table, b),
+            table,
+            registry,
+            related=related,
+            partition=b.label,
+            slice_rows=settings.gx_slice_rows,
+        )
         for b in batches
     ]
     return results, missing

@@ -299,13 +299,21 @@ def validate_by_changed_rows(
     lake: Lake,
     as_of: date,
     log: Callable[[str], None] | None = None,
+    slice_rows: int | None = None,
 ) -> QualityResult:
     """A batch validated by its changed rows (:mod:`quality.changed_rows`), its ledger rewritten;
-    validated whole, the ledger dropped, when that path cannot stand for it."""
+    validated whole, the ledger dropped, when that path cannot stand for it. ``slice_rows``: see
+    :func:`quality.runner.validate`."""
     ledger = read_ledger(lake, registry, table.name)
     try:
         checked = validate_changed(
-            batch.frame, table, registry, as_of=as_of, ledger=ledger, partition=batch.label
+            batch.frame,
+            table,
+            registry,
+            as_of=as_of,
+            ledger=ledger,
+            partition=batch.label,
+            slice_rows=slice_rows,
         )
         if checked.keep_ledger:
             write_ledger(lake, registry, table.name, Ledger(checked.passed, as_of, checked.fingerprint))
@@ -313,7 +321,7 @@ def validate_by_changed_rows(
         drop_ledger(lake, registry, table.name)
         if log:
             log(f"{table.name}: validated whole ({type(why).__name__}: {why})")
-        return validate(batch.frame, table, registry, partition=batch.label)
+        return validate(batch.frame, table, registry, partition=batch.label, slice_rows=slice_rows)
     if not checked.keep_ledger:
         drop_ledger(lake, registry, table.name)
         if log:
@@ -322,7 +330,8 @@ def validate_by_changed_rows(
     if log:
         log(
             f"{table.name}: GX validated {checked.result.validated_rows:,} of {batch.frame.height:,} rows "
-            f"({checked.mode}: {checked.reason}); {checked.passed.height:,} rows now known to pass"
+            f"in {checked.result.slices} slice(s) ({checked.mode}: {checked.reason}); "
+            f"{checked.passed.height:,} rows now known to pass"
         )
     return checked.result
 
@@ -343,11 +352,12 @@ def validate_batches(
     With ``lake`` and ``as_of``, a batch of at least ``checks.changed_rows_above`` rows (the whole
     table, or a big fact's newest month) is validated by its changed rows
     (:func:`validate_by_changed_rows`)."""
-    above = (thresholds or load_thresholds()).checks.changed_rows_above
+    settings = (thresholds or load_thresholds()).checks
+    above, slice_rows = settings.changed_rows_above, settings.gx_slice_rows
     results = [
-        validate_by_changed_rows(b, table, registry, lake, as_of, log)
+        validate_by_changed_rows(b, table, registry, lake, as_of, log, slice_rows)
         if lake is not None and as_of is not None and b.frame.height >= above
-        else validate(b.frame, table, registry, partition=b.label)
+        else validate(b.frame, table, registry, partition=b.label, slice_rows=slice_rows)
         for b in batches
     ]
     if results and sql_outcomes:

@@ -73,6 +73,8 @@ class CheckSettings(_Model):
     derived_batches: dict[str, str] = Field(default_factory=dict)
     # library / mart batches of at least this many rows: GX sees only rows not known to pass
     changed_rows_above: int = Field(default=20_000, ge=0)
+    # GX validates a bigger frame in slices of about this many rows (0: whole), outcomes unchanged
+    gx_slice_rows: int = Field(default=2_000_000, ge=0)
 
 
 class ReportSettings(_Model):
