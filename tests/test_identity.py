@@ -636,3 +636,25 @@ def test_kept_pairs_are_sorted_again_only_when_renumbering_broke_their_order() -
     )
     assert not _sorted_pairs(pairs([1, 1], [3, 2]))  # within a left profile
     assert not _sorted_pairs(pairs([2, 1], [3, 4])) and not _sorted_pairs(pairs([2, 1], [1, 4]))
+
+
+def test_scoring_in_chunks_of_profiles_gives_the_pairs_and_links_of_one_piece(staged_sample: Lake) -> None:
+    """A district year's pairs are scored in chunks of the left side's profiles (splink's
+    predict_chunk, each chunk's table dropped before the next): the same pairs, scores, links
+    and review queue as scoring them in one table."""
+    from dataclasses import replace
+
+    from assets.library.identity import LinkSettings
+
+    records = person_records(staged_sample, REG)
+    one = link_records(records, normalised=True)
+    profiles = one.stats["profiles"]
+    settings = LinkSettings()
+    chunked = replace(settings, model=replace(settings.model, predict_chunk_profiles=int(profiles) // 3))
+    three = link_records(records, normalised=True, settings=chunked)
+    assert one.kept is not None and three.kept is not None
+    assert three.stats["pairs_scored"] == one.stats["pairs_scored"] > 0
+    assert three.kept.pairs.equals(one.kept.pairs)
+    assert three.assignments.equals(one.assignments)
+    assert three.review_pairs.equals(one.review_pairs)
+    assert three.parameters.equals(one.parameters)

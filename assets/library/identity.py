@@ -597,10 +597,14 @@ def _review_pairs(
         pl.max_horizontal("unique_id_l", "unique_id_r").alias("unique_id_r"),
         "match_probability",
     )
-    weak_band = (
-        in_band(ordered)
-        .join(scored.drop("match_probability"), on=["unique_id_l", "unique_id_r"])
-        .with_columns(evidence=pl.lit("source_population"))
+    # the few source-population pairs in the band take their weights from the scored pairs:
+    # those pairs picked by one 64-bit number per pair first (profile numbers < 2^31), so no
+    # hash table is built over the district year's 15 M scored pairs and their two key columns
+    weak = in_band(ordered)
+    pair = (pl.col("unique_id_l") * (1 << 32) + pl.col("unique_id_r")).alias("pair")
+    picked = scored.filter(pair.is_in(weak.select(pair)["pair"].implode())).drop("match_probability")
+    weak_band = weak.join(picked, on=["unique_id_l", "unique_id_r"], maintain_order="left").with_columns(
+        evidence=pl.lit("source_population")
     )
     band = pl.concat(
         [weak_band, in_band(scored).with_columns(evidence=pl.lit("model"))], how="diagonal_relaxed"

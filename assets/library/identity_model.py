@@ -38,6 +38,7 @@ from splink.backends.duckdb import DuckDBAPI
 from splink.blocking_rule_library import CustomRule
 from splink.comparison_library import CustomComparison
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
+from splink.internals.chunking import _blocked_pairs_cache_key
 
 from assets.staging.normalise import CHANGHAI_ROAD, LEGACY_WUJIAOCHANG, WUJIAOCHANG
 
@@ -80,6 +81,11 @@ class ModelSettings:
     # source-population step weighs a weak record's every plausible candidate).
     min_probability: float = 0.001
     threads: int = 2
+    # Pairs are scored in chunks of about this many profiles on the left side (splink's
+    # predict_chunk), each chunk's table filtered and dropped before the next: the district
+    # year's 24.5 M scored pairs with every intermediate column took 13 GB in one table.
+    # Chunks give the same pairs and scores (tested); one chunk below this many profiles.
+    predict_chunk_profiles: int = 500_000
 
 
 # ------------------------------------------------------------------ features
@@ -516,10 +522,8 @@ def score_pairs(
             out_kept = kept
         parameters = _parameters(model)
         prior = float(model["probability_two_random_records_match"])
-        predictions = linker.inference.predict(
-            threshold_match_probability=settings.min_probability, warning_mode="never"
-        )
-        out, total = _predicted(con, predictions.physical_name, keep)
+        # only the new profiles' pairs (a new day: tens of thousands) need no chunks
+        out, total = _predict(linker, con, settings, 0 if only_new else profiles.height, keep)
     finally:
         splink_log.setLevel(level)
         con.close()
@@ -527,6 +531,44 @@ def score_pairs(
         return ScoredPairs(empty, prior, parameters, training, out_kept, total)
     pairs = out.sort("unique_id_l", "unique_id_r").cast(pl.Schema(PAIR_SCHEMA))
     return ScoredPairs(pairs, prior, parameters, training, out_kept, total)
+
+
+def _predict(
+    linker: Linker,
+    con: duckdb.DuckDBPyConnection,
+    settings: ModelSettings,
+    profiles: int,
+    keep: PairFilter | None,
+) -> tuple[pl.DataFrame, int]:
+    """Score the candidate pairs (:func:`_predicted`): in one piece, or in chunks of the left
+    side's profiles (``ModelSettings.predict_chunk_profiles``), each chunk's splink table and
+    blocked pairs dropped once its pairs are selected. The chunks together are splink's
+    ``predict(num_chunks_left=n)``: every pair once, the same scores."""
+    chunks = max(1, math.ceil(profiles / max(1, settings.predict_chunk_profiles)))
+    if chunks == 1:
+        predictions = linker.inference.predict(
+            threshold_match_probability=settings.min_probability, warning_mode="never"
+        )
+        return _predicted(con, predictions.physical_name, keep)
+    parts: list[pl.DataFrame] = []
+    total = 0
+    cache = linker._intermediate_table_cache
+    for i in range(1, chunks + 1):
+        left, right = (i, chunks), (1, 1)
+        chunk = linker.inference.predict_chunk(
+            left_chunk=left,
+            right_chunk=right,
+            threshold_match_probability=settings.min_probability,
+            warning_mode="never",
+        )
+        part, scored = _predicted(con, chunk.physical_name, keep)
+        parts.append(part)
+        total += scored
+        chunk.drop_table_from_database_and_remove_from_cache()
+        blocked = _blocked_pairs_cache_key(left, right)
+        if blocked in cache:
+            cache[blocked].drop_table_from_database_and_remove_from_cache()
+    return pl.concat(parts), total
 
 
 def _predicted(
