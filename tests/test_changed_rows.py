@@ -13,32 +13,21 @@ import pytest
 from quality.changed_rows import Ledger, read_ledger, validate_changed
 from quality.library_checks import DerivedBatch, validate_batches
 from quality.rules import AS_OF
-from quality.runner import Outcome, QualityResult, validate
+from quality.runner import QualityResult, validate
 from quality.scorecard import load_thresholds
 from rainbow.settings import Lake
 from schemas import load_registry
 from schemas.contract import DerivedTable
 from tests.lakefiles import read_parquet
+from tests.outcomes import outcome_key
 
 REG = load_registry()
 
 
-def _key(o: Outcome) -> tuple[Any, ...]:
-    percent = None if o.unexpected_percent is None else round(o.unexpected_percent, 9)
-    return (
-        o.rule_id,
-        o.evaluated,
-        o.success,
-        o.element_count,
-        o.unexpected_count,
-        percent,
-        o.examples,
-        o.observed,
-    )
-
-
 def assert_same(whole: QualityResult, changed: QualityResult) -> None:
-    assert [_key(o) for o in changed.outcomes] == [_key(o) for o in whole.outcomes], whole.table
+    assert [outcome_key(o, 9) for o in changed.outcomes] == [outcome_key(o, 9) for o in whole.outcomes], (
+        whole.table
+    )
     assert changed.rows == whole.rows
 
 

@@ -19,37 +19,20 @@ from quality._gx import E
 from quality.changed_rows import validate_changed
 from quality.checks import load_related
 from quality.rules import AS_OF
-from quality.runner import Outcome, QualityResult, row_slices, validate
+from quality.runner import QualityResult, row_slices, validate
 from quality.suites import rules_for
 from rainbow.settings import Lake
 from schemas import load_registry
 from schemas.contract import DerivedTable
 from tests.lakefiles import read_parquet
+from tests.outcomes import outcome_key
 
 REG = load_registry()
 
 
-def _key(o: Outcome, digits: int | None = None) -> tuple[Any, ...]:
-    percent = o.unexpected_percent
-    if digits is not None and percent is not None:
-        percent = round(percent, digits)
-    return (
-        o.rule_id,
-        o.evaluated,
-        o.success,
-        o.element_count,
-        o.unexpected_count,
-        o.missing_count,
-        percent,  # sliced: computed as GX computes it, equal (not close)
-        o.examples,
-        o.observed,
-        o.note,
-    )
-
-
 def assert_same(whole: QualityResult, sliced: QualityResult) -> None:
     assert sliced.slices > 1, whole.table
-    assert [_key(o) for o in sliced.outcomes] == [_key(o) for o in whole.outcomes], whole.table
+    assert [outcome_key(o) for o in sliced.outcomes] == [outcome_key(o) for o in whole.outcomes], whole.table
     assert sliced.unexpected_rows == whole.unexpected_rows, whole.table
     assert sliced.rows == whole.rows
 
@@ -143,6 +126,8 @@ def test_a_frame_validated_in_slices_reports_what_one_piece_reports(library_lake
             )
             assert first.result.slices > 1
             # the changed-rows path computes percentages its own way (100 * u / n): to 9 digits
-            assert [_key(o, 9) for o in first.result.outcomes] == [_key(o, 9) for o in whole.outcomes]
+            assert [outcome_key(o, 9) for o in first.result.outcomes] == [
+                outcome_key(o, 9) for o in whole.outcomes
+            ]
             assert first.passed.height == spoiled.height - len(whole.unexpected_rows or ())
     assert checked >= (10 if zone == "staged" else 5)
