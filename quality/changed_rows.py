@@ -44,7 +44,7 @@ import polars as pl
 import pyarrow as pa
 
 from quality.rules import AS_OF, QualityRule, as_of_end
-from quality.runner import Outcome, QualityResult, prepare, rule_columns, validate
+from quality.runner import Outcome, QualityResult, prepare, repeated_keys, rule_columns, validate
 from quality.suites import rules_for
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, read_frame, write_frame
@@ -75,7 +75,6 @@ MULTI_COLUMN = frozenset({"expect_compound_columns_to_be_unique"})
 # whole-batch rules: the batch has the table's columns and types, so their outcome is the table's
 TYPE_RULE = "expect_column_values_to_be_of_type"
 TABLE_LEVEL = frozenset({TYPE_RULE, "expect_table_columns_to_match_set"})
-UNIQUENESS = frozenset({"expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"})
 _CODE = (
     Path(__file__),
     Path(__file__).with_name("rules.py"),
@@ -307,14 +306,7 @@ def must_validate(
         mask = pl.repeat(True, frame.height, eager=True)
     else:
         mask = ~(hashes[HASH].is_in(known[HASH].implode()) & hashes[HASH2].is_in(known[HASH2].implode()))
-    for rule in rules:
-        kind = rule.expectation.expectation_type
-        if kind not in UNIQUENESS:
-            continue
-        spec = rule.expectation.dict()
-        cols = [spec["column"]] if "column" in spec and spec.get("column") else list(spec["column_list"])
-        # the key columns hashed: a collision only adds rows to the batch
-        mask = mask | frame.select(cols).hash_rows(seed=HASH_SEED).is_duplicated()
+    mask = mask | repeated_keys(frame, rules)
     return mask
 
 

@@ -411,21 +411,28 @@ def row_slices(frame: pl.DataFrame, rules: list[QualityRule], slice_rows: int) -
         return None
     if any(r.expectation.dict().get("mostly") not in (None, 1, 1.0) for r in rules):
         return None
-    together = pl.repeat(False, frame.height, eager=True)
-    for rule in rules:
-        if rule.expectation.expectation_type not in UNIQUENESS:
-            continue
-        spec = rule.expectation.dict()
-        cols = [spec["column"]] if spec.get("column") else list(spec["column_list"])
-        if any(c not in frame.columns for c in cols):
-            continue  # GX reports the rule's missing column; no row moves
-        together = together | frame.select(cols).hash_rows(seed=UNIQUE_SEED).is_duplicated()
+    together = repeated_keys(frame, rules)
     flags = together.to_numpy()
     first = np.flatnonzero(flags)
     rest = np.flatnonzero(~flags)
     slices = [first] if first.size else []
     slices += [rest[i : i + slice_rows] for i in range(0, rest.size, slice_rows)]
     return slices
+
+
+def repeated_keys(frame: pl.DataFrame, rules: list[QualityRule]) -> pl.Series:
+    """Rows whose values in some uniqueness rule's columns occur more than once in ``frame``
+    (the key columns hashed: a collision only adds a row). A rule naming a missing column is
+    skipped (GX reports it)."""
+    repeated = pl.repeat(False, frame.height, eager=True)
+    for rule in rules:
+        if rule.expectation.expectation_type not in UNIQUENESS:
+            continue
+        spec = rule.expectation.dict()
+        cols = [spec["column"]] if spec.get("column") else list(spec["column_list"])
+        if all(c in frame.columns for c in cols):
+            repeated = repeated | frame.select(cols).hash_rows(seed=UNIQUE_SEED).is_duplicated()
+    return repeated
 
 
 @dataclass
