@@ -490,6 +490,13 @@ def test_a_kept_model_scores_only_new_profiles_and_links_as_scoring_every_pair_w
         records, previous=first.assignments, kept=first.kept, normalised=True, settings=settings
     )
     assert today.stats["model_trained"] == 0
+    # the kept linkage given as its reader (as build_mei gives it, so its pairs can be let go)
+    read = link_records(
+        records, previous=first.assignments, kept=lambda: first.kept, normalised=True, settings=settings
+    )
+    assert read.assignments.equals(today.assignments) and read.review_pairs.equals(today.review_pairs)
+    assert read.kept is not None and read.kept.pairs.equals(today.kept.pairs)  # type: ignore[union-attr]
+    assert first.kept.pairs.height == first.stats["kept_pairs"]  # the caller's linkage untouched
     assert 0 < today.stats["new_profiles"] < today.stats["profiles"] // 10
     # the reference: the same model scoring every pair (a kept linkage that has scored nothing)
     blank = replace(
@@ -658,3 +665,31 @@ def test_scoring_in_chunks_of_profiles_gives_the_pairs_and_links_of_one_piece(st
     assert three.assignments.equals(one.assignments)
     assert three.review_pairs.equals(one.review_pairs)
     assert three.parameters.equals(one.parameters)
+
+
+def test_previous_key_of_finds_each_records_key_as_a_left_join_does() -> None:
+    """The previous keys found by binary search over the previous links (sorted or not) equal a
+    left join's, in the records' order; records the previous run did not key get null."""
+    import random
+
+    from assets.library.identity_keys import PREVIOUS_KEY
+    from assets.library.mei import previous_key_of
+
+    rng = random.Random(7)
+    ids = [f"t{rng.randrange(5)}:f{rng.randrange(40)}.parquet:{n}" for n in range(3_000)]
+    previous = pl.DataFrame(
+        {
+            "record_id": [*ids[:2_000], "zz:gone:1", "a:gone:2"],
+            "elder_key": [f"YP{n:07d}" for n in range(2_002)],
+        }
+    )
+    shuffled = previous.sample(fraction=1.0, shuffle=True, seed=3)
+    records = pl.Series("record_id", ids).sample(fraction=1.0, shuffle=True, seed=5)
+    joined = records.to_frame().join(previous, on="record_id", how="left", maintain_order="left")
+    expected = joined["elder_key"]
+    assert expected.null_count() == 1_000
+    for prev in (previous.sort("record_id"), shuffled, previous.clear()):
+        found = previous_key_of(records, prev)
+        assert found.name == PREVIOUS_KEY and found.len() == records.len()
+        want = expected if prev.height else pl.Series([None] * records.len(), dtype=pl.String)
+        assert found.rename("elder_key").equals(want.rename("elder_key"))
