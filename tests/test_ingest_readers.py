@@ -271,3 +271,75 @@ def _fast_args(path: Path, table: Table) -> tuple[object, ...]:
         if readers.find_header([rec], table) == 0:
             return text, lines, i + 1, table, rec
     raise AssertionError(f"no header in {path}")
+
+
+def _same_delivery(path: Path, t: Table) -> int:
+    """Reads ``path`` with and without the fast path for flat lines; both must agree exactly."""
+    from assets.ingest.readers import read_jsonl
+
+    fast, slow = read_jsonl(path, t), read_jsonl(path, t, fast=False)
+    assert fast.rows.equals(slow.rows), path
+    assert fast.broken.equals(slow.broken), path
+    assert (fast.encoding, fast.extra_columns, fast.missing_columns) == (
+        slow.encoding,
+        slow.extra_columns,
+        slow.missing_columns,
+    ), path
+    return fast.rows.height
+
+
+def test_flat_json_lines_read_by_polars_equal_the_json_parsers_rows(tmp_path: Path) -> None:
+    """Every kind of line the fast path must leave to the parser (or read the parser's way)."""
+    t = table("wristband_events")
+    lines = [
+        '{"eid":"E1","imei":"861234","ts":"2024-11-05T08:00:00+08:00","type":"SOS","lat":31.2901,"lng":121.50}',
+        '{"eid":"E2","imei":"861234","ts":"2024-11-05T08:00:00+08:00","type":"跌倒","lat":null,"lng":""}',
+        '{"eid":"E3","type":"null","lat":-0.0,"lng":1.5E+2,"imei":true}',  # keys out of order, one missing
+        '{"eid": "E4", "imei": "861235"}',  # whitespace: the parser's
+        '{"eid":"E5","note":"extra key","imei":"1"}',  # a key outside the contract
+        '{"eid":"E6","eid":"E6b"}',  # a key twice: the parser keeps the last
+        '{"eid":"E\\u0037","imei":"a\\"b"}',  # escapes
+        '{"eid":"E8","lat":01}',  # not JSON (leading zero)
+        '{"eid":"E9","lat":NaN}',  # the parser's constant
+        '{"eid":"E10","loc":{"lat":1}}',  # nested
+        '["E11"]',  # not an object
+        "{}",
+        '{"eid":"E13","imei":"tab\there"}',  # a control character inside a string: invalid JSON
+        "\u3000",  # a full-width space is not blank to bytes.strip()
+        "   ",
+        '{"eid":"E16","imei":"861236","ts":"2024-11-05T09:00:00+08:00"}\r',
+        '{"eid":"E17","lat":31.29}{"eid":"E18"}',
+        '{"eid":"","imei":"长者","type":"电子围栏越界"}',
+    ]
+    path = tmp_path / "events_20241105.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert _same_delivery(path, t) == 12  # E9: the parser takes NaN
+    # a file with a GBK line is read by the parser throughout; a BOM is kept out of the first key
+    path.write_bytes(
+        "\n".join(lines[:3]).encode("utf-8") + b"\n" + '{"eid":"G1","type":"跌倒"}'.encode("gbk")
+    )
+    assert _same_delivery(path, t) == 4
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8"))
+    assert _same_delivery(path, t) == 12  # E9: the parser takes NaN
+
+
+def test_the_samples_wristband_deliveries_read_the_same_with_and_without_the_fast_path(
+    sample_lake: Lake,
+) -> None:
+    files = sorted((sample_lake.landing / "wristband").glob("*.jsonl"))
+    assert len(files) >= 60
+    rows = sum(
+        _same_delivery(f, table("wristband_vitals" if "vitals" in f.name else "wristband_events"))
+        for f in files
+    )
+    assert rows > 10_000
+    # and most lines were the fast path's
+    from assets.ingest.readers import _flat_lines
+
+    lines = pl.DataFrame({"line": files[0].read_text(encoding="utf-8").splitlines()}).with_row_index(
+        "lineno", offset=1
+    )
+    flat, _, _ = _flat_lines(
+        lines, table("wristband_events" if "events" in files[0].name else "wristband_vitals")
+    )
+    assert flat.height > 0.9 * lines.height

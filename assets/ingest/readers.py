@@ -22,7 +22,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Generator, Iterator, Sequence
+import re
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -549,8 +550,57 @@ def read_json_dump(path: Path, table: Table) -> Delivered:
     )
 
 
-def read_jsonl(path: Path, table: Table) -> Delivered:
-    """Read JSON lines; a line that is not a JSON object goes to ``broken``, the rest survives."""
+# A JSON line the fast path reads: one flat object, no whitespace, strings without escapes or
+# control characters, numbers as JSON spells them, keys all of the contract (checked per table).
+_FLAT_STRING = r'"[^"\\\x00-\x1f]*"'
+_FLAT_VALUE = rf"(?:{_FLAT_STRING}|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null)"
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def _flat_lines(lines: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.DataFrame, set[str]]:
+    """(rows read by Polars, lines left for the JSON parser, contract keys the rows carry) of the
+    non-blank ``lines`` (``line``, ``lineno``). A line is read here only when the JSON parser
+    would read it the same: a flat object of the contract's keys, each at most once, values
+    plain (see the patterns above); its values come out as :func:`_json_text` gives them. (A
+    district day of wristband vitals, 130,000 lines, takes 1.5 s through the parser.)"""
+    keys = [c.source for c in table.columns]
+    if not keys or not all(_PLAIN_KEY.fullmatch(k) for k in keys):
+        return pl.DataFrame(schema=rows_schema(table)), lines, set()
+    pair = rf'"(?:{"|".join(keys)})":{_FLAT_VALUE}'
+    flat = pl.col("line").str.contains(rf"^\{{(?:{pair}(?:,{pair})*)?\}}$")
+    once = [pl.col("line").str.count_matches(f'"{k}":', literal=True) <= 1 for k in keys]
+    checked = lines.with_columns(_flat=pl.all_horizontal(flat, *once))
+    # each value's token first (an expression used several times is evaluated each time)
+    fast = checked.filter(pl.col("_flat")).with_columns(
+        pl.col("line").str.extract(rf'[{{,]"{c.source}":({_FLAT_STRING}|[^,}}]*)', 1).alias(f"_t{i}")
+        for i, c in enumerate(table.columns)
+    )
+    values = []
+    for i, c in enumerate(table.columns):
+        token = pl.col(f"_t{i}")
+        value = (
+            pl.when(token.str.starts_with('"'))
+            .then(token.str.strip_prefix('"').str.strip_suffix('"'))
+            .when(token == "null")
+            .then(None)
+            .otherwise(token)
+        )
+        values.append(pl.when(value == "").then(None).otherwise(value).alias(c.name))
+    rows = fast.select(
+        *values, pl.lit(None, dtype=pl.String).alias(EXTRA), pl.col("lineno").alias(ROW_NUMBER)
+    )
+    present = fast.select(pl.col("line").str.contains(f'"{k}":', literal=True).any().alias(k) for k in keys)
+    seen = {k for k, there in zip(keys, present.row(0), strict=True) if there} if fast.height else set()
+    rest = checked.filter(~pl.col("_flat")).drop("_flat")
+    return rows.cast(pl.Schema(rows_schema(table))), rest, seen
+
+
+def read_jsonl(path: Path, table: Table, *, fast: bool = True) -> Delivered:
+    """Read JSON lines; a line that is not a JSON object goes to ``broken``, the rest survives.
+
+    ``fast``: plain lines of a UTF-8 file are read by Polars (:func:`_flat_lines`), the rest by
+    the JSON parser; both give the same rows (tested against the parser alone)."""
     data = path.read_bytes()
     encoding = "utf-8"
     if data.startswith(_UTF8_BOM):
@@ -558,7 +608,26 @@ def read_jsonl(path: Path, table: Table) -> Delivered:
         encoding = "utf-8-sig"
     acc = _Records(table)
     gb_lines = 0
-    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+    numbered: Iterable[tuple[int, bytes]] = enumerate(data.split(b"\n"), start=1)
+    flat: pl.DataFrame | None = None
+    if fast:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:  # a GBK line somewhere: the parser reads every line
+            text = None
+        if text is not None:
+            lines = (
+                pl.DataFrame({"line": text.split("\n")})
+                .with_row_index("lineno", offset=1)
+                .with_columns(pl.col("line").str.strip_chars_end("\r"))
+                .filter(pl.col("line").str.strip_chars(_ASCII_SPACE) != "")
+            )
+            flat, rest, seen = _flat_lines(lines, table)
+            acc.seen_sources.update(seen)
+            numbered = (
+                (int(n), line.encode("utf-8")) for n, line in rest.select("lineno", "line").iter_rows()
+            )
+    for lineno, raw_line in numbered:
         line = raw_line.rstrip(b"\r")
         if not line.strip():
             continue
@@ -583,12 +652,16 @@ def read_jsonl(path: Path, table: Table) -> Delivered:
         acc.add(lineno, obj, raw=text)
     if gb_lines:
         encoding = "gb18030" if gb_lines == len(acc.rownum) else f"{encoding}+gb18030"
+    rows = _frame(table, acc.columns, acc.extra, acc.rownum)
+    if flat is not None and flat.height:
+        rows = pl.concat([flat, rows]).sort(ROW_NUMBER)
+    missing = tuple(c.name for c in table.columns if c.source not in acc.seen_sources) if rows.height else ()
     return Delivered(
-        rows=_frame(table, acc.columns, acc.extra, acc.rownum),
+        rows=rows,
         broken=_broken_frame(acc.broken),
         encoding=encoding,
         extra_columns=tuple(acc.extra_keys),
-        missing_columns=acc.missing(),
+        missing_columns=missing,
     )
 
 
