@@ -503,8 +503,10 @@ class _Records:
         self.extra.append(_extra_json(extra))
         self.rownum.append(rownum)
 
-    def missing(self) -> tuple[str, ...]:
-        if not self.rownum:
+    def missing(self, rows: int | None = None) -> tuple[str, ...]:
+        """Contract columns no record carried (none when no record was read: ``rows``, by
+        default the records added here)."""
+        if not (len(self.rownum) if rows is None else rows):
             return ()
         return tuple(c.name for c in self.table.columns if c.source not in self.seen_sources)
 
@@ -569,8 +571,12 @@ def _flat_lines(lines: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.Dat
         return pl.DataFrame(schema=rows_schema(table)), lines, set()
     pair = rf'"(?:{"|".join(keys)})":{_FLAT_VALUE}'
     flat = pl.col("line").str.contains(rf"^\{{(?:{pair}(?:,{pair})*)?\}}$")
-    once = [pl.col("line").str.count_matches(f'"{k}":', literal=True) <= 1 for k in keys]
-    checked = lines.with_columns(_flat=pl.all_horizontal(flat, *once))
+    counts = [
+        pl.col("line").str.count_matches(f'"{k}":', literal=True).alias(f"_n{i}") for i, k in enumerate(keys)
+    ]
+    checked = lines.with_columns(counts).with_columns(
+        _flat=pl.all_horizontal(flat, *[pl.col(f"_n{i}") <= 1 for i in range(len(keys))])
+    )
     # each value's token first (an expression used several times is evaluated each time)
     fast = checked.filter(pl.col("_flat")).with_columns(
         pl.col("line").str.extract(rf'[{{,]"{c.source}":({_FLAT_STRING}|[^,}}]*)', 1).alias(f"_t{i}")
@@ -590,9 +596,9 @@ def _flat_lines(lines: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.Dat
     rows = fast.select(
         *values, pl.lit(None, dtype=pl.String).alias(EXTRA), pl.col("lineno").alias(ROW_NUMBER)
     )
-    present = fast.select(pl.col("line").str.contains(f'"{k}":', literal=True).any().alias(k) for k in keys)
-    seen = {k for k, there in zip(keys, present.row(0), strict=True) if there} if fast.height else set()
-    rest = checked.filter(~pl.col("_flat")).drop("_flat")
+    present = fast.select(pl.col(f"_n{i}").sum() for i in range(len(keys))).row(0)
+    seen = {k for k, n in zip(keys, present, strict=True) if n}
+    rest = checked.filter(~pl.col("_flat")).select("lineno", "line")
     return rows.cast(pl.Schema(rows_schema(table))), rest, seen
 
 
@@ -655,13 +661,12 @@ def read_jsonl(path: Path, table: Table, *, fast: bool = True) -> Delivered:
     rows = _frame(table, acc.columns, acc.extra, acc.rownum)
     if flat is not None and flat.height:
         rows = pl.concat([flat, rows]).sort(ROW_NUMBER)
-    missing = tuple(c.name for c in table.columns if c.source not in acc.seen_sources) if rows.height else ()
     return Delivered(
         rows=rows,
         broken=_broken_frame(acc.broken),
         encoding=encoding,
         extra_columns=tuple(acc.extra_keys),
-        missing_columns=missing,
+        missing_columns=acc.missing(rows.height),
     )
 
 
