@@ -585,14 +585,15 @@ def _flat_lines(lines: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, pl.Dat
     values = []
     for i, c in enumerate(table.columns):
         token = pl.col(f"_t{i}")
+        # null and "" are no value (an unquoted token is never empty: the line was checked)
         value = (
-            pl.when(token.str.starts_with('"'))
-            .then(token.str.strip_prefix('"').str.strip_suffix('"'))
-            .when(token == "null")
+            pl.when(token.is_in(["null", '""']))
             .then(None)
+            .when(token.str.starts_with('"'))
+            .then(token.str.strip_prefix('"').str.strip_suffix('"'))
             .otherwise(token)
         )
-        values.append(pl.when(value == "").then(None).otherwise(value).alias(c.name))
+        values.append(value.alias(c.name))
     rows = fast.select(
         *values, pl.lit(None, dtype=pl.String).alias(EXTRA), pl.col("lineno").alias(ROW_NUMBER)
     )
@@ -630,9 +631,7 @@ def read_jsonl(path: Path, table: Table, *, fast: bool = True) -> Delivered:
             )
             flat, rest, seen = _flat_lines(lines, table)
             acc.seen_sources.update(seen)
-            numbered = (
-                (int(n), line.encode("utf-8")) for n, line in rest.select("lineno", "line").iter_rows()
-            )
+            numbered = ((int(n), line.encode("utf-8")) for n, line in rest.iter_rows())
     for lineno, raw_line in numbered:
         line = raw_line.rstrip(b"\r")
         if not line.strip():
