@@ -16,7 +16,6 @@ This module builds its own hourly partitions; ``assets/partitions.py`` stays dai
 
 import os
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -24,11 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
-import polars as pl
 
 from assets.ingest.views import ensure_views
 from assets.marts.alert_rules import AlertRules, load_rules
-from assets.marts.alerts import HOUR_FORMAT, MART, Pseudonymise, load_devices, mart_dir, run_hours
+from assets.marts.alerts import (
+    HOUR_FORMAT,
+    MART,
+    AlertTally,
+    Pseudonymise,
+    iter_hours,
+    load_devices,
+    mart_dir,
+)
 from assets.partitions import DEFAULT_PARTITION_START, PARTITION_START_ENV, PARTITION_TIMEZONE
 from assets.staged_assets import staged_asset_key
 from masking.pseudonym import load_pseudonym_key, pseudonym
@@ -95,16 +101,14 @@ class AlertDefinitions:
     schedules: list["dg.ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition"]
 
 
-def _metadata(rows: pl.DataFrame, keys: Sequence[str], lake: Lake) -> dict[str, Any]:
-    by_type = Counter(rows["alert_type"].to_list())
-    new = rows.filter(rows["new_alert"])
+def _metadata(tally: AlertTally, keys: Sequence[str], lake: Lake) -> dict[str, Any]:
     return {
-        "dagster/row_count": rows.height,
+        "dagster/row_count": tally.rows,
         "hours": len(keys),
-        "alert_rows": rows.height,
-        "new_alerts": new.height,
-        "alerts_by_type": dg.MetadataValue.json(dict(sorted(by_type.items()))),
-        "new_by_severity": dg.MetadataValue.json(dict(sorted(Counter(new["severity"].to_list()).items()))),
+        "alert_rows": tally.rows,
+        "new_alerts": tally.new_alerts,
+        "alerts_by_type": dg.MetadataValue.json(dict(sorted(tally.by_type.items()))),
+        "new_by_severity": dg.MetadataValue.json(dict(sorted(tally.new_by_severity.items()))),
         "mart_path": dg.MetadataValue.path(str(mart_dir(lake))),
     }
 
@@ -138,13 +142,13 @@ def build_alert_assets(
     def _safety_alerts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         keys = sorted(context.partition_keys)
         devices = load_devices(lake.lake)
-        rows = run_hours(lake.lake, keys, rules, devices, pseudonymiser(lake.lake))
+        tally = AlertTally()
+        for _, rows in iter_hours(lake.lake, keys, rules, devices, pseudonymiser(lake.lake)):
+            tally.add(rows)
         with lake.warehouse() as con:
             create_alert_view(con, lake.lake)
-        context.log.info(
-            f"{len(keys)} hour(s): {rows.height} alert rows, {rows['new_alert'].sum()} new alerts"
-        )
-        return dg.MaterializeResult(metadata=_metadata(rows, keys, lake.lake))
+        context.log.info(f"{len(keys)} hour(s): {tally.rows} alert rows, {tally.new_alerts} new alerts")
+        return dg.MaterializeResult(metadata=_metadata(tally, keys, lake.lake))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -44,6 +45,7 @@ from typing import Literal
 import polars as pl
 
 from assets.marts.alert_rules import (
+    ALERT_TYPES,
     FALL,
     GEOFENCE_EXIT,
     HEART_RATE_HIGH,
@@ -145,7 +147,8 @@ class AlertInputs:
     water: pl.DataFrame
     devices: pl.DataFrame
     # (first, end, look-back hours) when vitals and events are repeated per hour of [first, end)
-    # but the water readings are not (see hourly_inputs): their hits are spread over the hours
+    # but the water readings are not (see hourly_inputs): their hits are spread over the hours.
+    # Set only for clean readings: each in its own day's file, no (meter, time) twice
     water_block: tuple[datetime, datetime, int] | None = None
 
     @classmethod
@@ -519,6 +522,14 @@ def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.
     return frame
 
 
+def _first_of_each(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The first row of each ``keys`` value, in order (``unique(keep="first")``); a frame whose
+    keys do not repeat - the usual case - is returned after a check that costs a third of it."""
+    if not frame.select(keys).is_duplicated().any():
+        return frame
+    return frame.unique(keys, keep="first", maintain_order=True)
+
+
 def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = None) -> pl.DataFrame:
     """Every rule's hits over the inputs (readings and events before ``end`` only).
 
@@ -536,14 +547,15 @@ def detect_hits(inputs: AlertInputs, rules: AlertRules, end: datetime | None = N
     vitals = _before_end(vitals, "measured_at", end)
     events = _before_end(events, "occurred_at", end)
     water = _before_end(water, "read_at", end)
-    vitals = vitals.unique(["device_id", *h, "measured_at"], keep="first", maintain_order=True)
+    vitals = _first_of_each(vitals, ["device_id", *h, "measured_at"])
     if "from_quarantine" not in events.columns:
         events = events.with_columns(from_quarantine=pl.lit(False))
     # a staged copy of an event wins over a rescued quarantined one
     events = events.sort(*h, "from_quarantine", "event_id", maintain_order=True).unique(
         ["event_id", *h], keep="first", maintain_order=True
     )
-    water = water.unique(["meter_id", *_hour_cols(water), "read_at"], keep="first", maintain_order=True)
+    if not water_once:  # a clean block (hourly_inputs checked it) repeats no (meter, time)
+        water = _first_of_each(water, ["meter_id", *_hour_cols(water), "read_at"])
     parts = [
         heart_rate_hits(vitals, rules),
         spo2_hits(vitals, rules),
@@ -608,58 +620,123 @@ def alert_id(subject: str, alert_type: str, episode_start: datetime) -> str:
     return "AL" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16].upper()
 
 
-def _fmt(t: datetime) -> str:
-    return f"{t.month}月{t.day}日{t:%H:%M}"
-
-
-def _number(x: object) -> float | None:
-    return float(x) if isinstance(x, int | float) else None
-
-
 QUARANTINE_NOTE = "（事件记录因其他字段异常进入隔离区，仍据原始记录告警）"
 
 
-def evidence(row: dict[str, object], rules: AlertRules) -> str:
-    """The Chinese evidence line of one alert row (numbers and the threshold they broke)."""
-    t = str(row["alert_type"])
-    start, end = row["episode_start"], row["episode_end"]
-    assert isinstance(start, datetime) and isinstance(end, datetime)
-    minutes = round((end - start).total_seconds() / 60)
-    value, aux = _number(row["value"]), _number(row["aux"])
-    shown = f"{value:.0f}" if value is not None else "?"
-    sources = set(row["sources"]) if isinstance(row["sources"], list) else set()
-    note = QUARANTINE_NOTE if QUARANTINED_EVENT in sources else ""
-    since = f"，{_fmt(start)}起"
-    if t == WATER_INACTIVITY:
-        w = rules.water_inactivity
-        window = aux if aux is not None else float(w.window_hours)
-        quiet = (end - start).total_seconds() / 3600
-        return (
-            f"{window:.0f}小时用水量{value or 0:.3f}立方米（阈值{w.min_use_m3}立方米/{w.window_hours}小时）；"
-            f"自{_fmt(start)}起约{quiet:.0f}小时无明显用水（独居）"
+def _formatted(values: pl.Series, spec: str) -> pl.Series:
+    """``format(value, spec)`` of every non-null float, by Python (the same digits as the
+    f-strings the wording used row by row): once per distinct value, mapped onto the column."""
+    distinct = values.drop_nulls().unique()
+    if distinct.len() == 0:
+        return pl.Series(values.name, [None] * values.len(), dtype=pl.String)
+    text = pl.Series([format(float(v), spec) for v in distinct.to_list()], dtype=pl.String)
+    return values.replace_strict(distinct, text, default=None, return_dtype=pl.String)
+
+
+def evidence_column(eps: pl.DataFrame, rules: AlertRules) -> pl.Series:
+    """The Chinese evidence line of every alert row: the numbers behind the alert and the threshold
+    they broke. Numbers are formatted by Python once per distinct value (``.0f``, ``.3f``), the
+    sentences put together by Polars (the row-by-row wording it replaced is the test's oracle,
+    ``tests/alerts/test_alert_evidence.py``).
+    ``eps`` needs alert_type, episode_start, episode_end, value, aux, sources and events."""
+    unknown = set(eps["alert_type"].unique().to_list()) - set(ALERT_TYPES)
+    if unknown:
+        raise ValueError(f"unknown alert type {sorted(unknown, key=str)[0]!r}")
+    if eps.height == 0:
+        return pl.Series("evidence", [], dtype=pl.String)
+    w = rules.water_inactivity
+    span_us = (eps["episode_end"] - eps["episode_start"]).dt.total_microseconds()
+    minutes = span_us.map_elements(lambda us: str(round(us / 10**6 / 60)), return_dtype=pl.String)
+    window = eps["aux"].fill_null(float(w.window_hours))
+    used = eps["value"].fill_null(0.0)
+    f = eps.select("alert_type", "sources", "events", value_null=pl.col("value").is_null()).with_columns(
+        _minutes=minutes,
+        _shown=_formatted(eps["value"], ".0f").fill_null("?"),
+        _radius=_formatted(eps["aux"], ".0f"),
+        _window=_formatted(window, ".0f"),
+        _used=_formatted(used, ".3f"),
+        _quiet=_formatted(span_us / 10**6 / 3600, ".0f"),
+        _start=eps["episode_start"].dt.strftime("%-m月%-d日%H:%M"),
+    )
+    t = pl.col("alert_type")
+    has = pl.col("sources").list
+    quarantined = has.contains(QUARANTINED_EVENT).fill_null(False)
+    note = pl.when(quarantined).then(pl.lit(QUARANTINE_NOTE)).otherwise(pl.lit(""))
+    since = pl.concat_str(pl.lit("，"), "_start", pl.lit("起"))
+    fell = pl.concat_str(pl.lit("腕表检测到跌倒（"), "_start", pl.lit("）"))
+    immobile = pl.lit(f"；跌倒后{rules.fall.no_movement_minutes}分钟以上步数无变化")
+    by_vitals = has.contains("vitals").fill_null(False) & ~pl.col("value_null")
+    by_event = (has.contains("event").fill_null(False)) | quarantined
+    fence_vitals = pl.concat_str(
+        pl.lit("离开电子围栏：距围栏中心最远"),
+        "_shown",
+        pl.lit("米"),
+        pl.when(pl.col("_radius").is_not_null())
+        .then(pl.concat_str(pl.lit("（围栏半径"), "_radius", pl.lit("米）")))
+        .otherwise(pl.lit("")),
+        pl.lit("，持续"),
+        "_minutes",
+        pl.lit("分钟"),
+    )
+    fence = pl.concat_str(
+        pl.when(by_vitals & by_event)
+        .then(pl.concat_str(fence_vitals, pl.lit("；腕表上报离开电子围栏")))
+        .when(by_vitals)
+        .then(fence_vitals)
+        .when(by_event)
+        .then(pl.lit("腕表上报离开电子围栏"))
+        .otherwise(pl.lit("")),
+        since,
+        note,
+    )
+
+    def sustained(kind: str, limit: object, extreme: str, unit: str) -> pl.Expr:
+        return pl.concat_str(
+            pl.lit(f"{kind}持续"),
+            "_minutes",
+            pl.lit(f"分钟{limit}（{extreme}"),
+            "_shown",
+            pl.lit(f"{unit}）"),
+            since,
         )
-    if t == HEART_RATE_HIGH:
-        return f"心率持续{minutes}分钟高于{rules.heart_rate.high_bpm}次/分（最高{shown}次/分）{since}"
-    if t == HEART_RATE_LOW:
-        return f"心率持续{minutes}分钟低于{rules.heart_rate.low_bpm}次/分（最低{shown}次/分）{since}"
-    if t == LOW_SPO2:
-        return f"血氧饱和度持续{minutes}分钟低于{rules.spo2.below_pct:g}%（最低{shown}%）{since}"
-    if t == SOS:
-        return f"一键呼叫（SOS）{row['events']}次{since}{note}"
-    if t == FALL:
-        text = f"腕表检测到跌倒（{_fmt(start)}）"
-        if "immobile" in sources:
-            text += f"；跌倒后{rules.fall.no_movement_minutes}分钟以上步数无变化"
-        return text + note
-    if t == GEOFENCE_EXIT:
-        parts = []
-        if "vitals" in sources and value is not None:
-            radius = f"（围栏半径{aux:.0f}米）" if aux is not None else ""
-            parts.append(f"离开电子围栏：距围栏中心最远{shown}米{radius}，持续{minutes}分钟")
-        if sources & {"event", QUARANTINED_EVENT}:
-            parts.append("腕表上报离开电子围栏")
-        return "；".join(parts) + since + note
-    raise ValueError(f"unknown alert type {t!r}")
+
+    text = (
+        pl.when(t == WATER_INACTIVITY)
+        .then(
+            pl.concat_str(
+                "_window",
+                pl.lit("小时用水量"),
+                "_used",
+                pl.lit(f"立方米（阈值{w.min_use_m3}立方米/{w.window_hours}小时）；自"),
+                "_start",
+                pl.lit("起约"),
+                "_quiet",
+                pl.lit("小时无明显用水（独居）"),
+            )
+        )
+        .when(t == HEART_RATE_HIGH)
+        .then(sustained("心率", f"高于{rules.heart_rate.high_bpm}次/分", "最高", "次/分"))
+        .when(t == HEART_RATE_LOW)
+        .then(sustained("心率", f"低于{rules.heart_rate.low_bpm}次/分", "最低", "次/分"))
+        .when(t == LOW_SPO2)
+        .then(sustained("血氧饱和度", f"低于{rules.spo2.below_pct:g}%", "最低", "%"))
+        .when(t == SOS)
+        .then(
+            pl.concat_str(
+                pl.lit("一键呼叫（SOS）"), pl.col("events").cast(pl.String), pl.lit("次"), since, note
+            )
+        )
+        .when(t == FALL)
+        .then(
+            pl.concat_str(
+                fell,
+                pl.when(has.contains("immobile").fill_null(False)).then(immobile).otherwise(pl.lit("")),
+                note,
+            )
+        )
+        .otherwise(fence)
+    )
+    return f.select(text.alias("evidence")).to_series()
 
 
 def _value_agg() -> pl.Expr:
@@ -743,42 +820,28 @@ def hour_rows(
         return pl.DataFrame(schema=ALERTS_SCHEMA)
     eps = _chain(eps, prior, rules)
     eps = _escalate(eps, rules)
-    version = rules.version_hash  # a hash of every setting: once per hour, not per row (35 us each)
-    rows = []
-    for row in eps.sort("alert_type", "subject", "episode_start", maintain_order=True).iter_rows(named=True):
-        rows.append(
-            {
-                "alert_id": row["alert_id"],
-                "hour": hour_key(start),
-                "alert_type": row["alert_type"],
-                "severity": row["severity"],
-                "elder_pseudonym": row["elder_pseudonym"],
-                "street": row["street"],
-                "device_kind": row["device_kind"],
-                "device_id": row["device_id"],
-                "detected_at": row["detected_at"],
-                "episode_start": row["episode_start"],
-                "episode_end": row["episode_end"],
-                "hits": row["hits"],
-                "new_alert": row["new_alert"],
-                "evidence": evidence(row, rules),
-                "rules_version": version,
-            }
-        )
-    return pl.DataFrame(rows, schema=ALERTS_SCHEMA)
+    eps = eps.sort("alert_type", "subject", "episode_start", maintain_order=True)
+    return eps.with_columns(
+        hour=pl.lit(hour_key(start)),
+        evidence=evidence_column(eps, rules),
+        rules_version=pl.lit(rules.version_hash),  # a hash of every setting: once per hour
+    ).select(pl.col(c).cast(dtype) for c, dtype in ALERTS_SCHEMA.items())
+
+
+def _new_ids(eps: pl.DataFrame, where: pl.Series | None = None) -> pl.Series:
+    """:func:`alert_id` of the episodes (null where ``where`` is false: those continue an
+    earlier alert and take its id, so theirs is never hashed)."""
+    cols = [eps[c].to_list() for c in ("subject", "alert_type", "episode_start")]
+    wanted = [True] * eps.height if where is None else where.to_list()
+    ids = [alert_id(*row) if want else None for want, *row in zip(wanted, *cols, strict=True)]
+    return pl.Series("alert_id", ids, dtype=pl.String)
 
 
 def _chain(eps: pl.DataFrame, prior: pl.DataFrame | None, rules: AlertRules) -> pl.DataFrame:
     """Give each episode the id of the earlier alert it continues (same subject and type, that
     alert ended within the de-dup window before this episode began), else a new id."""
-    eps = eps.with_columns(
-        alert_id=pl.struct("subject", "alert_type", "episode_start").map_elements(
-            lambda s: alert_id(s["subject"], s["alert_type"], s["episode_start"]), return_dtype=pl.String
-        ),
-        new_alert=pl.lit(True),
-    )
     if prior is None or prior.height == 0:
-        return eps
+        return eps.with_columns(alert_id=_new_ids(eps), new_alert=pl.lit(True))
     p = (
         prior.with_columns(
             subject=pl.coalesce("elder_pseudonym", pl.concat_str("device_kind", pl.lit(":"), "device_id"))
@@ -823,7 +886,7 @@ def _chain(eps: pl.DataFrame, prior: pl.DataFrame | None, rules: AlertRules) -> 
         pl.col("p_severity").replace_strict(rank, default=0, return_dtype=pl.Int64),
     )
     return eps.with_columns(
-        alert_id=pl.when(chained).then(pl.col("p_alert_id")).otherwise(pl.col("alert_id")),
+        alert_id=pl.coalesce("p_alert_id", _new_ids(eps, eps["p_alert_id"].is_null())),
         new_alert=~chained,
         episode_start=pl.min_horizontal("episode_start", "p_start"),
         detected_at=pl.min_horizontal("detected_at", "p_detected"),
@@ -1239,23 +1302,27 @@ def hour_blocks(keys: Iterable[str], block_hours: int = BLOCK_HOURS) -> list[lis
     return blocks
 
 
-def run_hours(
+def iter_hours(
     lake: Lake,
     keys: Iterable[str],
     rules: AlertRules,
     devices: pl.DataFrame,
     pseudonymise: Pseudonymise,
     block_hours: int = BLOCK_HOURS,
-) -> pl.DataFrame:
-    """Several hours in time order, each chained to the ones before it (also those of this run).
+) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Several hours in time order, each chained to the ones before it (also those of this run),
+    written and yielded as ``(hour key, its rows)``.
 
     Detection runs per block of up to ``block_hours`` consecutive hours (:func:`hourly_inputs`);
     the result equals running the hours one by one. Staged days are read once per run and
-    dropped when the blocks have moved past them."""
+    dropped when the blocks have moved past them; an hour's rows are held only while a later
+    hour may chain to them (:func:`prior_hours`), so a year's backfill holds a day of rows, not
+    the year's."""
     cache: dict[str, pl.DataFrame] = {}
     days: DayCache = {}
     codes = load_registry().codelist("wristband_event").lookup()
     back = timedelta(hours=rules.max_lookback_hours + 1)
+    chained_back = timedelta(hours=len(prior_hours(datetime(2000, 1, 1), rules)))
     for block in hour_blocks(keys, block_hours):
         first = hour_start(block[0])
         oldest = (first - back).date()
@@ -1270,7 +1337,42 @@ def run_hours(
             rows = hour_rows(start, mine, rules, read_prior(lake, start, rules, cache))
             write_hour(lake, key, rows)
             cache[key] = rows
-    return pl.concat(list(cache.values())) if cache else pl.DataFrame(schema=ALERTS_SCHEMA)
+            # the next hour reads back to (its start - chained_back); later hours less far
+            horizon = hour_key(start + timedelta(hours=1) - chained_back)
+            for done in [k for k in cache if k < horizon]:
+                del cache[done]
+            yield key, rows
+
+
+def run_hours(
+    lake: Lake,
+    keys: Iterable[str],
+    rules: AlertRules,
+    devices: pl.DataFrame,
+    pseudonymise: Pseudonymise,
+    block_hours: int = BLOCK_HOURS,
+) -> pl.DataFrame:
+    """:func:`iter_hours`, every hour's rows in one frame (a few hours; a backfill folds them
+    as they come, see :class:`AlertTally`)."""
+    frames = [rows for _, rows in iter_hours(lake, keys, rules, devices, pseudonymise, block_hours)]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=ALERTS_SCHEMA)
+
+
+@dataclass
+class AlertTally:
+    """Counts over the rows of a run's hours, added an hour at a time."""
+
+    rows: int = 0
+    new_alerts: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    new_by_severity: Counter[str] = field(default_factory=Counter)
+
+    def add(self, rows: pl.DataFrame) -> None:
+        new = rows.filter(pl.col("new_alert"))
+        self.rows += rows.height
+        self.new_alerts += new.height
+        self.by_type.update(dict(rows["alert_type"].value_counts().iter_rows()))
+        self.new_by_severity.update(dict(new["severity"].value_counts().iter_rows()))
 
 
 def read_alerts(lake: Lake) -> pl.DataFrame:

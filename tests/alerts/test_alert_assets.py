@@ -124,6 +124,16 @@ def test_materialising_hours_in_process_writes_the_mart_with_real_pseudonyms(
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
     )
     assert run.success
+    # the run's counts, folded an hour at a time, are those of the rows it wrote
+    day = read_alerts(copy_lake).filter(pl.col("hour").str.starts_with(busy[:10]))
+    new = day.filter(pl.col("new_alert"))
+    metadata = [e.materialization.metadata for e in run.get_asset_materialization_events()]
+    assert metadata and day.height > rows.height
+    for meta in metadata:
+        assert meta["alert_rows"].value == day.height
+        assert meta["new_alerts"].value == new.height
+        assert meta["alerts_by_type"].value == dict(sorted(day["alert_type"].value_counts().iter_rows()))
+        assert meta["new_by_severity"].value == dict(sorted(new["severity"].value_counts().iter_rows()))
     hours = sorted({h for h in read_alerts(copy_lake)["hour"]})
     assert hours and all(h.startswith(busy[:10]) for h in hours)
     assert len(list((copy_lake.marts / "safety_alerts").glob(f"hour={busy[:10]}T*"))) == 24
