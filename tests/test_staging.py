@@ -76,6 +76,50 @@ BAD_CHECKSUM_ID = VALID_ID[:-1] + ("1" if VALID_ID[-1] != "1" else "2")
 assert ric.is_valid(VALID_ID) and not ric.is_valid(BAD_CHECKSUM_ID)
 
 
+def test_text_is_cleaned_as_nfkc_of_every_value_trimmed_and_empty_as_null() -> None:
+    """Only values beyond ASCII go through NFKC (ASCII is NFKC-stable): the result equals NFKC,
+    trim and empty -> null applied to every value, in place, without touching the input."""
+    values = [
+        "SB00000001",
+        " SB0000000２ ",
+        "ＳＢ０００",
+        "",
+        "   ",
+        None,
+        "\u3000",
+        "１２.５",
+        "12.5",
+        "ﾃｽﾄ",
+        "①",
+        "ﬁ",
+        "e\u0301",
+        "杨浦区　长白新村",
+        "\t x \n",
+        "Ａ\u3000",
+    ]
+    frame = pl.DataFrame({"a": values, "b": list(reversed(values)), "c": ["ascii"] * len(values)})
+    before = frame.clone()
+
+    def oracle(col: str) -> pl.Expr:
+        t = pl.col(col).str.normalize("NFKC").str.strip_chars()
+        return pl.when(t == "").then(None).otherwise(t).alias(f"__clean_{col}")
+
+    got = n.with_clean_texts(frame, ["a", "b", "c"])
+    assert got.equals(frame.with_columns(oracle("a"), oracle("b"), oracle("c")))
+    assert frame.equals(before)
+    assert got["__clean_a"].to_list()[:9] == [
+        "SB00000001",
+        "SB00000002",
+        "SB000",
+        None,
+        None,
+        None,
+        None,
+        "12.5",
+        "12.5",
+    ]
+
+
 @pytest.mark.parametrize(
     ("delivered", "expected", "flag"),
     [

@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from assets.staging.normalise import Rule, clean_text, rule_for
+from assets.staging.normalise import Rule, rule_for, with_clean_texts
 from assets.staging.stage import staged_dir
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
@@ -383,7 +383,7 @@ def _normalise_rows(frame: pl.DataFrame, registry: Registry | None = None) -> pl
     rules: dict[str, Rule] = {
         c.name: rule_for(c, table, registry, pl.lit(None, dtype=pl.Datetime("us"))) for c in table.columns
     }
-    work = text.with_columns([clean_text(c).alias(f"__clean_{c}") for c in STANDARD_COLUMNS])
+    work = with_clean_texts(text, STANDARD_COLUMNS)
     for i in range(max(len(r.stages) for r in rules.values())):
         work = work.with_columns(
             [e.alias(k) for r in rules.values() if i < len(r.stages) for k, e in r.stages[i].items()]

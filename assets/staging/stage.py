@@ -24,7 +24,7 @@ from assets.ingest.ledger import read_ledger
 from assets.ingest.raw import BROKEN_RAW_SCHEMA, LINEAGE_SCHEMA, raw_schema
 from assets.ingest.readers import RAW_TEXT
 from assets.ingest.views import empty_select, ensure_views, parquet_select
-from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, clean_text, rule_for
+from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, rule_for, with_clean_texts
 from rainbow.filefacts import cached_facts
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
@@ -121,7 +121,7 @@ def stage_frame(
     """
     delivery_end = (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
     rules: dict[str, Rule] = {c.name: rule_for(c, table, registry, delivery_end) for c in table.columns}
-    staged_input = raw.with_columns([clean_text(c.name).alias(f"__clean_{c.name}") for c in table.columns])
+    staged_input = with_clean_texts(raw, [c.name for c in table.columns])
     depth = max((len(r.stages) for r in rules.values()), default=0)
     for i in range(depth):
         staged_input = staged_input.with_columns(
