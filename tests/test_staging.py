@@ -214,6 +214,42 @@ def test_when_the_same_key_arrives_twice_then_the_later_copy_is_quarantined() ->
     assert quarantine["_reasons"][0].to_list() == ["DUPLICATE_KEY"]
 
 
+def test_rows_read_out_of_file_order_stage_as_in_file_order() -> None:
+    """The first copy of a key (by file and row) is kept whatever order the raw rows come in, and
+    staged/quarantined rows come out by file and row."""
+    rows = [
+        _screening(),
+        _screening(screening_id="RZ2", score="x"),  # a bad number: quarantined
+        _screening(),  # the same key again
+        _screening(screening_id="RZ3"),
+        _screening(screening_id="RZ4", sex="女"),  # flagged: the ID says male
+    ]
+    text = {c.name: pl.String for c in SCREENINGS.columns}
+    raw = pl.DataFrame(rows * 2, schema=text).with_columns(
+        _source_file=pl.Series(["b.csv"] * 5 + ["a.csv"] * 5),
+        _row_number=pl.Series([1, 2, 3, 4, 5] * 2, dtype=pl.Int64),
+        _file_sha256=pl.lit("x"),
+        _ingested_at=pl.lit(datetime(2026, 11, 6, tzinfo=UTC)),
+        _delivery_date=pl.lit(date(2026, 11, 5)),
+    )
+    broken = pl.DataFrame({"_raw_text": ["garbled"], "_source_file": ["a.csv"], "_row_number": [6]})
+    ordered = stage_frame(raw.sort("_source_file", "_row_number"), broken, SCREENINGS, REG)
+    staged, quarantine = stage_frame(raw, broken, SCREENINGS, REG)  # b.csv first
+    assert staged.equals(ordered[0]) and quarantine.equals(ordered[1])
+    assert staged.select("_source_file", "_row_number").rows() == [("a.csv", 1), ("a.csv", 4), ("a.csv", 5)]
+    assert quarantine.select("_source_file", "_row_number", "_reasons").rows() == [
+        ("a.csv", 2, ["BAD_NUMBER"]),
+        ("a.csv", 3, ["DUPLICATE_KEY"]),
+        ("a.csv", 6, ["BROKEN_LINE"]),
+        ("b.csv", 1, ["DUPLICATE_KEY"]),
+        ("b.csv", 2, ["BAD_NUMBER", "DUPLICATE_KEY"]),
+        ("b.csv", 3, ["DUPLICATE_KEY"]),
+        ("b.csv", 4, ["DUPLICATE_KEY"]),
+        ("b.csv", 5, ["DUPLICATE_KEY"]),
+    ]
+    assert staged.filter(pl.col("_row_number") == 5)["_flags"][0].len() > 0
+
+
 @pytest.mark.parametrize(
     ("delivered", "expected"),
     [
