@@ -693,3 +693,52 @@ def test_previous_key_of_finds_each_records_key_as_a_left_join_does() -> None:
         assert found.name == PREVIOUS_KEY and found.len() == records.len()
         want = expected if prev.height else pl.Series([None] * records.len(), dtype=pl.String)
         assert found.rename("elder_key").equals(want.rename("elder_key"))
+
+
+def test_link_lineage_reads_table_file_and_row_out_of_record_ids_as_the_format_says() -> None:
+    """``elder_links``' source table, file and row equal what RECORD_ID_PARTS' groups read,
+    for every shape of id: colons inside the file name, empty parts, a newline, full-width
+    colons, negative rows, and ids that do not match (all three null)."""
+    import random
+
+    from assets.library.mei import link_lineage
+    from assets.library.records import RECORD_ID_PARTS
+
+    rng = random.Random(11)
+    ids = [
+        f"{rng.choice(['muni_roster', 'meal_transactions'])}:landing/2026-0{rng.randrange(1, 10)}/f.csv:{n}"
+        for n in range(500)
+    ]
+    ids += [
+        "t:a:b:c:12", "t::5", "t:f:x", "t:5", "nocolon", "t:f\nx:-3", "t:f:1:", ":f:2", "中文表:文件：名:7",
+        "t:f:007", "t:f:", "::", "t:f:1\n", "t:f: 3", "",
+    ]  # fmt: skip
+    frame = pl.DataFrame({"record_id": ids}).with_columns(
+        _delivery_date=pl.lit(date(2026, 11, 5)),
+        elder_key=pl.lit("YP0000001"),
+        match_probability=pl.lit(1.0),
+        link_method=pl.lit("exact_id"),
+    )
+    parts = pl.col("record_id").str.extract_groups(RECORD_ID_PARTS)
+    want = frame.select(
+        parts.struct.field("1").alias("source_table"),
+        parts.struct.field("2").alias("source_file"),
+        parts.struct.field("3").cast(pl.Int64).alias("row_number"),
+    )
+    got = link_lineage(frame)
+    assert got["record_id"].equals(frame["record_id"])
+    assert got.select(want.columns).equals(want)
+    unmatched = got.filter(pl.col("row_number").is_null())
+    assert unmatched["record_id"].to_list() == [
+        "t:f:x",
+        "t:5",
+        "nocolon",
+        "t:f:1:",
+        "t:f:",
+        "::",
+        "t:f:1\n",
+        "t:f: 3",
+        "",
+    ]
+    assert unmatched["source_table"].null_count() == unmatched["source_file"].null_count() == 9
+    assert got.row(500)[:4] == ("t:a:b:c:12", "t", "a:b:c", 12)

@@ -41,7 +41,7 @@ from assets.library.identity import (
 )
 from assets.library.identity_keys import PREVIOUS_KEY
 from assets.library.identity_model import WEIGHT_DECIMALS, KeptModel
-from assets.library.records import RECORD_ID_PARTS, iter_person_records
+from assets.library.records import iter_person_records
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
 from rainbow.parquet import ROW_GROUP_ROWS, file_metadata, open_writer, read_frame, write_frame
@@ -357,13 +357,35 @@ LINK_SLICE_ROWS = 8 * ROW_GROUP_ROWS
 
 def link_lineage(assignments: pl.DataFrame) -> pl.DataFrame:
     """Assignments (sorted by record_id, with ``_delivery_date``) -> ``elder_links`` rows: the
-    source table, file and row come out of ``record_id`` (``<table>:<file>:<row>``)."""
-    parts = pl.col("record_id").str.extract_groups(RECORD_ID_PARTS)
-    return assignments.select(
+    source table, file and row come out of ``record_id`` (``<table>:<file>:<row>``, as
+    :data:`assets.library.records.RECORD_ID_PARTS` reads it; null where it does not match).
+
+    The row is the number after the last colon; what stands before it (a district year: 3,112
+    distinct ``<table>:<file>`` for 16.8 M records) is split at its first colon once per
+    distinct value and joined back: a quarter of the time of the regex's groups on every id."""
+    rid = pl.col("record_id")
+    frame = assignments.with_columns(__row=rid.str.extract(r"(?s):(-?\d+)$", 1))
+    frame = frame.with_columns(
+        __prefix=rid.str.head(rid.str.len_chars() - pl.col("__row").str.len_chars() - 1)
+    )
+    prefixes = frame["__prefix"].drop_nulls().unique().to_list()
+    split = [p.partition(":") for p in prefixes]
+    parts = pl.DataFrame(
+        {
+            "__prefix": prefixes,
+            "source_table": [table if colon else None for table, colon, _ in split],
+            "source_file": [file if colon else None for _, colon, file in split],
+        },
+        schema={"__prefix": pl.String(), "source_table": pl.String(), "source_file": pl.String()},
+    )
+    frame = frame.join(parts, on="__prefix", how="left", maintain_order="left")
+    return frame.select(
         "record_id",
-        parts.struct.field("1").alias("source_table"),
-        parts.struct.field("2").alias("source_file"),
-        parts.struct.field("3").cast(pl.Int64).alias("row_number"),
+        "source_table",
+        "source_file",
+        pl.when(pl.col("source_table").is_not_null())
+        .then(pl.col("__row").cast(pl.Int64))
+        .alias("row_number"),
         pl.col("_delivery_date").alias("delivery_date"),
         "elder_key",
         "match_probability",
