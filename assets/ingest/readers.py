@@ -220,13 +220,24 @@ def _tabular(
 # --------------------------------------------------------------------------- CSV
 
 
-def _split_lines(text: str) -> list[str]:
-    """Physical lines, each keeping its line end (only ``\\n`` ends a line)."""
+def _split_lines(text: str, first: int | None = None) -> list[str]:
+    """Physical lines, each keeping its line end (only ``\\n`` ends a line); the ``first`` few
+    only when given."""
+    if first is not None:
+        head = text.split("\n", first)
+        return [p + "\n" for p in head[:-1]] + ([head[-1]] if len(head) <= first and head[-1] else [])
     parts = text.split("\n")
     lines = [p + "\n" for p in parts[:-1]]
     if parts[-1]:
         lines.append(parts[-1])
     return lines
+
+
+def _is_plain(text: str) -> bool:
+    """Every record is one physical line: no quote, NUL or lone carriage return anywhere (the
+    usual machine export)."""
+    returns = text.count("\r")
+    return '"' not in text and "\x00" not in text and (returns == 0 or returns == text.count("\r\n"))
 
 
 def _csv_records(lines: list[str]) -> Generator[tuple[int, int, list[str]], int | None, None]:
@@ -252,18 +263,19 @@ def _csv_records(lines: list[str]) -> Generator[tuple[int, int, list[str]], int 
 
 
 def _plain_csv_body(
-    text: str, lines: list[str], header_record: int, table: Table, header: list[str]
+    text: str, header_record: int, table: Table, header: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame, _Layout] | None:
-    """What :func:`_tabular` makes of the records after the header, computed by Polars on
-    whole columns, for a file where every record is one physical line: no quote, NUL or
-    lone carriage return anywhere (the usual machine export). None when the file is not
-    like that, or when a column beyond the contract holds a value (``_extra`` JSON): the
-    record-by-record path then reads it, with the same result."""
-    if '"' in text or "\x00" in text or text.count("\r") != text.count("\r\n"):
-        return None
+    """What :func:`_tabular` makes of the records after the header (the first
+    ``header_record`` lines), computed by Polars on whole columns, for a file where every
+    record is one physical line (:func:`_is_plain`, which the caller checked). None when a
+    column beyond the contract holds a value (``_extra`` JSON): the record-by-record path then
+    reads it, with the same result."""
     layout = _layout(header, table)
     width = len(header)
-    body = pl.Series("line", lines[header_record:], dtype=pl.String).str.strip_chars_end("\r\n")
+    parts = text.split("\n")
+    if not parts[-1]:  # no line after the last line end
+        parts.pop()
+    body = pl.Series("line", parts[header_record:], dtype=pl.String).str.strip_chars_end("\r\n")
     frame = pl.DataFrame(
         {
             ROW_NUMBER: pl.int_range(1, body.len() + 1, eager=True, dtype=pl.Int64),
@@ -321,7 +333,8 @@ def read_csv(path: Path, table: Table) -> Delivered:
     """
     text, encoding = decode_text(path.read_bytes())
     csv.field_size_limit(1 << 30)
-    lines = _split_lines(text)
+    plain = _is_plain(text)  # the header is found in the first lines, the body split by Polars
+    lines = _split_lines(text, HEADER_SCAN_ROWS if plain else None)
     records = _csv_records(lines)
 
     header: list[str] | None = None
@@ -360,7 +373,12 @@ def read_csv(path: Path, table: Table) -> Delivered:
             yield rownum, rec, "".join(lines[start:end]).rstrip("\r\n"), None
             item = next(records, None)
 
-    fast = _plain_csv_body(text, lines, header_record, table, header)
+    fast = _plain_csv_body(text, header_record, table, header) if plain else None
+    if fast is None and plain:  # read record by record after all: every line, past the header
+        lines = _split_lines(text)
+        records = _csv_records(lines)
+        for _ in range(header_record):
+            next(records)
     rows, broken, layout = fast if fast is not None else _tabular(table, header, body())
     notes = [f"{header_record - 1} line(s) above the header row"] if header_record > 1 else []
     return Delivered(
