@@ -524,7 +524,8 @@ def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.
 
 def _first_of_each(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """The first row of each ``keys`` value, in order (``unique(keep="first")``); a frame whose
-    keys do not repeat - the usual case - is returned after a check that costs a third of it."""
+    keys do not repeat - the usual case - is returned after a check that costs ~40% of it
+    (a district block: vitals 35 vs 89 ms, water 72 vs 181 ms)."""
     if not frame.select(keys).is_duplicated().any():
         return frame
     return frame.unique(keys, keep="first", maintain_order=True)
@@ -646,11 +647,10 @@ def evidence_column(eps: pl.DataFrame, rules: AlertRules) -> pl.Series:
         return pl.Series("evidence", [], dtype=pl.String)
     w = rules.water_inactivity
     span_us = (eps["episode_end"] - eps["episode_start"]).dt.total_microseconds()
-    minutes = span_us.map_elements(lambda us: str(round(us / 10**6 / 60)), return_dtype=pl.String)
     window = eps["aux"].fill_null(float(w.window_hours))
     used = eps["value"].fill_null(0.0)
     f = eps.select("alert_type", "sources", "events", value_null=pl.col("value").is_null()).with_columns(
-        _minutes=minutes,
+        _minutes=_formatted(span_us / 10**6 / 60, ".0f"),  # round() as .0f: half to even alike
         _shown=_formatted(eps["value"], ".0f").fill_null("?"),
         _radius=_formatted(eps["aux"], ".0f"),
         _window=_formatted(window, ".0f"),
@@ -1248,10 +1248,14 @@ def load_devices(lake: Lake) -> pl.DataFrame:
     return dev
 
 
+def chain_hours(rules: AlertRules) -> int:
+    """How many earlier hours an episode may continue an alert of (:func:`prior_hours`)."""
+    return math.ceil(rules.max_dedup_minutes / 60) + rules.max_lookback_hours + 1
+
+
 def prior_hours(start: datetime, rules: AlertRules) -> list[str]:
     """Earlier hours whose alerts an episode in hour ``start`` may continue."""
-    back = math.ceil(rules.max_dedup_minutes / 60) + rules.max_lookback_hours + 1
-    return [hour_key(start - timedelta(hours=k)) for k in range(back, 0, -1)]
+    return [hour_key(start - timedelta(hours=k)) for k in range(chain_hours(rules), 0, -1)]
 
 
 def read_prior(
@@ -1322,7 +1326,7 @@ def iter_hours(
     days: DayCache = {}
     codes = load_registry().codelist("wristband_event").lookup()
     back = timedelta(hours=rules.max_lookback_hours + 1)
-    chained_back = timedelta(hours=len(prior_hours(datetime(2000, 1, 1), rules)))
+    chained_back = timedelta(hours=chain_hours(rules))
     for block in hour_blocks(keys, block_hours):
         first = hour_start(block[0])
         oldest = (first - back).date()
