@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -459,3 +460,52 @@ def test_views_cover_every_day_and_both_ledger_layouts_and_are_rewritten_only_wh
     with connect_warehouse(lake) as con:
         assert create_raw_views(con, lake, meal) == []  # a new day needs no new view: they read globs
     assert hashlib.sha256(lake.warehouse.read_bytes()).hexdigest() == before
+
+
+def test_files_read_two_at_a_time_give_the_reports_ledger_and_parts_of_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from assets.ingest import raw
+    from rainbow.workers import WORKERS_ENV
+
+    t = table("meal_transactions")
+    threads: set[str] = set()
+    read_one = raw.read_delivery
+
+    def noting_thread(path: Path, tbl: Table) -> object:
+        threads.add(threading.current_thread().name)
+        return read_one(path, tbl)
+
+    monkeypatch.setattr(raw, "read_delivery", noting_thread)
+    seen = {}
+    for width in (1, 2):
+        lake = Lake(tmp_path / f"width{width}")
+        first = write_meal_csv(lake, "20241101", 40, broken=2)
+        shutil.copy(first, first.with_name("meal_txn_20241101(1).csv"))  # while the first is read
+        for day, n in (("20241102", 30), ("20241103", 0), ("20241104", 0), ("20241105", 25)):
+            write_meal_csv(lake, day, n, broken=1 if n else 0)
+        (lake.landing / "meal_aid" / "meal_txn_20241106.csv").write_text("not the export\n", encoding="utf-8")
+        shutil.copy(first, first.with_name("meal_txn_20241107.csv"))  # a resend under a later day
+        for f in (lake.landing / "meal_aid").iterdir():  # the ledger notes each file's mtime
+            os.utime(f, ns=(1_730_000_000_000_000_000, 1_730_000_000_000_000_000))
+        monkeypatch.setenv(WORKERS_ENV, str(width))
+        threads.clear()
+        report = ingest_table(lake, t, T0)
+        seen[width] = (report, content_digest(lake.raw), set(threads))
+
+    (one, one_raw, one_threads), (two, two_raw, two_threads) = seen[1], seen[2]
+    assert [(f.source_file, f.status, f.duplicate_of) for f in one.files] == [
+        ("meal_aid/meal_txn_20241101.csv", "ingested", None),
+        ("meal_aid/meal_txn_20241101(1).csv", "duplicate", "meal_aid/meal_txn_20241101.csv"),
+        ("meal_aid/meal_txn_20241102.csv", "ingested", None),
+        ("meal_aid/meal_txn_20241103.csv", "ingested", None),
+        ("meal_aid/meal_txn_20241104.csv", "ingested", None),  # header only, another day's
+        ("meal_aid/meal_txn_20241105.csv", "ingested", None),
+        ("meal_aid/meal_txn_20241106.csv", "failed", None),
+        ("meal_aid/meal_txn_20241107.csv", "duplicate", "meal_aid/meal_txn_20241101.csv"),
+    ]
+    assert two == one  # every file's counts, parts and notes, in discovery order
+    assert two_raw == one_raw  # the ledger and every part, by content
+    assert len(one_threads) == 1 and len(two_threads) == 2

@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -447,8 +448,14 @@ def test_a_run_killed_mid_write_leaves_the_previous_version_readable(
     assert not [p for p in target.parent.iterdir() if p.name != "data.parquet"]  # no temp file left
 
 
-def test_staging_days_in_passes_under_a_row_budget_writes_what_one_pass_writes(tmp_path: Path) -> None:
+def test_staging_days_in_passes_under_a_row_budget_writes_what_one_pass_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from assets.staging import stage
     from assets.staging.stage import day_chunks, stage_partitions
+    from rainbow.workers import WORKERS_ENV
 
     lake = Lake(tmp_path / "lake")
     generate(GeneratorConfig(elders=300, days=4), lake)
@@ -460,11 +467,29 @@ def test_staging_days_in_passes_under_a_row_budget_writes_what_one_pass_writes(t
     assert day_chunks(lake, table, days, 10**9) == [days]
     one_pass = stage_partitions(lake, table, REG, days, row_budget=10**9)
     first = content_digest(lake.staged)
-    by_day = stage_partitions(lake, table, REG, days, row_budget=1)
-    assert content_digest(lake.staged) == first
-    assert [(r.partition, r.staged_rows, r.quarantined_rows) for r in by_day] == [
-        (r.partition, r.staged_rows, r.quarantined_rows) for r in one_pass
-    ]
+    threads: set[str] = set()
+    one_by_one = stage._stage
+
+    def noting_thread(*args: Any) -> list[stage.StageReport]:
+        threads.add(threading.current_thread().name)
+        return one_by_one(*args)
+
+    monkeypatch.setattr(stage, "_stage", noting_thread)
+    for width in (1, 2):  # passes one after another, then two at once: the same parts and reports
+        monkeypatch.setenv(WORKERS_ENV, str(width))
+        threads.clear()
+        by_day = stage_partitions(lake, table, REG, days, row_budget=1)
+        assert content_digest(lake.staged) == first
+        assert [(r.partition, r.staged_rows, r.quarantined_rows) for r in by_day] == [
+            (r.partition, r.staged_rows, r.quarantined_rows) for r in one_pass
+        ]
+        assert sum(r.staged_rows for r in by_day) > 0
+        if width == 1:
+            assert threads == {threading.current_thread().name}
+            reports = by_day
+        else:
+            assert len(threads) == 2 and threading.current_thread().name not in threads
+            assert by_day == reports  # every file's counts, reasons and flags, in date order
 
 
 def _staged_parts(lake: Lake, table: str) -> dict[str, tuple[int, int]]:

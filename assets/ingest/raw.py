@@ -18,9 +18,11 @@ the ledger does not know yet: what a sensor or a nightly build should ingest.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +36,7 @@ from rainbow.filefacts import row_counts
 from rainbow.io import atomic_path, sha256_file
 from rainbow.parquet import row_count, write_frame
 from rainbow.settings import Lake
+from rainbow.workers import workers
 from schemas.contract import Table
 
 SOURCE_FILE = "_source_file"
@@ -360,6 +363,74 @@ def _rel(lake: Lake, path: Path | None) -> str | None:
 # --------------------------------------------------------------------------- ingest
 
 
+# a file's report, and its ledger entry (None: a file that could not be read, tried again next run)
+_Slot = tuple[FileReport, LedgerEntry | None]
+
+
+def _ingest_file(
+    lake: Lake,
+    table: Table,
+    path: Path,
+    rel: str,
+    sha: str,
+    dname: DeliveryName,
+    st: os.stat_result,
+    ingested_at: datetime,
+) -> _Slot:
+    """Read a new landing file and write its raw (and broken) part; runs on a worker thread."""
+    try:
+        delivered = read_delivery(path, table)
+    except ReadError as exc:
+        return FileReport(rel, sha, "failed", delivered_date=dname.delivered_date, error=str(exc)), None
+    raw_path, broken_path = _write_parts(lake, table, delivered, rel, sha, ingested_at)
+    report = FileReport(
+        source_file=rel,
+        file_sha256=sha,
+        status="ingested",
+        delivered_date=dname.delivered_date,
+        delivered_rows=delivered.records_seen,
+        raw_rows=row_count(raw_path, lake),
+        broken_rows=row_count(broken_path, lake) if broken_path else 0,
+        raw_part=_rel(lake, raw_path),
+        broken_part=_rel(lake, broken_path),
+        encoding=delivered.encoding,
+        header_row=delivered.header_row,
+        declared_total=delivered.declared_total,
+        extra_columns=delivered.extra_columns,
+        missing_columns=delivered.missing_columns,
+        notes=delivered.notes,
+    )
+    entry = LedgerEntry(
+        file_sha256=sha,
+        source_file=rel,
+        delivered_date=dname.delivered_date,
+        status="ingested",
+        ingested_at=ingested_at,
+        delivered_rows=report.delivered_rows,
+        declared_total=report.declared_total,
+        rows=report.raw_rows,
+        broken_rows=report.broken_rows,
+        raw_part=report.raw_part,
+        broken_part=report.broken_part,
+        encoding=report.encoding,
+        header_row=report.header_row,
+        extra_columns=report.extra_columns,
+        missing_columns=report.missing_columns,
+        file_size=st.st_size,
+        file_mtime_ns=st.st_mtime_ns,
+    )
+    return report, entry
+
+
+def _settle(slot: _Slot, ingested_sha: dict[str, tuple[str, date | None, int | None]]) -> None:
+    """Note an ingested file as the first with its bytes (later copies are duplicates of it)."""
+    report, _ = slot
+    if report.status == "ingested":
+        ingested_sha.setdefault(
+            report.file_sha256, (report.source_file, report.delivered_date, report.delivered_rows)
+        )
+
+
 def ingest_table(
     lake: Lake, table: Table, now: datetime, dates: Collection[date] | None = None
 ) -> IngestReport:
@@ -392,38 +463,48 @@ def ingest_table(
         )
 
     discovered = discover_files(lake, table)
-    reports: list[FileReport] = []
-    entries: list[LedgerEntry] = []
+    # one slot per file in discovery order: its (report, ledger entry), or the reading of a new
+    # file running on a worker thread (resolved in order below, so the ledger is as one by one)
+    slots: list[_Slot | Future[_Slot]] = []
+    inflight: dict[str, Future[_Slot]] = {}  # checksum -> the reading of its first new file
+    running: list[Future[_Slot]] = []
     healed: list[str] = []
     known: Counter[date | None] = Counter()
-    for path, dname in discovered.files:
-        if scope is not None and dname.delivered_date not in scope:
-            continue
-        rel = path.relative_to(lake.landing).as_posix()
-        st = path.stat()
-        prev = last_seen.get(rel)
-        if prev is not None and prev["file_size"] == st.st_size and prev["file_mtime_ns"] == st.st_mtime_ns:
-            sha = str(prev["file_sha256"])  # same path, size and mtime: the bytes we hashed before
-        else:
-            sha = sha256_file(path)
+    width = workers()
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="rainbow-ingest") as pool:
+        for path, dname in discovered.files:
+            if scope is not None and dname.delivered_date not in scope:
+                continue
+            rel = path.relative_to(lake.landing).as_posix()
+            st = path.stat()
+            prev = last_seen.get(rel)
+            if (
+                prev is not None
+                and prev["file_size"] == st.st_size
+                and prev["file_mtime_ns"] == st.st_mtime_ns
+            ):
+                sha = str(prev["file_sha256"])  # same path, size and mtime: the bytes we hashed before
+            else:
+                sha = sha256_file(path)
 
-        seen = known_pairs.get((rel, sha))
-        if seen is not None:
-            known[dname.delivered_date] += 1
-            if seen["status"] == "ingested" and _parts_missing(lake, seen):
-                delivered = read_delivery(path, table)
-                _write_parts(lake, table, delivered, rel, sha, seen["ingested_at"])
-                healed.append(rel)
-            continue
+            seen = known_pairs.get((rel, sha))
+            if seen is not None:
+                known[dname.delivered_date] += 1
+                if seen["status"] == "ingested" and _parts_missing(lake, seen):
+                    delivered = read_delivery(path, table)
+                    _write_parts(lake, table, delivered, rel, sha, seen["ingested_at"])
+                    healed.append(rel)
+                continue
 
-        first = ingested_sha.get(sha)
-        if first is not None and not _empty_delivery_of_another_day(first, dname):
-            original = first[0]
-            reports.append(
-                FileReport(rel, sha, "duplicate", delivered_date=dname.delivered_date, duplicate_of=original)
-            )
-            entries.append(
-                LedgerEntry(
+            if sha in inflight:  # the same bytes are being read for an earlier file: wait for it
+                _settle(inflight.pop(sha).result(), ingested_sha)
+            first = ingested_sha.get(sha)
+            if first is not None and not _empty_delivery_of_another_day(first, dname):
+                original = first[0]
+                report = FileReport(
+                    rel, sha, "duplicate", delivered_date=dname.delivered_date, duplicate_of=original
+                )
+                entry = LedgerEntry(
                     file_sha256=sha,
                     source_file=rel,
                     delivered_date=dname.delivered_date,
@@ -433,60 +514,26 @@ def ingest_table(
                     file_size=st.st_size,
                     file_mtime_ns=st.st_mtime_ns,
                 )
-            )
-            known_pairs[(rel, sha)] = {"status": "duplicate"}
-            continue
+                slots.append((report, entry))
+                known_pairs[(rel, sha)] = {"status": "duplicate"}
+                continue
 
-        try:
-            delivered = read_delivery(path, table)
-        except ReadError as exc:
-            reports.append(
-                FileReport(rel, sha, "failed", delivered_date=dname.delivered_date, error=str(exc))
-            )
-            continue
+            running = [f for f in running if not f.done()]
+            if len(running) >= width:  # at most `width` files in memory at once
+                wait(running, return_when=FIRST_COMPLETED)
+            reading = pool.submit(_ingest_file, lake, table, path, rel, sha, dname, st, ingested_at)
+            slots.append(reading)
+            running.append(reading)
+            inflight[sha] = reading
 
-        raw_path, broken_path = _write_parts(lake, table, delivered, rel, sha, ingested_at)
-        report = FileReport(
-            source_file=rel,
-            file_sha256=sha,
-            status="ingested",
-            delivered_date=dname.delivered_date,
-            delivered_rows=delivered.records_seen,
-            raw_rows=row_count(raw_path, lake),
-            broken_rows=row_count(broken_path, lake) if broken_path else 0,
-            raw_part=_rel(lake, raw_path),
-            broken_part=_rel(lake, broken_path),
-            encoding=delivered.encoding,
-            header_row=delivered.header_row,
-            declared_total=delivered.declared_total,
-            extra_columns=delivered.extra_columns,
-            missing_columns=delivered.missing_columns,
-            notes=delivered.notes,
-        )
-        reports.append(report)
-        entries.append(
-            LedgerEntry(
-                file_sha256=sha,
-                source_file=rel,
-                delivered_date=dname.delivered_date,
-                status="ingested",
-                ingested_at=ingested_at,
-                delivered_rows=report.delivered_rows,
-                declared_total=report.declared_total,
-                rows=report.raw_rows,
-                broken_rows=report.broken_rows,
-                raw_part=report.raw_part,
-                broken_part=report.broken_part,
-                encoding=report.encoding,
-                header_row=report.header_row,
-                extra_columns=report.extra_columns,
-                missing_columns=report.missing_columns,
-                file_size=st.st_size,
-                file_mtime_ns=st.st_mtime_ns,
-            )
-        )
-        ingested_sha.setdefault(sha, (rel, dname.delivered_date, report.delivered_rows))
-        known_pairs[(rel, sha)] = {"status": "ingested"}
+        reports: list[FileReport] = []
+        entries: list[LedgerEntry] = []
+        for slot in slots:
+            done = slot.result() if isinstance(slot, Future) else slot
+            _settle(done, ingested_sha)
+            reports.append(done[0])
+            if done[1] is not None:
+                entries.append(done[1])
 
     if entries:
         save_entries(lake, table.name, entries, by_day=table.delivery.partitioned)

@@ -29,6 +29,7 @@ from rainbow.filefacts import cached_facts
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
 from rainbow.settings import Lake
+from rainbow.workers import ordered_map
 from schemas.contract import Table
 from schemas.registry import Registry
 
@@ -344,15 +345,18 @@ def stage_partitions(
 
     Days are staged in passes of at most ``row_budget`` delivered rows (default
     ``$RAINBOW_STAGE_ROW_BUDGET`` or 1,000,000), so a first build over a year of
-    telemetry holds a few days at a time, not the year. Each pass reads the ledger
+    telemetry holds a few days at a time, not the year; passes run :func:`rainbow.workers.workers`
+    at a time (their dates' files are disjoint). Each pass reads the ledger
     and its days' raw parts once; each date's output is written to its own
     partition and equals what staging that date alone writes (keys are
     de-duplicated within a date, never across dates).
     """
     budget = row_budget if row_budget is not None else stage_row_budget()
     reports: list[StageReport] = []
-    for chunk in day_chunks(lake, table, days, budget):
-        reports += _stage(lake, table, registry, chunk)
+    for chunk_reports in ordered_map(
+        lambda chunk: _stage(lake, table, registry, chunk), day_chunks(lake, table, days, budget)
+    ):
+        reports += chunk_reports
     return reports
 
 

@@ -1,0 +1,63 @@
+"""Independent units of a step (a delivery date, a landing file) on a few threads, in order.
+
+The heavy event steps are loops over units that share nothing but the disk: staging a
+day's parts, reading a landing file into its raw part. Each unit spends much of its time
+in code that releases the GIL (Polars, PyArrow's Parquet encryption and compression,
+hashing), and a good part in Python that holds it, so one unit at a time leaves the
+second core of this machine idle. :func:`ordered_map` runs ``workers()`` units at once
+and hands back their results in input order, holding at most ``workers()`` units in
+flight (memory: that many units' frames, not the whole input).
+
+``$RAINBOW_WORKERS`` (default: the number of CPUs, at most 2) sets the width; 1 runs the
+units one after another in the calling thread, exactly as a plain loop would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+WORKERS_ENV = "RAINBOW_WORKERS"
+MAX_DEFAULT_WORKERS = 2  # measured on this 2-core machine; more threads than cores only contend
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def workers() -> int:
+    """Units run at once: ``$RAINBOW_WORKERS``, else the CPUs (at most 2); at least 1."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError as exc:
+            raise ValueError(f"{WORKERS_ENV} must be a whole number, got {value!r}") from exc
+        return max(n, 1)
+    return max(min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS), 1)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, width: int | None = None) -> Iterator[R]:
+    """``fn(item)`` for each item, yielded in the items' order, at most ``width`` (default
+    :func:`workers`) running at once. The first exception (in input order) is raised when its
+    result is due; units not started by then are not started, those running are waited for."""
+    n = width if width is not None else workers()
+    if n <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    pending: deque[Future[R]] = deque()
+    source = iter(items)
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="rainbow-unit") as pool:
+        try:
+            for item in source:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= n:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
