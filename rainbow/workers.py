@@ -15,6 +15,8 @@ units one after another in the calling thread, exactly as a plain loop would.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,3 +63,51 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, width: int | None =
         finally:
             for future in pending:
                 future.cancel()
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterable[T], *, depth: int = 1) -> Iterator[T]:
+    """The items of ``items`` in order, produced on a background thread up to ``depth`` items
+    ahead of the consumer: the next block of work is prepared while this one is used. Only the
+    background thread advances ``items`` (its generator may keep state such as caches). With
+    :func:`workers` at 1 it is plain iteration. An exception of ``items`` is raised where its
+    item would have come; closing the iterator early stops the producer after its current item."""
+    if workers() <= 1:
+        yield from items
+        return
+    slots: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def put(entry: tuple[object, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer
+            put((_DONE, exc))
+
+    producer = threading.Thread(target=produce, name="rainbow-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        producer.join()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from rainbow.workers import WORKERS_ENV, ordered_map, workers
+from rainbow.workers import WORKERS_ENV, ordered_map, read_ahead, workers
 
 
 class Gauge:
@@ -86,3 +87,69 @@ def test_width_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         workers()
     monkeypatch.delenv(WORKERS_ENV)
     assert 1 <= workers() <= 2
+
+
+def test_read_ahead_produces_on_another_thread_at_most_depth_items_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    produced: list[tuple[int, str]] = []
+
+    def items() -> Iterator[int]:
+        for i in range(20):
+            produced.append((i, threading.current_thread().name))
+            yield i
+
+    ahead = read_ahead(items(), depth=1)
+    assert next(ahead) == 0
+    time.sleep(0.05)
+    assert len(produced) <= 3  # the item handed back, one queued, one being made
+    assert list(ahead) == list(range(1, 20))
+    assert {name for _, name in produced} == {"rainbow-read-ahead"}
+
+
+def test_read_ahead_raises_the_producers_error_in_place_and_stops_when_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "2")
+
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise RuntimeError("day 3 unreadable")
+
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="day 3"):
+        for i in read_ahead(failing()):
+            got.append(i)
+    assert got == [1, 2]
+
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    ahead = read_ahead(endless(), depth=2)
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # joins the producer
+    stopped_at = len(produced)
+    time.sleep(0.05)
+    assert len(produced) == stopped_at <= 6
+    assert not [t for t in threading.enumerate() if t.name == "rainbow-read-ahead"]
+
+
+def test_read_ahead_with_one_worker_iterates_in_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    names: list[str] = []
+
+    def items() -> Iterator[int]:
+        for i in range(3):
+            names.append(threading.current_thread().name)
+            yield i
+
+    assert list(read_ahead(items())) == [0, 1, 2]
+    assert set(names) == {threading.current_thread().name}

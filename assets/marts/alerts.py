@@ -59,6 +59,7 @@ from assets.marts.alert_rules import (
 from rainbow.io import atomic_path
 from rainbow.parquet import read_frame
 from rainbow.settings import Lake
+from rainbow.workers import read_ahead
 from schemas import load_registry
 
 MART = "safety_alerts"
@@ -1306,6 +1307,31 @@ def hour_blocks(keys: Iterable[str], block_hours: int = BLOCK_HOURS) -> list[lis
     return blocks
 
 
+def _detected_blocks(
+    lake: Lake,
+    blocks: list[list[str]],
+    rules: AlertRules,
+    devices: pl.DataFrame,
+    pseudonymise: Pseudonymise,
+) -> Iterator[tuple[list[str], dict[tuple[object, ...], pl.DataFrame], pl.DataFrame]]:
+    """Each block's episodes by hour, before chaining: ``(block, {(hour start,): episodes},
+    an empty episodes frame)``. Needs nothing of earlier blocks' results, so :func:`iter_hours`
+    detects the next block on a second thread while it chains and writes this one. Staged days
+    are read once and dropped when the blocks have moved past them."""
+    days: DayCache = {}
+    codes = load_registry().codelist("wristband_event").lookup()
+    back = timedelta(hours=rules.max_lookback_hours + 1)
+    for block in blocks:
+        first = hour_start(block[0])
+        oldest = (first - back).date()
+        for stale in [k for k in days if k[1] < oldest]:
+            del days[stale]
+        inputs = hourly_inputs(lake, first, len(block), rules, devices, codes, days)
+        eps = hour_episodes(detect_hits(inputs, rules), devices, rules, pseudonymise)
+        by_hour = eps.partition_by(HOUR, as_dict=True, maintain_order=True) if eps.height else {}
+        yield block, by_hour, eps.clear()
+
+
 def iter_hours(
     lake: Lake,
     keys: Iterable[str],
@@ -1318,26 +1344,18 @@ def iter_hours(
     written and yielded as ``(hour key, its rows)``.
 
     Detection runs per block of up to ``block_hours`` consecutive hours (:func:`hourly_inputs`);
-    the result equals running the hours one by one. Staged days are read once per run and
-    dropped when the blocks have moved past them; an hour's rows are held only while a later
-    hour may chain to them (:func:`prior_hours`), so a year's backfill holds a day of rows, not
-    the year's."""
+    the result equals running the hours one by one. The next block is detected on a second
+    thread (:func:`rainbow.workers.read_ahead`) while this one is chained and written. Staged
+    days are read once per run and dropped when the blocks have moved past them; an hour's rows
+    are held only while a later hour may chain to them (:func:`prior_hours`), so a year's
+    backfill holds a day or two of rows, not the year's."""
     cache: dict[str, pl.DataFrame] = {}
-    days: DayCache = {}
-    codes = load_registry().codelist("wristband_event").lookup()
-    back = timedelta(hours=rules.max_lookback_hours + 1)
     chained_back = timedelta(hours=chain_hours(rules))
-    for block in hour_blocks(keys, block_hours):
-        first = hour_start(block[0])
-        oldest = (first - back).date()
-        for stale in [k for k in days if k[1] < oldest]:
-            del days[stale]
-        inputs = hourly_inputs(lake, first, len(block), rules, devices, codes, days)
-        eps = hour_episodes(detect_hits(inputs, rules), devices, rules, pseudonymise)
-        by_hour = eps.partition_by(HOUR, as_dict=True, maintain_order=True) if eps.height else {}
+    detected = _detected_blocks(lake, hour_blocks(keys, block_hours), rules, devices, pseudonymise)
+    for block, by_hour, no_episodes in read_ahead(detected):
         for key in block:
             start = hour_start(key)
-            mine = by_hour.get((start,), eps.clear())
+            mine = by_hour.get((start,), no_episodes)
             rows = hour_rows(start, mine, rules, read_prior(lake, start, rules, cache))
             write_hour(lake, key, rows)
             cache[key] = rows
