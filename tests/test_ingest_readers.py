@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 import xlsxwriter
 
-from assets.ingest.readers import EXTRA, ROW_NUMBER, ReadError, read_delivery
+from assets.ingest.readers import EXTRA, ROW_NUMBER, Delivered, ReadError, read_delivery
 from rainbow.settings import Lake
 from schemas import load_registry
 from schemas.contract import Table
@@ -344,3 +345,104 @@ def test_the_samples_wristband_deliveries_read_the_same_with_and_without_the_fas
         lines, table("wristband_events" if "events" in files[0].name else "wristband_vitals")
     )
     assert flat.height > 0.9 * lines.height
+
+
+def _both_sheet_paths(
+    path: Path, t: Table, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Delivered, Delivered, bool]:
+    """``path`` read by the column-wise sheet path and by the row-by-row path; whether the
+    column-wise path took it."""
+    from assets.ingest import readers
+
+    original = readers._sheet_body
+    took: list[bool] = []
+
+    def noting(*args: Any) -> Any:
+        out = original(*args)
+        took.append(out is not None)
+        return out
+
+    monkeypatch.setattr(readers, "_sheet_body", noting)
+    fast = readers.read_xlsx(path, t)
+    monkeypatch.setattr(readers, "_sheet_body", lambda *args: None)
+    slow = readers.read_xlsx(path, t)
+    monkeypatch.setattr(readers, "_sheet_body", original)
+    return fast, slow, took == [True]
+
+
+def _assert_same(a: Delivered, b: Delivered, path: Path) -> None:
+    assert a.rows.equals(b.rows), path
+    assert a.broken.equals(b.broken), path
+    assert (a.header_row, a.extra_columns, a.missing_columns, a.notes) == (
+        b.header_row,
+        b.extra_columns,
+        b.missing_columns,
+        b.notes,
+    ), path
+
+
+def test_the_column_wise_sheet_path_reads_exactly_what_the_row_path_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = table("care_bed_contracts")
+    names = headers(t)
+    path = tmp_path / "contracts_202411.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("签约信息")
+    ws.write_string(0, 0, "杨浦区家庭照护床位签约信息")
+    # a contract column left out, an unknown column empty on every row, a repeated header
+    layout = [*names[:4], "空列", *names[5:], names[1]]
+    ws.write_row(1, 0, layout)
+    ws.write_row(2, 0, ["B001", "赵六", "310110194001011234", "13800000000", "", "控江路街道"])
+    ws.write_number(2, 8 - 1, 45238)
+    # row 3 blank; row 4 only empty strings and spaces
+    ws.write_row(4, 0, ["", "", " "])
+    ws.write_string(5, 0, "B002")
+    ws.write_number(5, 3, 13900000000)
+    ws.write_string(6, len(layout) - 1, "重复表头")  # a value under the repeated header: _extra
+    wb.close()
+
+    fast, slow, took = _both_sheet_paths(path, t, monkeypatch)
+    assert not took  # the repeated header holds a value: the row-by-row path builds _extra
+    _assert_same(fast, slow, path)
+
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("签约信息")
+    ws.write_string(0, 0, "杨浦区家庭照护床位签约信息")
+    ws.write_row(1, 0, layout)
+    ws.write_row(2, 0, ["B001", "赵六", "310110194001011234", "13800000000", "", "控江路街道"])
+    ws.write_number(2, 7, 45238.5)
+    ws.write_row(4, 0, ["", "", " "])
+    ws.write_string(5, 0, "B002")
+    ws.write_number(5, 3, 13900000000)
+    wb.close()
+
+    fast, slow, took = _both_sheet_paths(path, t, monkeypatch)
+    assert took
+    _assert_same(fast, slow, path)
+    assert col(fast.rows, ROW_NUMBER) == [1, 3, 4]  # the blank row keeps its number, is no row
+    assert col(fast.rows, "contract_id") == ["B001", None, "B002"]
+    assert col(fast.rows, "id_number")[2] is None and fast.missing_columns
+    assert col(fast.rows, "phone") == ["13800000000", None, "13900000000"]
+    assert fast.extra_columns == () and col(fast.rows, EXTRA) == [None, None, None]
+
+
+def test_every_generated_workbook_reads_the_same_by_columns_and_by_rows(
+    sample_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assets.ingest.raw import discover_files
+
+    books = [
+        (path, t)
+        for _, t in load_registry().tables()
+        for path, _ in discover_files(sample_lake, t).files
+        if path.suffix.lower() == ".xlsx"
+    ]
+    assert len(books) >= 10
+    taken = 0
+    for path, t in books:
+        fast, slow, took = _both_sheet_paths(path, t, monkeypatch)
+        _assert_same(fast, slow, path)
+        assert fast.rows.height > 0, path
+        taken += took
+    assert taken > len(books) // 2

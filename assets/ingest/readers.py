@@ -395,6 +395,45 @@ def read_csv(path: Path, table: Table) -> Delivered:
 # --------------------------------------------------------------------------- XLSX
 
 
+def _sheet_body(
+    frame: pl.DataFrame, header_index: int, table: Table, headers: list[str | None]
+) -> tuple[pl.DataFrame, pl.DataFrame, _Layout] | None:
+    """What :func:`_tabular` makes of a sheet's rows below its header, computed by Polars on
+    whole columns. A sheet row has as many cells as the header row, so no row is broken; an
+    empty cell is null, a row of empty cells no row (its number is kept). None when a column
+    beyond the contract holds a value (``_extra`` JSON): the row-by-row path then reads it,
+    with the same result."""
+    layout = _layout(headers, table)
+    cells = [f"_{pos}" for pos in range(frame.width)]
+    body = (
+        frame.slice(header_index + 1)
+        .select(
+            pl.col(c).cast(pl.String).replace("", None).alias(cells[pos])
+            for pos, c in enumerate(frame.columns)
+        )
+        .with_row_index(ROW_NUMBER, offset=1)
+        .with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    )
+    kept = body.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in cells)) if cells else body.clear()
+    extra = [cells[pos] for pos, (kind, _) in enumerate(layout.targets) if kind == "extra"]
+    if extra and kept.select(pl.any_horizontal(pl.col(c).is_not_null().any() for c in extra)).item():
+        return None
+    position = {name: pos for pos, (kind, name) in enumerate(layout.targets) if kind == "col"}
+    rows = kept.select(
+        *[
+            (pl.col(cells[position[c.name]]) if c.name in position else pl.lit(None, pl.String)).alias(c.name)
+            for c in table.columns
+        ],
+        pl.lit(None, pl.String).alias(EXTRA),
+        pl.col(ROW_NUMBER),
+    )
+    return (
+        rows.cast(pl.Schema(rows_schema(table))),
+        _broken_frame([]),
+        _Layout(layout.targets, (), layout.missing_columns),
+    )
+
+
 def read_xlsx(path: Path, table: Table) -> Delivered:
     """Read an XLSX delivery: every cell as text, header row found by content.
 
@@ -441,7 +480,8 @@ def read_xlsx(path: Path, table: Table) -> Delivered:
             if any(cells):
                 yield n, cells, None, None
 
-    rows, broken, layout = _tabular(table, headers, body())
+    columnwise = _sheet_body(frame, idx, table, headers)
+    rows, broken, layout = columnwise if columnwise is not None else _tabular(table, headers, body())
     return Delivered(
         rows=rows,
         broken=broken,
