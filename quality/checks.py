@@ -20,6 +20,8 @@ Which data a check validates (:func:`choose_batches`):
 * an event table, without partitions in the run (the check launched alone):
   the newest ``checks.latest_partitions`` days on disk.
 
+An event table's batches are validated ``checks.parallel_batches`` at a time (at most
+``$RAINBOW_WORKERS``), on threads with a GX context each; results keep the batches' order.
 Each batch is validated (:func:`quality.runner.validate`), recorded in the
 history (idempotent per table, partition and run date), the source-system
 health recomputed, and the HTML report rewritten; the check's metadata lists
@@ -28,6 +30,7 @@ rule that guards the library gives severity ERROR (the check is blocking, so
 downstream assets wait); other failures give WARN.
 """
 
+import contextlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -46,7 +49,7 @@ from pipelines.resources import LakeResource
 from quality.redact import scrub
 from quality.report import write_report
 from quality.rules import FAMILY_ZH
-from quality.runner import Outcome, QualityResult, validate
+from quality.runner import Outcome, QualityResult, borrowed_engine, validate
 from quality.scorecard import (
     CheckSettings,
     Thresholds,
@@ -60,6 +63,7 @@ from quality.scorecard import (
 from quality.suites import rules_for
 from rainbow.parquet import glob_files, read_frame
 from rainbow.settings import Lake
+from rainbow.workers import ordered_map, workers
 from schemas import load_registry
 from schemas.contract import Table
 from schemas.registry import Registry
@@ -155,18 +159,21 @@ def validate_staged(
     settings = (thresholds or load_thresholds()).checks
     batches, missing = choose_batches(lake, table, partitioned, run_days, settings)
     related = load_related(lake, table, registry)
-    results = [
-        validate(
-            load_batch(lake, table, b),
-            table,
-            registry,
-            related=related,
-            partition=b.label,
-            slice_rows=settings.gx_slice_rows,
-        )
-        for b in batches
-    ]
-    return results, missing
+    width = min(settings.parallel_batches, workers()) if partitioned else 1
+
+    def one(batch: Batch) -> QualityResult:
+        with borrowed_engine() if width > 1 else contextlib.nullcontext(None) as gx_engine:
+            return validate(
+                load_batch(lake, table, batch),
+                table,
+                registry,
+                related=related,
+                partition=batch.label,
+                slice_rows=settings.gx_slice_rows,
+                gx_engine=gx_engine,
+            )
+
+    return list(ordered_map(one, batches, width=width)), missing
 
 
 # ------------------------------------------------------------------ metadata

@@ -24,9 +24,10 @@ frame converted), kept for the benchmark's comparison.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -245,6 +246,23 @@ def engine() -> GxEngine:
         if _ENGINE is None:
             _ENGINE = GxEngine()
         return _ENGINE
+
+
+_SPARE: list[GxEngine] = []  # engines of worker threads, kept for the next batches
+
+
+@contextlib.contextmanager
+def borrowed_engine() -> Iterator[GxEngine]:
+    """A GX engine for one thread's batch, not shared with any other running thread (an
+    engine runs one validation at a time); returned to a spare list afterwards."""
+    with _ENGINE_LOCK:
+        borrowed = _SPARE.pop() if _SPARE else None
+    borrowed = borrowed or GxEngine()
+    try:
+        yield borrowed
+    finally:
+        with _ENGINE_LOCK:
+            _SPARE.append(borrowed)
 
 
 # ------------------------------------------------------------------ results

@@ -75,6 +75,9 @@ class CheckSettings(_Model):
     changed_rows_above: int = Field(default=20_000, ge=0)
     # GX validates a bigger frame in slices of about this many rows (0: whole), outcomes unchanged
     gx_slice_rows: int = Field(default=2_000_000, ge=0)
+    # an event table's batches validated at once, on threads with a GX context each (at most
+    # rainbow.workers.workers()); dated lists and library tables one at a time (their memory)
+    parallel_batches: int = Field(default=2, ge=1)
 
 
 class ReportSettings(_Model):

@@ -181,9 +181,7 @@ def test_monthly_full_lists_keep_one_snapshot_per_delivery_and_pass(staged_lake:
     assert caregivers.height > 10 and caregivers["_delivery_date"].n_unique() == 1
     later = caregivers.with_columns(pl.col("_delivery_date") + timedelta(days=30))
     assert _failed(pl.concat([caregivers, later]), "caregivers") == set()
-    assert _failed(pl.concat([caregivers, later, later.head(1)]), "caregivers") == {
-        "uniqueness.primary_key"
-    }
+    assert _failed(pl.concat([caregivers, later, later.head(1)]), "caregivers") == {"uniqueness.primary_key"}
 
 
 def test_when_the_birth_date_disagrees_with_the_id_then_only_the_consistency_rule_fails(
@@ -364,6 +362,46 @@ def test_choose_batches_validates_the_newest_day_alone_and_older_days_together(s
     assert small == [Batch(f"{d.isoformat()}..{d.isoformat()}", (d,)) for d in days[:9]] + [
         Batch("2026-11-10", (days[9],))
     ]
+
+
+def test_an_event_tables_batches_two_at_a_time_give_the_outcomes_of_one_at_a_time(
+    staged_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from quality import checks
+    from rainbow.workers import WORKERS_ENV
+
+    table = REG.table("meal_transactions")
+    days = checks.partitions_on_disk(staged_lake, table)
+    assert len(days) >= 6
+    limits = load_thresholds()
+    limits = limits.model_copy(update={"checks": CheckSettings(max_batch_rows=1, parallel_batches=2)})
+    load_one = checks.load_batch
+    threads: set[str] = set()
+
+    def with_faults(lake: Lake, t: Any, batch: Batch) -> pl.DataFrame:
+        threads.add(threading.current_thread().name)
+        frame = load_one(lake, t, batch)
+        if batch.days and batch.days[0].day % 2:  # every other day: a key delivered twice
+            frame = pl.concat([frame, frame.head(2)])
+        return frame
+
+    monkeypatch.setattr(checks, "load_batch", with_faults)
+    runs = {}
+    for width in (1, 2):
+        monkeypatch.setenv(WORKERS_ENV, str(width))
+        threads.clear()
+        results, _ = validate_staged(
+            staged_lake, table, REG, partitioned=True, run_days=days, thresholds=limits
+        )
+        runs[width] = ([(r.partition, r.rows, r.outcomes) for r in results], set(threads))
+    (one, one_threads), (two, two_threads) = runs[1], runs[2]
+    assert len(one) == len(days)
+    assert two == one  # every rule's counts and masked examples, batch by batch in day order
+    failed = [p for p, _, outcomes in one if any(o.failed for o in outcomes)]
+    assert failed and len(failed) < len(one)
+    assert len(one_threads) == 1 and len(two_threads) == 2
 
 
 def _check_for(table: str, daily: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
