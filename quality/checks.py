@@ -49,7 +49,7 @@ from pipelines.resources import LakeResource
 from quality.redact import scrub
 from quality.report import write_report
 from quality.rules import FAMILY_ZH
-from quality.runner import Outcome, QualityResult, borrowed_engine, validate
+from quality.runner import EnginePool, Outcome, QualityResult, validate
 from quality.scorecard import (
     CheckSettings,
     Thresholds,
@@ -63,7 +63,7 @@ from quality.scorecard import (
 from quality.suites import rules_for
 from rainbow.parquet import glob_files, read_frame
 from rainbow.settings import Lake
-from rainbow.workers import ordered_map, workers
+from rainbow.workers import ordered_map, release_memory, workers
 from schemas import load_registry
 from schemas.contract import Table
 from schemas.registry import Registry
@@ -160,9 +160,10 @@ def validate_staged(
     batches, missing = choose_batches(lake, table, partitioned, run_days, settings)
     related = load_related(lake, table, registry)
     width = min(settings.parallel_batches, workers()) if partitioned else 1
+    engines = EnginePool()  # dropped with this call, and the frames its engines last saw
 
     def one(batch: Batch) -> QualityResult:
-        with borrowed_engine() if width > 1 else contextlib.nullcontext(None) as gx_engine:
+        with engines.borrow() if width > 1 else contextlib.nullcontext(None) as gx_engine:
             return validate(
                 load_batch(lake, table, batch),
                 table,
@@ -173,7 +174,11 @@ def validate_staged(
                 gx_engine=gx_engine,
             )
 
-    return list(ordered_map(one, batches, width=width)), missing
+    results = list(ordered_map(one, batches, width=width))
+    if width > 1:
+        del engines  # the frames the engines last saw
+        release_memory()
+    return results, missing
 
 
 # ------------------------------------------------------------------ metadata

@@ -248,21 +248,26 @@ def engine() -> GxEngine:
         return _ENGINE
 
 
-_SPARE: list[GxEngine] = []  # engines of worker threads, kept for the next batches
+class EnginePool:
+    """GX engines for batches validated on several threads: each running batch borrows one no
+    other thread is using (an engine runs one validation at a time). Drop the pool when the
+    batches are done: an engine keeps its last batch's pandas frame alive (measured: two spare
+    engines held ~200 MB after 12 days of district water readings)."""
 
+    def __init__(self) -> None:
+        self._spare: list[GxEngine] = []
+        self._lock = threading.Lock()
 
-@contextlib.contextmanager
-def borrowed_engine() -> Iterator[GxEngine]:
-    """A GX engine for one thread's batch, not shared with any other running thread (an
-    engine runs one validation at a time); returned to a spare list afterwards."""
-    with _ENGINE_LOCK:
-        borrowed = _SPARE.pop() if _SPARE else None
-    borrowed = borrowed or GxEngine()
-    try:
-        yield borrowed
-    finally:
-        with _ENGINE_LOCK:
-            _SPARE.append(borrowed)
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[GxEngine]:
+        with self._lock:
+            borrowed = self._spare.pop() if self._spare else None
+        borrowed = borrowed or GxEngine()
+        try:
+            yield borrowed
+        finally:
+            with self._lock:
+                self._spare.append(borrowed)
 
 
 # ------------------------------------------------------------------ results

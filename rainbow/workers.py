@@ -10,10 +10,20 @@ flight (memory: that many units' frames, not the whole input).
 
 ``$RAINBOW_WORKERS`` (default: the number of CPUs, at most 2) sets the width; 1 runs the
 units one after another in the calling thread, exactly as a plain loop would.
+
+When the threads are done, :func:`release_memory` hands the heap's free pages back to the OS:
+glibc gives every thread its own heap arena and keeps what was freed in it, so a step's
+threads left ~350 MB resident that later steps (the master elder index near 8 GiB) counted
+against them (12 days of district water validated two at a time: 1,136 MB resident after,
+784 MB after ``malloc_trim``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import os
 import queue
 import threading
@@ -41,6 +51,26 @@ def workers() -> int:
     return max(min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS), 1)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def release_memory() -> bool:
+    """Collect garbage and return free heap pages to the OS (glibc's ``malloc_trim``); whether
+    the C library could trim (False elsewhere than glibc: only the collection ran)."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, width: int | None = None) -> Iterator[R]:
     """``fn(item)`` for each item, yielded in the items' order, at most ``width`` (default
     :func:`workers`) running at once. The first exception (in input order) is raised when its
@@ -63,6 +93,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, width: int | None =
         finally:
             for future in pending:
                 future.cancel()
+    release_memory()  # after the pool's threads are joined
 
 
 _DONE = object()
@@ -111,3 +142,4 @@ def read_ahead(items: Iterable[T], *, depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         producer.join()
+        release_memory()

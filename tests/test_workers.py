@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rainbow.workers import WORKERS_ENV, ordered_map, read_ahead, workers
+from rainbow import workers as workers_module
+from rainbow.workers import WORKERS_ENV, ordered_map, read_ahead, release_memory, workers
 
 
 class Gauge:
@@ -153,3 +154,17 @@ def test_read_ahead_with_one_worker_iterates_in_the_calling_thread(monkeypatch: 
 
     assert list(read_ahead(items())) == [0, 1, 2]
     assert set(names) == {threading.current_thread().name}
+
+
+def test_the_threads_free_pages_go_back_to_the_os_when_the_units_are_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert release_memory()  # glibc here: malloc_trim is found and runs
+    calls: list[str] = []
+    monkeypatch.setattr(workers_module, "release_memory", lambda: calls.append("released") or True)
+    results = ordered_map(lambda i: i, range(4), width=2)
+    assert list(results) == [0, 1, 2, 3]
+    assert calls == ["released"]
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    assert list(read_ahead(iter(range(3)))) == [0, 1, 2]
+    assert calls == ["released", "released"]

@@ -36,7 +36,7 @@ from rainbow.filefacts import row_counts
 from rainbow.io import atomic_path, sha256_file
 from rainbow.parquet import row_count, write_frame
 from rainbow.settings import Lake
-from rainbow.workers import workers
+from rainbow.workers import release_memory, workers
 from schemas.contract import Table
 
 SOURCE_FILE = "_source_file"
@@ -534,6 +534,7 @@ def ingest_table(
             reports.append(done[0])
             if done[1] is not None:
                 entries.append(done[1])
+    release_memory()  # the reading threads' heap arenas
 
     if entries:
         save_entries(lake, table.name, entries, by_day=table.delivery.partitioned)

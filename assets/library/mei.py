@@ -46,6 +46,7 @@ from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
 from rainbow.parquet import ROW_GROUP_ROWS, file_metadata, open_writer, read_frame, write_frame
 from rainbow.settings import Lake
+from rainbow.workers import release_memory
 from schemas.registry import Registry
 
 DECISIONS_DDL = (
@@ -287,7 +288,9 @@ def build_mei(
     :func:`assets.library.records.iter_person_records`), so a district year's 16.8 M records are
     held as their ids and profile numbers only. The linkage kept by the last run
     (:func:`read_kept`) scores only the new profiles' pairs until its model is due for training
-    again (``LinkSettings.retrain_share``)."""
+    again (``LinkSettings.retrain_share``). Starts from a trimmed heap
+    (:func:`rainbow.workers.release_memory`): its peak is the build's highest."""
+    release_memory()
     decisions = read_decisions(lake)
     profiled, known = profile_person_records(
         iter_person_records(lake, registry),
