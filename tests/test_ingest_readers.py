@@ -251,15 +251,7 @@ def test_the_column_wise_csv_path_reads_exactly_what_the_record_path_reads(
             both.append(readers.read_csv(path, table))
         args = _fast_args(path, table)
         fast_used += readers._is_plain(args[0]) and original(*args) is not None
-        a, b = both
-        assert a.rows.equals(b.rows), path
-        assert a.broken.equals(b.broken), path
-        assert (a.header_row, a.extra_columns, a.missing_columns, a.notes) == (
-            b.header_row,
-            b.extra_columns,
-            b.missing_columns,
-            b.notes,
-        ), path
+        _assert_same(*both, path)
     assert fast_used > len(csvs) // 2  # the column-wise path carries most files
 
 
