@@ -518,6 +518,11 @@ def ingest_table(
                 known_pairs[(rel, sha)] = {"status": "duplicate"}
                 continue
 
+            if width <= 1:  # one by one in this thread, as RAINBOW_WORKERS=1 promises
+                done = _ingest_file(lake, table, path, rel, sha, dname, st, ingested_at)
+                _settle(done, ingested_sha)
+                slots.append(done)
+                continue
             running = [f for f in running if not f.done()]
             if len(running) >= width:  # at most `width` files in memory at once
                 wait(running, return_when=FIRST_COMPLETED)
