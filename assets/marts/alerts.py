@@ -449,28 +449,32 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
     if not r.enabled or water.height == 0:
         return _empty_hits()
     h = _hour_cols(water)
-    w = water.filter(pl.col("reading_m3").is_not_null()).select(*h, "meter_id", "read_at", "reading_m3")
-    if r.lives_alone_only:
-        alone = devices.filter(pl.col("device_kind") == WATER_METER).select(
-            pl.col("device_id").alias("meter_id"), "lives_alone"
-        )
-        w = w.join(alone, on="meter_id", how="left")
-        keep = pl.col("lives_alone")
-        if r.unknown_lives_alone_alerts:
-            keep = keep.fill_null(True)
-        w = w.filter(keep.fill_null(False)).drop("lives_alone")
-    w = w.sort("meter_id", *h, "read_at", maintain_order=True)
-    window = timedelta(hours=r.window_hours)
-    starts = w.select(
-        "meter_id",
-        *h,
-        pl.col("read_at").alias("from_at"),
-        pl.col("reading_m3").alias("from_m3"),
-        (pl.col("read_at") + window).alias("_due"),
-    ).sort("meter_id", *h, "_due", maintain_order=True)
-    paired = w.with_columns(_due=pl.col("read_at")).join_asof(
-        starts, on="_due", by=["meter_id", *h], strategy="backward", check_sortedness=False
+    w = water.filter(pl.col("reading_m3").is_not_null() & pl.col("read_at").is_not_null()).select(
+        *h, "meter_id", "read_at", "reading_m3"
     )
+    if r.lives_alone_only:
+        # listed meters whose elder lives alone (or is not known not to, if so set); unlisted
+        # meters only when unknown counts (membership tests: a join cost 36 ms a district day)
+        meters = devices.filter(pl.col("device_kind") == WATER_METER)
+        alone = pl.col("lives_alone").fill_null(r.unknown_lives_alone_alerts)
+        keep = pl.col("meter_id").is_in(meters.filter(alone)["device_id"].drop_nulls().implode())
+        if r.unknown_lives_alone_alerts:
+            keep = keep | ~pl.col("meter_id").is_in(meters["device_id"].drop_nulls().implode())
+        w = w.filter(keep)
+    window = timedelta(hours=r.window_hours)
+    paired = None if h else _paired_by_key(w, window)
+    if paired is None:
+        w = w.sort("meter_id", *h, "read_at", maintain_order=True)
+        starts = w.select(
+            "meter_id",
+            *h,
+            pl.col("read_at").alias("from_at"),
+            pl.col("reading_m3").alias("from_m3"),
+            (pl.col("read_at") + window).alias("_due"),
+        ).sort("meter_id", *h, "_due", maintain_order=True)
+        paired = w.with_columns(_due=pl.col("read_at")).join_asof(
+            starts, on="_due", by=["meter_id", *h], strategy="backward", check_sortedness=False
+        )
     quiet = paired.filter(
         pl.col("from_at").is_not_null()
         & (pl.col("read_at") - pl.col("from_at") <= window + timedelta(hours=r.max_gap_hours))
@@ -485,6 +489,48 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
         ((pl.col("read_at") - pl.col("from_at")).dt.total_minutes() / 60.0).alias("_hours"),
     )
     return _as_hits(quiet, WATER_METER, WATER_INACTIVITY, "reading", r.severity, aux=pl.col("_hours"))
+
+
+# _paired_by_key: meter number and microseconds since the first reading in one int64
+_TIME_BITS = 38  # 3.2 days of microseconds
+_METER_LIMIT = 1 << (62 - _TIME_BITS)
+
+
+def _paired_by_key(w: pl.DataFrame, window: timedelta) -> pl.DataFrame | None:
+    """Each reading of ``w`` (meter_id, read_at, reading_m3; no null time) with the meter's last
+    reading at least ``window`` before it (``from_at``, ``from_m3``; null when there is none):
+    what the as-of join by meter gives, from one sort of one integer column (meter number, then
+    time) and a binary search of it (a district day's water: 245 -> 175 ms with the filter).
+    None when the key does not fit (more meters or a longer span than it holds) or a (meter,
+    time) repeats: the caller joins as of instead."""
+    if w.height == 0:
+        return None
+    meter = pl.col("meter_id").cast(pl.Categorical).to_physical().cast(pl.Int64)
+    keyed = w.with_columns(_m=meter, _t=(pl.col("read_at") - pl.col("read_at").min()).dt.total_microseconds())
+    most_meter, most_time = keyed.select(pl.col("_m").max(), pl.col("_t").max()).row(0)
+    if most_meter >= _METER_LIMIT or most_time >= 1 << _TIME_BITS:
+        return None
+    keyed = keyed.select(
+        "meter_id", "read_at", "reading_m3", _k=pl.col("_m") * (1 << _TIME_BITS) + pl.col("_t")
+    ).sort("_k")
+    k = keyed["_k"]
+    if bool((k.diff() == 0).any()):
+        return None
+    back = int(window / timedelta(microseconds=1))
+    # the last key <= this key - window; a start of the same meter only if its number matches
+    at = k.search_sorted(k - back, side="right").cast(pl.Int64) - 1
+    found = pl.col("_at") >= 0
+    same = found & (
+        pl.col("_k").gather(pl.col("_at").clip(0)) // (1 << _TIME_BITS) == pl.col("_k") // (1 << _TIME_BITS)
+    )
+    return (
+        keyed.with_columns(_at=at)
+        .with_columns(
+            from_at=pl.when(same).then(pl.col("read_at").gather(pl.col("_at").clip(0))),
+            from_m3=pl.when(same).then(pl.col("reading_m3").gather(pl.col("_at").clip(0))),
+        )
+        .drop("_k", "_at")
+    )
 
 
 def _conform(part: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -523,11 +569,21 @@ def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.
     return frame
 
 
+def keys_repeat(frame: pl.DataFrame, keys: list[str]) -> bool:
+    """Whether some value of ``keys`` occurs in two rows. A 64-bit hash of each row's keys first:
+    no hash twice means no value twice (the usual case, a third of the exact check: a district
+    day's water block 28 vs 82 ms); only when a hash repeats are the values compared."""
+    if frame.height < 2:
+        return False
+    if frame.select(pl.struct(keys).hash().n_unique()).item() == frame.height:
+        return False
+    return bool(frame.select(keys).is_duplicated().any())
+
+
 def _first_of_each(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """The first row of each ``keys`` value, in order (``unique(keep="first")``); a frame whose
-    keys do not repeat - the usual case - is returned after a check that costs ~40% of it
-    (a district block: vitals 35 vs 89 ms, water 72 vs 181 ms)."""
-    if not frame.select(keys).is_duplicated().any():
+    keys do not repeat - the usual case - is returned after a check (:func:`keys_repeat`)."""
+    if not keys_repeat(frame, keys):
         return frame
     return frame.unique(keys, keep="first", maintain_order=True)
 
@@ -819,13 +875,34 @@ def hour_rows(
     chained to the alerts of earlier hours (``prior``), escalated, with their evidence."""
     if eps.height == 0:
         return pl.DataFrame(schema=ALERTS_SCHEMA)
-    eps = _chain(eps, prior, rules)
-    eps = _escalate(eps, rules)
-    eps = eps.sort("alert_type", "subject", "episode_start", maintain_order=True)
-    return eps.with_columns(
-        hour=pl.lit(hour_key(start)),
-        evidence=evidence_column(eps, rules),
-        rules_version=pl.lit(rules.version_hash),  # a hash of every setting: once per hour
+    return _with_evidence(_chained(start, eps, rules, prior), rules)
+
+
+def _chained(
+    start: datetime, eps: pl.DataFrame, rules: AlertRules, prior: pl.DataFrame | None
+) -> pl.DataFrame:
+    """:func:`hour_rows` up to the evidence: the hour's episodes (at least one) chained,
+    escalated, in the mart's order, with ``hour``. What a later hour chains to is all here
+    (:func:`_as_prior`); the evidence can wait for the other hours of a block."""
+    eps = _escalate(_chain(eps, prior, rules), rules)
+    return eps.sort("alert_type", "subject", "episode_start", maintain_order=True).with_columns(
+        hour=pl.lit(hour_key(start))
+    )
+
+
+def _as_prior(chained: pl.DataFrame) -> pl.DataFrame:
+    """Chained episodes as mart rows without their evidence (what :func:`_chain` reads of them)."""
+    return chained.select(
+        (pl.lit(None) if c in ("evidence", "rules_version") else pl.col(c)).cast(dtype).alias(c)
+        for c, dtype in ALERTS_SCHEMA.items()
+    )
+
+
+def _with_evidence(chained: pl.DataFrame, rules: AlertRules) -> pl.DataFrame:
+    """Chained episodes (:func:`_chained`, of one hour or several) -> mart rows."""
+    return chained.with_columns(
+        evidence=evidence_column(chained, rules),
+        rules_version=pl.lit(rules.version_hash),  # a hash of every setting: once per call
     ).select(pl.col(c).cast(dtype) for c, dtype in ALERTS_SCHEMA.items())
 
 
@@ -947,8 +1024,11 @@ def _staged_day(
     if not path.exists():
         return None
     day = read_frame(path, lake, columns=list(schema)).cast(schema)  # type: ignore[arg-type]
-    cache[(table, d)] = day.filter(pl.col(time_col).is_not_null()).sort(time_col, maintain_order=True)
-    return cache[(table, d)]
+    day = day.filter(pl.col(time_col).is_not_null())
+    if not day.get_column(time_col).is_sorted():  # staging writes a day in time order
+        day = day.sort(time_col, maintain_order=True)
+    cache[(table, d)] = day
+    return day
 
 
 def _window_by_day(
@@ -1207,8 +1287,8 @@ def hourly_inputs(
         lake, "water_readings", "read_at", WATER_SCHEMA, first - timedelta(hours=water_lb), end, cache
     )
     water = _tag_days(water_days, WATER_SCHEMA)
-    clean = bool((water["_day"] == water["read_at"].dt.date()).all()) and not bool(
-        water.select("meter_id", "read_at").is_duplicated().any()
+    clean = bool((water["_day"] == water["read_at"].dt.date()).all()) and not keys_repeat(
+        water, ["meter_id", "read_at"]
     )
     return AlertInputs(
         vitals=repeat("wristband_vitals", "measured_at", VITALS_SCHEMA, vitals_lb),
@@ -1352,18 +1432,31 @@ def iter_hours(
     cache: dict[str, pl.DataFrame] = {}
     chained_back = timedelta(hours=chain_hours(rules))
     detected = _detected_blocks(lake, hour_blocks(keys, block_hours), rules, devices, pseudonymise)
+    no_rows = pl.DataFrame(schema=ALERTS_SCHEMA)
     for block, by_hour, no_episodes in read_ahead(detected):
+        # each hour chained to the ones before it (those of this block as rows without evidence)
+        chained: list[pl.DataFrame] = []
         for key in block:
             start = hour_start(key)
             mine = by_hour.get((start,), no_episodes)
-            rows = hour_rows(start, mine, rules, read_prior(lake, start, rules, cache))
-            write_hour(lake, key, rows)
-            cache[key] = rows
+            if mine.height:
+                chained.append(_chained(start, mine, rules, read_prior(lake, start, rules, cache)))
+                cache[key] = _as_prior(chained[-1])
+            else:
+                cache[key] = no_rows
             # the next hour reads back to (its start - chained_back); later hours less far
             horizon = hour_key(start + timedelta(hours=1) - chained_back)
             for done in [k for k in cache if k < horizon]:
                 del cache[done]
-            yield key, rows
+        # the evidence of the block's alerts at once (per hour it cost as much as the chaining)
+        rows = _with_evidence(pl.concat(chained), rules) if chained else no_rows
+        by_key = rows.partition_by("hour", as_dict=True, maintain_order=True) if rows.height else {}
+        for key in block:
+            mine_rows = by_key.get((key,), no_rows)
+            write_hour(lake, key, mine_rows)
+            if key in cache:
+                cache[key] = mine_rows
+            yield key, mine_rows
 
 
 def run_hours(
