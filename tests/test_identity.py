@@ -742,3 +742,31 @@ def test_link_lineage_reads_table_file_and_row_out_of_record_ids_as_the_format_s
     ]
     assert unmatched["source_table"].null_count() == unmatched["source_file"].null_count() == 9
     assert got.row(500)[:4] == ("t:a:b:c:12", "t", "a:b:c", 12)
+
+
+def test_the_linkage_fingerprint_follows_the_model_code_not_a_wrapper(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A profiler or a spy wrapping ``score_pairs`` is not other model code (it retrained the
+    district's model: a 75 s new day became 139 s); the model module's bytes are."""
+    import functools
+    import inspect
+
+    import assets.library.identity as identity
+    from assets.library import identity_model
+
+    settings = identity.LinkSettings()
+    before = identity.kept_fingerprint(settings)
+    real = identity.score_pairs
+
+    @functools.wraps(real)
+    def spy(*args: object, **kwargs: object) -> object:
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(identity, "score_pairs", spy)
+    assert inspect.getfile(identity.score_pairs) != inspect.getfile(identity_model)  # a real wrapper
+    assert identity.kept_fingerprint(settings) == before
+    edited = tmp_path / "identity_model.py"
+    edited.write_bytes(Path(inspect.getfile(identity_model)).read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(identity_model, "__file__", str(edited))
+    assert identity.kept_fingerprint(settings) != before
