@@ -459,8 +459,8 @@ def water_hits(water: pl.DataFrame, devices: pl.DataFrame, rules: AlertRules) ->
         alone = pl.col("lives_alone").fill_null(r.unknown_lives_alone_alerts)
         kept = meters.filter(alone)["device_id"].drop_nulls()
         if r.unknown_lives_alone_alerts:  # all but the listed meters none of whose rows keep them
-            dropped = meters["device_id"].drop_nulls().unique()
-            w = w.filter(~pl.col("meter_id").is_in(dropped.filter(~dropped.is_in(kept.implode())).implode()))
+            listed = meters["device_id"].drop_nulls().unique()
+            w = w.filter(~pl.col("meter_id").is_in(listed.filter(~listed.is_in(kept.implode())).implode()))
         else:
             w = w.filter(pl.col("meter_id").is_in(kept.implode()))
     window = timedelta(hours=r.window_hours)
@@ -506,7 +506,7 @@ def _paired_by_key(w: pl.DataFrame, window: timedelta) -> pl.DataFrame | None:
     reading at least ``window`` before it (``from_at``, ``from_m3``; null when there is none) and
     its row in ``w`` (``_row``; no ``meter_id``, taken for the few hits only): what the as-of
     join by meter gives, from one integer key (meter number, then time) sorted once and joined
-    as of without ``by`` (a district day's water 245 -> ~100 ms with the filter). None when
+    as of without ``by`` (a district day's water rule 245 -> 86 ms with the filter). None when
     the key does not fit (more meters or a longer span than it holds) or a (meter, time)
     repeats: the caller joins as of by meter instead."""
     if w.height == 0:
