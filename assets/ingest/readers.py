@@ -31,9 +31,10 @@ from typing import Any
 import fastexcel
 import polars as pl
 
+from rainbow.parquet import ROW_NUMBER_COLUMN
 from schemas.contract import Table
 
-ROW_NUMBER = "_row_number"
+ROW_NUMBER = ROW_NUMBER_COLUMN
 EXTRA = "_extra"
 RAW_TEXT = "_raw_text"
 ERROR = "_error"
