@@ -464,10 +464,11 @@ def test_a_second_signal_skips_the_grace_period(tmp_path: Path) -> None:
         assert len(seen) >= 2  # the services (and their children) were really seen
         started = time.monotonic()
         launcher.send_signal(signal.SIGINT)
-        wait_for(lambda: "received SIGINT" in log.read_text(errors="replace"), 10, "the first signal")
+        # a loaded machine (the quick start's test run) once took over 10 s to log the first one
+        wait_for(lambda: "received SIGINT" in log.read_text(errors="replace"), 30, "the first signal")
         launcher.send_signal(signal.SIGINT)  # impatient operator: Ctrl-C again
         assert launcher.wait(timeout=20) == 0
-        assert time.monotonic() - started < 10  # not the 60 s grace period
+        assert time.monotonic() - started < 45  # not the 60 s grace period
         wait_for(lambda: not alive(seen), 5, "no leftover processes")
     finally:
         kill_all(seen)
