@@ -62,6 +62,7 @@ from assets.library.identity_model import (
     weak_profiles,
 )
 from assets.library.records import RECORD_SCHEMA, STANDARD_COLUMNS, normalise_records
+from rainbow.frames import keys_repeat
 from schemas.registry import Registry
 
 ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {
@@ -153,6 +154,144 @@ def _number_groups(groups: pl.DataFrame, rows: int) -> tuple[pl.DataFrame, np.nd
     return numbered.drop("__row"), numbers
 
 
+@dataclass(frozen=True)
+class ProfileBase:
+    """The records of some chunks grouped (:meth:`ProfileGrouper.snapshot`), to start a later
+    grouping from (:meth:`ProfileGrouper.start`): ``profiles`` the groups so far (the attributes
+    of ``PROFILE_KEY``, the isolating column, ``first_record``, ``records``), ``records`` the
+    records' ``record_id``, carried columns and ``profile`` (a row of ``profiles``)."""
+
+    profiles: pl.DataFrame
+    records: pl.DataFrame
+
+
+class ProfileGrouper:
+    """Collapses normalised person records (``STANDARD_COLUMNS`` + ``carry``) to profiles, one
+    chunk at a time (:func:`profile_records` tells how). Its state after some chunks can be kept
+    (:meth:`snapshot`) and a later grouping started from it (:meth:`start`): the profiles come
+    out as if every chunk had been added (tested), so a new day groups only its month's records.
+    A snapshot is valid for the same ``isolate`` only."""
+
+    def __init__(
+        self, isolate: pl.Series | None = None, carry: Sequence[str] = (), compact_rows: int = 2_000_000
+    ):
+        self.isolate = (isolate if isolate is not None else pl.Series([], dtype=pl.String)).cast(pl.String)
+        self._solo = self.isolate.implode()
+        self.carry = tuple(carry)
+        self.compact_rows = compact_rows
+        self.key = [*PROFILE_KEY, _SOLO]
+        self.slim: list[pl.DataFrame] = []  # record_id, carry, profile (a slot)
+        self.profiles: pl.DataFrame | None = None  # the groups compacted so far
+        self.pending: list[pl.DataFrame] = []  # groups of chunks since
+        self.pending_rows = 0
+        # every group ever made (a "slot", numbered in order of making) -> its row in
+        # concat([profiles, *pending]); records hold slots
+        self.position: list[np.ndarray] = []
+        self.slots = 0
+        self.found: list[pl.Series] = []  # isolate ids among the records
+        self.records = 0
+
+    def start(self, base: ProfileBase) -> None:
+        """Continue from a :meth:`snapshot` (made with the same ``isolate`` and ``carry``)."""
+        if self.slots:
+            raise RuntimeError("a grouping starts from a snapshot before any chunk")
+        n = base.profiles.height
+        self.profiles = base.profiles.select(*self.key, "first_record", "records")
+        self.position = [np.arange(n, dtype=np.int64)]
+        self.slim = [base.records.select("record_id", *self.carry, pl.col("profile").cast(pl.Int64))]
+        self.slots = n
+        self.records = base.records.height
+        if self.isolate.len():
+            self.found.append(base.profiles[_SOLO].drop_nulls())
+
+    def add(self, chunk: pl.DataFrame) -> None:
+        keyed = chunk.select(*STANDARD_COLUMNS, *self.carry).with_columns(
+            pl.when(pl.col("record_id").is_in(self._solo)).then(pl.col("record_id")).alias(_SOLO)
+        )
+        local, numbers = _number_groups(
+            keyed.with_row_index("__row")
+            .group_by(self.key)
+            .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row")),
+            keyed.height,
+        )
+        if self.isolate.len():
+            self.found.append(keyed.filter(pl.col(_SOLO).is_not_null())[_SOLO])
+        held = (self.profiles.height if self.profiles is not None else 0) + self.pending_rows
+        self.position.append(np.arange(held, held + local.height, dtype=np.int64))
+        self.slim.append(
+            keyed.select("record_id", *self.carry).with_columns(pl.Series("profile", numbers + self.slots))
+        )
+        self.slots += local.height
+        self.records += keyed.height
+        self.pending.append(local.drop("__group"))
+        self.pending_rows += local.height
+        if self.pending_rows >= max(
+            self.compact_rows, self.profiles.height if self.profiles is not None else 0
+        ):
+            self.compact()
+
+    def compact(self) -> None:
+        both = pl.concat([*([self.profiles] if self.profiles is not None else []), *self.pending])
+        grouped, numbers = _number_groups(
+            both.with_row_index("__row")
+            .group_by(self.key)
+            .agg(pl.col("first_record").min(), pl.col("records").sum().cast(pl.UInt32), pl.col("__row")),
+            both.height,
+        )
+        self.profiles = grouped.drop("__group")
+        self.position = [numbers[np.concatenate(self.position)]] if self.position else []
+        self.pending, self.pending_rows = [], 0
+
+    def snapshot(self) -> ProfileBase:
+        """The grouping so far, compacted, to :meth:`start` another from. The records are
+        renumbered piece by piece (no second copy of a year's record ids)."""
+        self.compact()
+        assert self.profiles is not None
+        slot_row = self.position[0]
+        self.slim = [
+            piece.with_columns(pl.Series("profile", slot_row[piece["profile"].to_numpy()]))
+            for piece in self.slim
+        ]
+        self.position = [np.arange(self.profiles.height, dtype=np.int64)]
+        self.slots = self.profiles.height
+        records = (
+            pl.concat(self.slim, rechunk=False)
+            if self.slim
+            else pl.DataFrame(schema={"record_id": pl.String, "profile": pl.Int64})
+        )
+        return ProfileBase(self.profiles, records)
+
+    def finish(
+        self,
+        keep_isolated: Callable[[pl.Series], pl.Series] | None = None,
+        carry_schema: Mapping[str, pl.DataType] | None = None,
+    ) -> Profiled:
+        """The profiles of every record added (see :func:`profile_records`)."""
+        if not self.slim:
+            types = carry_schema or {}
+            empty = pl.DataFrame(
+                schema={**RECORD_SCHEMA, **{c: types.get(c, pl.String()) for c in self.carry}}
+            )
+            return profile_records([empty], carry=self.carry)
+        if keep_isolated is not None and self.found:
+            alone = keep_isolated(pl.concat(self.found)).cast(pl.String).implode()
+            stays = pl.when(pl.col(_SOLO).is_in(alone)).then(pl.col(_SOLO)).alias(_SOLO)
+            self.profiles = self.profiles.with_columns(stays) if self.profiles is not None else None
+            self.pending = [frame.with_columns(stays) for frame in self.pending]
+        self.compact()
+        profiles = self.profiles
+        assert profiles is not None
+        order = profiles["first_record"].arg_sort().to_numpy()
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(order.size, dtype=np.int64)
+        final = rank[np.concatenate(self.position)]  # slot -> profile number
+        numbered = profiles[order].with_row_index("profile").with_columns(pl.col("profile").cast(pl.Int64))
+        records = pl.concat(self.slim)
+        self.slim = []
+        records = records.with_columns(profile=pl.Series(final[records["profile"].to_numpy()]))
+        return Profiled(records, numbered.with_columns(profile_keys(numbered)).drop(_SOLO))
+
+
 def profile_records(
     chunks: Iterable[pl.DataFrame],
     isolate: pl.Series | None = None,
@@ -178,70 +317,10 @@ def profile_records(
     alone (the others rejoin their identical twins: a steward decision whose other record is no
     longer delivered isolates nothing); ``carry_schema``: the carried columns' types, for no
     chunks at all."""
-    solo = (isolate if isolate is not None else pl.Series([], dtype=pl.String)).cast(pl.String).implode()
-    key = [*PROFILE_KEY, _SOLO]
-    slim: list[pl.DataFrame] = []
-    profiles: pl.DataFrame | None = None  # the groups compacted so far
-    pending: list[pl.DataFrame] = []  # groups of chunks since
-    pending_rows = 0
-    # every group ever made (a "slot", numbered in order of making) -> its row in
-    # concat([profiles, *pending]); records hold slots
-    position: list[np.ndarray] = []
-    slots = 0
-    found: list[pl.Series] = []  # isolate ids among the records
-
-    def compact() -> None:
-        nonlocal profiles, pending, pending_rows, position
-        both = pl.concat([*([profiles] if profiles is not None else []), *pending])
-        grouped, numbers = _number_groups(
-            both.with_row_index("__row")
-            .group_by(key)
-            .agg(pl.col("first_record").min(), pl.col("records").sum().cast(pl.UInt32), pl.col("__row")),
-            both.height,
-        )
-        profiles = grouped.drop("__group")
-        position = [numbers[np.concatenate(position)]] if position else []
-        pending, pending_rows = [], 0
-
+    grouper = ProfileGrouper(isolate, carry, compact_rows)
     for chunk in chunks:
-        keyed = chunk.select(*STANDARD_COLUMNS, *carry).with_columns(
-            pl.when(pl.col("record_id").is_in(solo)).then(pl.col("record_id")).alias(_SOLO)
-        )
-        local, numbers = _number_groups(
-            keyed.with_row_index("__row")
-            .group_by(key)
-            .agg(pl.col("record_id").min().alias("first_record"), pl.len().alias("records"), pl.col("__row")),
-            keyed.height,
-        )
-        if isolate is not None and isolate.len():
-            found.append(keyed.filter(pl.col(_SOLO).is_not_null())[_SOLO])
-        held = (profiles.height if profiles is not None else 0) + pending_rows
-        position.append(np.arange(held, held + local.height, dtype=np.int64))
-        slim.append(keyed.select("record_id", *carry).with_columns(pl.Series("profile", numbers + slots)))
-        slots += local.height
-        pending.append(local.drop("__group"))
-        pending_rows += local.height
-        if pending_rows >= max(compact_rows, profiles.height if profiles is not None else 0):
-            compact()
-    if not slim:
-        types = carry_schema or {}
-        empty = pl.DataFrame(schema={**RECORD_SCHEMA, **{c: types.get(c, pl.String()) for c in carry}})
-        return profile_records([empty], carry=carry)
-    if keep_isolated is not None and found:
-        alone = keep_isolated(pl.concat(found)).cast(pl.String).implode()
-        stays = pl.when(pl.col(_SOLO).is_in(alone)).then(pl.col(_SOLO)).alias(_SOLO)
-        profiles = profiles.with_columns(stays) if profiles is not None else None
-        pending = [frame.with_columns(stays) for frame in pending]
-    compact()
-    assert profiles is not None
-    order = profiles["first_record"].arg_sort().to_numpy()
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size, dtype=np.int64)
-    final = rank[np.concatenate(position)]  # slot -> profile number
-    numbered = profiles[order].with_row_index("profile").with_columns(pl.col("profile").cast(pl.Int64))
-    records = pl.concat(slim)
-    records = records.with_columns(profile=pl.Series(final[records["profile"].to_numpy()]))
-    return Profiled(records, numbered.with_columns(profile_keys(numbered)).drop(_SOLO))
+        grouper.add(chunk)
+    return grouper.finish(keep_isolated, carry_schema)
 
 
 PROFILE_ID = "profile_key"
@@ -426,15 +505,32 @@ def profile_person_records(
     """(:func:`profile_records` of the chunks, the steward decisions both of whose records are
     among them). Records of those decisions stand alone; a decision naming a record that is not
     there (any more) isolates nothing, in the same pass."""
+
+    def add_all(grouper: ProfileGrouper) -> None:
+        for chunk in chunks:
+            grouper.add(chunk)
+
+    return group_person_records(add_all, decisions, carry, carry_schema)
+
+
+def group_person_records(
+    fill: Callable[[ProfileGrouper], None],
+    decisions: pl.DataFrame | None = None,
+    carry: Sequence[str] = (),
+    carry_schema: Mapping[str, pl.DataType] | None = None,
+) -> tuple[Profiled, pl.DataFrame]:
+    """:func:`profile_person_records` with the records given by ``fill``, which adds them to a
+    :class:`ProfileGrouper` isolating the decisions' records (and may start it from a kept
+    snapshot: :mod:`assets.library.profile_base`)."""
     dec = _decisions(decisions)
 
     def known_records(present: pl.Series) -> pl.Series:
         return _isolated(_known_decisions(dec, present))
 
-    profiled = profile_records(
-        chunks, _isolated(dec), carry, keep_isolated=known_records, carry_schema=carry_schema
-    )
-    if profiled.records["record_id"].n_unique() != profiled.records.height:
+    grouper = ProfileGrouper(_isolated(dec), carry)
+    fill(grouper)
+    profiled = grouper.finish(keep_isolated=known_records, carry_schema=carry_schema)
+    if keys_repeat(profiled.records, ["record_id"]):
         raise ValueError("record_id must be unique")
     return profiled, _known_decisions(dec, profiled.records["record_id"])
 

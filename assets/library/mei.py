@@ -37,11 +37,10 @@ from assets.library.identity import (
     LinkSettings,
     kept_fingerprint,
     link_profiles,
-    profile_person_records,
 )
 from assets.library.identity_keys import PREVIOUS_KEY
 from assets.library.identity_model import WEIGHT_DECIMALS, KeptModel
-from assets.library.records import iter_person_records
+from assets.library.profile_base import profile_lake_records
 from rainbow.io import atomic_path
 from rainbow.ops import OpsStore
 from rainbow.parquet import ROW_GROUP_ROWS, file_metadata, open_writer, read_frame, write_frame
@@ -187,9 +186,12 @@ def _review_table(result: LinkResult, keys: pl.DataFrame, decisions: pl.DataFram
         if weights
         else pl.lit(None, dtype=pl.String),
     )
-    key_l = keys.rename({"record_id": "record_id_l", "elder_key": "elder_key_l"})
-    key_r = keys.rename({"record_id": "record_id_r", "elder_key": "elder_key_r"})
-    queue = queue.join(key_l, on="record_id_l", how="left").join(key_r, on="record_id_r", how="left")
+    # each side's key found by binary search in the record-sorted links (a district year's 16.8 M
+    # record ids are not hashed for the 0.2 M pairs)
+    queue = queue.with_columns(
+        previous_key_of(queue["record_id_l"], keys).alias("elder_key_l"),
+        previous_key_of(queue["record_id_r"], keys).alias("elder_key_r"),
+    )
     # Decided pairs stay in the queue (as DECIDED) while they are still in the band, for audit.
     queue = queue.join(
         decisions.select("pair_id", "decision", "decided_by", "decided_at"), on="pair_id", how="left"
@@ -285,18 +287,16 @@ def build_mei(
     """Link every person-bearing staged record; write elder_links, the review queue and key changes.
 
     The records are collapsed to profiles one kept chunk at a time (a table's delivery month:
-    :func:`assets.library.records.iter_person_records`), so a district year's 16.8 M records are
-    held as their ids and profile numbers only. The linkage kept by the last run
-    (:func:`read_kept`) scores only the new profiles' pairs until its model is due for training
-    again (``LinkSettings.retrain_share``). Starts from a trimmed heap
+    :func:`assets.library.records.person_chunks`), so a district year's 16.8 M records are
+    held as their ids and profile numbers only; the grouping of the closed months is kept
+    between runs (:mod:`assets.library.profile_base`), so a new day groups its month's chunks.
+    The linkage kept by the last run (:func:`read_kept`) scores only the new profiles' pairs
+    until its model is due for training again (``LinkSettings.retrain_share``). Starts from a trimmed heap
     (:func:`rainbow.workers.release_memory`): its peak is the build's highest."""
     release_memory()
     decisions = read_decisions(lake)
-    profiled, known = profile_person_records(
-        iter_person_records(lake, registry),
-        decisions.select("record_id_l", "record_id_r", "decision"),
-        carry=("_delivery_date",),
-        carry_schema={"_delivery_date": pl.Date()},
+    profiled, known, grouping = profile_lake_records(
+        lake, registry, decisions.select("record_id_l", "record_id_r", "decision"), carry=("_delivery_date",)
     )
     settings = settings or LinkSettings()
     previous = read_previous_links(lake)
@@ -339,6 +339,10 @@ def build_mei(
         "decisions": decisions.height,
         "key_changes": changes.height,
         "merged_keys": int((changes["change"] == "merged").sum()),
+        "grouping_kept_chunks": grouping.kept_chunks,
+        "grouping_grouped_chunks": grouping.grouped_chunks,
+        "grouping_grouped_records": grouping.grouped_records,
+        "grouping_rewritten": int(grouping.rewritten),
     }
     return MeiResult(result, review, changes, stats)
 

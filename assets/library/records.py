@@ -18,7 +18,8 @@ import hashlib
 import inspect
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,13 @@ def iter_person_records(lake: Lake, registry: Registry) -> Iterator[pl.DataFrame
     """The records of :func:`person_records` (unsorted) one kept chunk at a time: a table's
     delivery month, at most a few hundred thousand rows in a district year."""
     schema = pl.Schema(PERSON_RECORD_SCHEMA)
-    for table in elder_tables(registry):
-        for chunk in table_chunks(lake, table, registry):
-            yield chunk.cast(schema)
+    for chunk in person_chunks(lake, registry):
+        yield chunk.load().cast(schema)
+
+
+def person_chunks(lake: Lake, registry: Registry) -> list[RecordChunk]:
+    """Every elder table's :func:`record_chunks` (not yet read), table by table."""
+    return [chunk for table in elder_tables(registry) for chunk in record_chunks(lake, table, registry)]
 
 
 PERSON_RECORD_SCHEMA: dict[str, pl.DataType] = {
@@ -197,16 +202,52 @@ def _codelists_fingerprint(registry: Registry) -> str:
     return hashlib.sha256(json.dumps(lists, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+@dataclass
+class RecordChunk:
+    """One kept chunk of a table's person records: its delivery month (``YYYY-MM`` or
+    ``undated``). ``signature`` names its content - the parts it covers (size and mtime each)
+    and the extraction, normalisation and code lists it was made with - and is known without
+    reading the records when the kept file is current; otherwise it is None until :meth:`load`
+    has read the new parts and rewritten the file."""
+
+    table: str
+    month: str
+    signature: str | None
+    _load: Callable[[], tuple[pl.DataFrame, str]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}/{self.month}"
+
+    def load(self) -> pl.DataFrame:
+        """The chunk's normalised records (:data:`PERSON_RECORD_SCHEMA` columns, unsorted)."""
+        frame, self.signature = self._load()
+        return frame
+
+
+def _signature(version: str, covered: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([version, covered], sort_keys=True).encode()).hexdigest()[:32]
+
+
 def table_chunks(lake: Lake, table: Table, registry: Registry | None = None) -> Iterator[pl.DataFrame]:
-    """The normalised person records of one staged table, one delivery month at a time.
+    """The normalised person records of one staged table, one delivery month at a time
+    (:func:`record_chunks`, each loaded)."""
+    for chunk in record_chunks(lake, table, registry):
+        yield chunk.load()
+
+
+def record_chunks(lake: Lake, table: Table, registry: Registry | None = None) -> list[RecordChunk]:
+    """The chunks of one staged table's normalised person records, one per delivery month, in
+    month order, not yet read.
 
     A year of daily parts is ~3,000 files, and opening each one costs more than its rows: the
     records are kept in :func:`records_cache`, one file per delivery month, with the size and
-    mtime of each part they came from; a run reads and normalises only the parts that are new or
-    changed since, drops the records of parts that are gone, and rewrites only the months where
-    anything differs (a new day: its month's file, not the year's). The cache also records the
-    extraction, the normalisation code and the code lists it was made with (a change to any
-    rebuilds it). The result equals reading and normalising every part (same rows; callers sort).
+    mtime of each part they came from; loading a chunk reads and normalises only the parts that
+    are new or changed since, drops the records of parts that are gone, and rewrites the month's
+    file only when anything differs (a new day: its month's file, not the year's). The cache
+    also records the extraction, the normalisation code and the code lists it was made with (a
+    change to any rebuilds it). The result equals reading and normalising every part (same rows;
+    callers sort). Listing the chunks reads only the kept files' footers.
     """
     registry = registry or load_registry()
     select = _record_select(table)
@@ -217,7 +258,7 @@ def table_chunks(lake: Lake, table: Table, registry: Registry | None = None) -> 
     folder = records_cache(lake, table)
     folder.with_suffix(".parquet").unlink(missing_ok=True)  # the single file of earlier versions
     if not parts:
-        return
+        return []
     root = lake.root.resolve()
     rel = {p: p.resolve().relative_to(root).as_posix() for p in parts}
     chunks: dict[str, list[Path]] = {}
@@ -226,10 +267,34 @@ def table_chunks(lake: Lake, table: Table, registry: Registry | None = None) -> 
     for stale in folder.glob("*.parquet") if folder.exists() else ():
         if stale.stem not in chunks:
             stale.unlink()
-    for chunk, chunk_parts in sorted(chunks.items()):
-        yield _chunk_records(
-            lake, folder / f"{chunk}.parquet", chunk_parts, rel, select, columns, version, registry
-        )
+    out = []
+    for month, chunk_parts in sorted(chunks.items()):
+        cache = folder / f"{month}.parquet"
+        sigs = {rel[p]: [st.st_size, st.st_mtime_ns] for p in chunk_parts if (st := p.stat())}
+        covered = _kept_parts(lake, cache, version)
+        current = covered is not None and covered == sigs
+
+        def load(
+            cache: Path = cache, chunk_parts: list[Path] = chunk_parts, sigs: dict[str, Any] = sigs
+        ) -> tuple[pl.DataFrame, str]:
+            return _chunk_records(lake, cache, chunk_parts, rel, sigs, select, columns, version, registry)
+
+        out.append(RecordChunk(table.name, month, _signature(version, sigs) if current else None, load))
+    return out
+
+
+def _kept_parts(lake: Lake, cache: Path, version: str) -> dict[str, Any] | None:
+    """The parts a kept month's file covers (None: no file, another version, unreadable)."""
+    if not cache.exists():
+        return None
+    try:
+        meta = file_metadata(cache, lake)
+        if meta.get(RECORDS_VERSION) != version:
+            return None
+        covered = json.loads(meta.get(RECORDS_PARTS, "{}"))
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    return covered if isinstance(covered, dict) else None
 
 
 def _chunk_records(
@@ -237,13 +302,14 @@ def _chunk_records(
     cache: Path,
     parts: list[Path],
     rel: dict[Path, str],
+    sigs: dict[str, Any],
     select: list[pl.Expr],
     columns: list[str],
     version: str,
     registry: Registry,
-) -> pl.DataFrame:
-    """One month of :func:`table_chunks`: kept records of unchanged parts, new parts read."""
-    sigs = {rel[p]: [st.st_size, st.st_mtime_ns] for p in parts if (st := p.stat())}
+) -> tuple[pl.DataFrame, str]:
+    """One month of :func:`record_chunks`: kept records of unchanged parts, new parts read; and
+    the signature of what the kept file now covers."""
     kept, covered = None, {}
     if cache.exists():
         try:
@@ -267,8 +333,8 @@ def _chunk_records(
     if kept is not None and valid:
         frames.insert(0, kept.filter(pl.col(PART).is_in(list(valid))))
     records = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+    keep = {r: sigs[r] for r in sorted(valid | {rel[p] for p in todo})}
     if todo or valid != set(covered):
-        keep = {r: sigs[r] for r in sorted(valid | {rel[p] for p in todo})}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
             write_frame(
@@ -277,7 +343,7 @@ def _chunk_records(
                 lake,
                 metadata={RECORDS_PARTS: json.dumps(keep), RECORDS_VERSION: version},
             )
-    return records.drop(PART)
+    return records.drop(PART), _signature(version, keep)
 
 
 @functools.cache

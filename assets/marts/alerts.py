@@ -56,6 +56,7 @@ from assets.marts.alert_rules import (
     WATER_INACTIVITY,
     AlertRules,
 )
+from rainbow.frames import keys_repeat
 from rainbow.io import atomic_path
 from rainbow.parquet import read_frame
 from rainbow.settings import Lake
@@ -581,17 +582,6 @@ def _before_end(frame: pl.DataFrame, time_col: str, end: datetime | None) -> pl.
     if HOUR in frame.columns:
         frame = frame.filter(pl.col(time_col) < pl.col(HOUR) + timedelta(hours=1))
     return frame
-
-
-def keys_repeat(frame: pl.DataFrame, keys: list[str]) -> bool:
-    """Whether some value of ``keys`` occurs in two rows. A 64-bit hash of each row's keys first:
-    no hash twice means no value twice (the usual case, a third of the exact check: a district
-    day's water block 34 vs 82 ms); only when a hash repeats are the values compared."""
-    if frame.height < 2:
-        return False
-    if frame.select(pl.struct(keys).hash().n_unique()).item() == frame.height:
-        return False
-    return bool(frame.select(keys).is_duplicated().any())
 
 
 def _first_of_each(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
