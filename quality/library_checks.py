@@ -203,8 +203,11 @@ def cross_table_rules(table: DerivedTable, registry: Registry) -> list[LibraryRu
                 family="conformance",
                 severity="ERROR",
                 zh="老人主键均见于黄金记录（dim_elder；全表）",
-                offending_sql=f"SELECT {key}, t.elder_key FROM {view} AS t WHERE t.elder_key IS NOT NULL "
-                "AND NOT EXISTS (SELECT 1 FROM library.dim_elder AS e WHERE e.elder_key = t.elder_key)",
+                # an anti join as written: DuckDB planned NOT EXISTS with its hash table on the
+                # table checked (an Arrow source, estimated at one row): 3.85 vs 0.54 s over the
+                # year's 11 M service events
+                offending_sql=f"SELECT {key}, t.elder_key FROM {view} AS t "
+                "ANTI JOIN library.dim_elder AS e ON e.elder_key = t.elder_key WHERE t.elder_key IS NOT NULL",
                 population_sql=f"SELECT count(*) FROM {view} WHERE elder_key IS NOT NULL",
                 columns=(*table.primary_key, "elder_key"),
                 reads=("dim_elder",),

@@ -409,7 +409,8 @@ def encrypted_source(files: list[Path], lake: Lake) -> ds.Dataset:
     one reads it as NULL, like DuckDB's ``union_by_name``).
     """
     enc = [f for f in files if is_encrypted(f)]
-    plain = [f for f in files if f not in set(enc)]
+    encrypted = set(enc)
+    plain = [f for f in files if f not in encrypted]
     newest = files[-1]
     with parquet_file(newest, lake) as f:
         schema = f.schema_arrow
