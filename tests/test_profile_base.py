@@ -148,3 +148,38 @@ def test_a_grouping_started_from_a_snapshot_equals_one_of_every_chunk(lake: Lake
     assert want.records.filter(pl.col("record_id") == twin).height == 1
     with pytest.raises(RuntimeError, match="before any chunk"):
         tail.start(head.snapshot())
+
+
+def test_previous_keys_of_records_in_order_and_in_no_order_are_the_same() -> None:
+    """Records in record order (a run started from the kept grouping) and shuffled find the
+    same previous keys: null for records new since, none for records gone."""
+    import random
+
+    from assets.library.mei import previous_key_of
+
+    rng = random.Random(5)
+    ids = sorted(
+        {f"t{rng.randint(0, 3)}:f{rng.randint(0, 40)}.csv:{rng.randint(0, 999)}" for _ in range(4000)}
+    )
+    previous = pl.DataFrame(
+        {"record_id": [i for i in ids if rng.random() < 0.8], "elder_key": None},
+        schema_overrides={"elder_key": pl.String},
+    ).with_columns(elder_key=pl.format("E{}", pl.int_range(pl.len()) % 97))
+    previous = previous.sample(fraction=1.0, shuffle=True, seed=1)  # the function sorts it
+    records = pl.Series("record_id", [i for i in ids if rng.random() < 0.9] + ["zz:new.csv:1"])
+    assert records.is_sorted()
+    merged = previous_key_of(records, previous)
+    searched = previous_key_of(records.shuffle(seed=3), previous)  # not in order: binary search
+    by_id = dict(zip(records.shuffle(seed=3).to_list(), searched.to_list(), strict=True))
+    assert merged.to_list() == [by_id[r] for r in records.to_list()]
+    known = dict(previous.iter_rows())
+    assert merged.to_list() == [known.get(r) for r in records.to_list()]
+    assert merged.null_count() > 1 and merged.len() == records.len()
+
+
+def test_a_run_from_the_kept_grouping_gives_its_records_in_record_order(lake: Lake) -> None:
+    profile_lake_records(lake, REG)
+    again, _, run = profile_lake_records(lake, REG)
+    assert run.kept_chunks > 0
+    ids = again.records["record_id"]
+    assert ids.to_list() == sorted(ids.to_list())

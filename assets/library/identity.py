@@ -255,11 +255,26 @@ class ProfileGrouper:
         self.position = [np.arange(self.profiles.height, dtype=np.int64)]
         self.slots = self.profiles.height
         records = (
-            pl.concat(self.slim, rechunk=False)
+            pl.concat(self.slim, rechunk=False).sort("record_id")
             if self.slim
-            else pl.DataFrame(schema={"record_id": pl.String, "profile": pl.Int64})
+            else pl.DataFrame(
+                schema={"record_id": pl.String, **dict.fromkeys(self.carry, pl.String), "profile": pl.Int64}
+            )
         )
+        # in record order: a run started from it merges its new records in and keeps that order
+        # (the previous keys are then found by a merge, :func:`assets.library.mei.previous_key_of`)
+        self.slim = [records]
         return ProfileBase(self.profiles, records)
+
+    def _records(self) -> pl.DataFrame:
+        """Every record added; in record order when the grouping started from a snapshot (kept
+        in that order) - the new records sorted and merged in."""
+        pieces, self.slim = self.slim, []
+        first = pieces[0]
+        if len(pieces) > 1 and first.height and strictly_sorted(first["record_id"]):
+            rest = pl.concat(pieces[1:]).sort("record_id")
+            return first.merge_sorted(rest.cast(first.schema), key="record_id")
+        return pl.concat(pieces)
 
     def finish(
         self,
@@ -286,10 +301,16 @@ class ProfileGrouper:
         rank[order] = np.arange(order.size, dtype=np.int64)
         final = rank[np.concatenate(self.position)]  # slot -> profile number
         numbered = profiles[order].with_row_index("profile").with_columns(pl.col("profile").cast(pl.Int64))
-        records = pl.concat(self.slim)
-        self.slim = []
+        records = self._records()
         records = records.with_columns(profile=pl.Series(final[records["profile"].to_numpy()]))
         return Profiled(records, numbered.with_columns(profile_keys(numbered)).drop(_SOLO))
+
+
+def strictly_sorted(values: pl.Series) -> bool:
+    """Ascending, no value twice, no null."""
+    if values.null_count():
+        return False
+    return values.len() < 2 or bool((values.slice(1) > values.slice(0, values.len() - 1)).all())
 
 
 def profile_records(
