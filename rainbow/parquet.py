@@ -207,22 +207,24 @@ ROW_NUMBER_COLUMN = "_row_number"
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
     """The columns written with dictionary encoding (Parquet column paths: a list column's
-    values are ``<name>.list.element``): all but floating-point ones and the row number, whose
-    values are nearly all distinct, so the writer builds a dictionary only to abandon it at its
-    size limit. A district day of staged water readings: written 152 -> 123 ms, read 65 -> 41
-    ms, 8.5 -> 5.3 MB (vitals: 42 -> 36 ms, read alike, 5% larger)."""
+    values are ``<name>.list.element``): all but floating-point ones, unsigned 64-bit ones (the
+    row hashes of the checks' ledgers) and the row number, whose values are nearly all
+    distinct, so the writer builds a dictionary only to abandon it at its size limit. A district
+    day of staged water readings: written 152 -> 123 ms, read 65 -> 41 ms, 8.5 -> 5.3 MB
+    (vitals: 42 -> 36 ms, read alike, 5% larger); the year's ``elder_links`` ledger (16.8 M x 2
+    hashes): written 1.86 -> 0.64 s, read 1.07 -> 0.26 s, 336 -> 270 MB."""
     return [
         p for field in schema if field.name != ROW_NUMBER_COLUMN for p in _leaf_paths(field.name, field.type)
     ]
 
 
 def _leaf_paths(prefix: str, dtype: pa.DataType) -> list[str]:
-    """Parquet column paths under a field, but for floating-point leaves."""
+    """Parquet column paths under a field, but for floating-point and unsigned 64-bit leaves."""
     if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
         return _leaf_paths(f"{prefix}.list.element", dtype.value_type)
     if pa.types.is_struct(dtype):
         return [p for f in dtype for p in _leaf_paths(f"{prefix}.{f.name}", f.type)]
-    return [] if pa.types.is_floating(dtype) else [prefix]
+    return [] if pa.types.is_floating(dtype) or pa.types.is_uint64(dtype) else [prefix]
 
 
 def parquet_file(path: Path, lake: Lake) -> pq.ParquetFile:

@@ -1,5 +1,5 @@
 """The lake's Parquet writer: dictionary encoding where values repeat, none where they are
-nearly all distinct (floats, the source row number); the values read back the same."""
+nearly all distinct (floats, row hashes, the source row number); the values read back the same."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rainbow.settings import Lake
 DICTIONARY = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
 
 
-def test_floats_and_the_row_number_are_written_without_a_dictionary(tmp_path: Path) -> None:
+def test_floats_hashes_and_the_row_number_are_written_without_a_dictionary(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     n = 50_000
     frame = pl.DataFrame(
@@ -26,6 +26,7 @@ def test_floats_and_the_row_number_are_written_without_a_dictionary(tmp_path: Pa
             "reading_m3": [i * 0.001 for i in range(n)],
             "signal": [-(i % 40) for i in range(n)],
             "_row_number": list(range(n)),
+            "row_hash": pl.Series(range(n), dtype=pl.UInt64).hash(seed=1),
             "_flags": [["A"] if i % 7 == 0 else [] for i in range(n)],
         }
     )
@@ -42,6 +43,7 @@ def test_floats_and_the_row_number_are_written_without_a_dictionary(tmp_path: Pa
     }
     assert not encodings["reading_m3"] & DICTIONARY
     assert not encodings["_row_number"] & DICTIONARY
+    assert not encodings["row_hash"] & DICTIONARY
     for repeated in ("meter_id", "read_at", "signal", "_flags"):
         assert encodings[repeated] & DICTIONARY, repeated
     assert read_frame(path, lake).equals(frame)
