@@ -301,17 +301,13 @@ def row_hashes(frame: pl.DataFrame) -> pl.DataFrame:
 def must_validate(
     frame: pl.DataFrame, hashes: pl.DataFrame, rules: list[QualityRule], known: pl.DataFrame | None
 ) -> pl.Series:
-    """Rows GX must see: not known to pass (their pair of hashes not in the ledger), or
-    duplicated in a uniqueness rule's columns."""
+    """Rows GX must see: not known to pass, or duplicated in a uniqueness rule's columns."""
     if known is None:
         mask = pl.repeat(True, frame.height, eager=True)
     else:
-        # a row is known when its pair of hashes is one of the ledger's: one semi join on both
-        # (each hash looked up on its own took 4.0 s for the year's 16.8 M links, this 2.9 s)
-        seen = hashes.select(HASH, HASH2).with_row_index("__row").join(known, on=[HASH, HASH2], how="semi")
-        unseen = np.ones(frame.height, dtype=bool)
-        unseen[seen["__row"].to_numpy()] = False
-        mask = pl.Series(values=unseen)
+        # each hash looked up on its own: a semi join on the pair took 4.0 -> 2.9 s for the year's
+        # 16.8 M links but held 2.3 GB more (the new day's peak 6.6 -> 8.9 GB)
+        mask = ~(hashes[HASH].is_in(known[HASH].implode()) & hashes[HASH2].is_in(known[HASH2].implode()))
     mask = mask | repeated_keys(frame, rules)
     return mask
 

@@ -189,7 +189,6 @@ class ProfileGrouper:
         self.position: list[np.ndarray] = []
         self.slots = 0
         self.found: list[pl.Series] = []  # isolate ids among the records
-        self.records = 0
 
     def start(self, base: ProfileBase) -> None:
         """Continue from a :meth:`snapshot` (made with the same ``isolate`` and ``carry``)."""
@@ -200,7 +199,6 @@ class ProfileGrouper:
         self.position = [np.arange(n, dtype=np.int64)]
         self.slim = [base.records.select("record_id", *self.carry, pl.col("profile").cast(pl.Int64))]
         self.slots = n
-        self.records = base.records.height
         if self.isolate.len():
             self.found.append(base.profiles[_SOLO].drop_nulls())
 
@@ -222,7 +220,6 @@ class ProfileGrouper:
             keyed.select("record_id", *self.carry).with_columns(pl.Series("profile", numbers + self.slots))
         )
         self.slots += local.height
-        self.records += keyed.height
         self.pending.append(local.drop("__group"))
         self.pending_rows += local.height
         if self.pending_rows >= max(
@@ -243,8 +240,8 @@ class ProfileGrouper:
         self.pending, self.pending_rows = [], 0
 
     def snapshot(self) -> ProfileBase:
-        """The grouping so far, compacted, to :meth:`start` another from. The records are
-        renumbered piece by piece (no second copy of a year's record ids)."""
+        """The grouping so far, compacted, to :meth:`start` another from; its records renumbered
+        piece by piece, then put in record order (the grouper goes on from the snapshot)."""
         self.compact()
         assert self.profiles is not None
         slot_row = self.position[0]
@@ -262,7 +259,8 @@ class ProfileGrouper:
             )
         )
         # in record order: a run started from it merges its new records in and keeps that order
-        # (the previous keys are then found by a merge, :func:`assets.library.mei.previous_key_of`)
+        # (binary searches of ordered queries then find the previous keys fastest,
+        # :func:`assets.library.mei.previous_key_of`)
         self.slim = [records]
         return ProfileBase(self.profiles, records)
 

@@ -134,7 +134,7 @@ def profile_lake_records(
     chunks = person_chunks(lake, registry)
     months = [c.month for c in chunks if c.month != UNDATED]
     newest = max(months) if months else None
-    run: dict[str, object] = {}
+    runs: list[GroupingRun] = []
 
     def fill(grouper: ProfileGrouper) -> None:
         version = base_version(grouper.isolate, carry)
@@ -162,13 +162,7 @@ def profile_lake_records(
                 frame = chunk.load().cast(schema)
                 added += frame.height
                 grouper.add(frame)
-        run.update(
-            kept_chunks=len(covered),
-            grouped_chunks=len(rest),
-            grouped_records=added,
-            rewritten=rewrite,
-            reason=reason,
-        )
+        runs.append(GroupingRun(len(covered), len(rest), added, rewrite, reason))
 
     profiled, known = group_person_records(fill, decisions, carry, {"_delivery_date": pl.Date()})
-    return profiled, known, GroupingRun(**run)  # type: ignore[arg-type]
+    return profiled, known, runs[0]
