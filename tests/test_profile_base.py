@@ -66,8 +66,8 @@ def test_a_new_day_groups_only_the_newest_month_and_gets_the_fresh_profiles(lake
     first, _, run = profile_lake_records(lake, REG)
     assert_same(first, want)
     assert run.rewritten and run.kept_chunks == 0 and run.reason == "no kept grouping"
-    months = {p.name for p in (base_folder(lake)).iterdir()}
-    assert months == {"profiles.parquet", "records.parquet"}
+    kept = {p.name for p in base_folder(lake).iterdir()}
+    assert kept == {"profiles.parquet", "records.parquet"}
     second, _, run = profile_lake_records(lake, REG)
     assert_same(second, want)
     assert not run.rewritten and run.kept_chunks > 0
