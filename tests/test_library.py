@@ -139,6 +139,37 @@ def test_one_golden_record_per_elder_with_provenance_for_every_attribute(library
     assert elders.filter(pl.col("status") == "ACTIVE")["age"].min() >= 55  # type: ignore[operator]
 
 
+def test_provenance_names_the_latest_record_of_the_winning_value(library_lake: Lake) -> None:
+    """A winning value seen in many records of its source (a meal user's transactions, a
+    registry's monthly snapshots) names the latest of them, by observation time and then record
+    id, and that record's time - checked against the staged rows themselves (the query combines
+    each table's records per elder and value before it ranks them)."""
+    links = read(library_lake, "elder_links").select("record_id", "elder_key")
+    prov = read(library_lake, "elder_attribute_provenance")
+    checked = repeated = 0
+    for table in ("meal_transactions", "district_registry"):
+        staged = read_parquet(library_lake.staged / table / "**" / "*.parquet").select(
+            pl.format("{}:{}:{}", pl.lit(table), "_source_file", "_row_number").alias("record_id"),
+            pl.col("name").cast(pl.String).alias("value"),
+            pl.col("_delivery_date").cast(pl.Datetime("us")).alias("observed_at"),
+        )
+        latest = (
+            staged.join(links, on="record_id")
+            .sort("observed_at", "record_id")
+            .group_by("elder_key", "value")
+            .agg(pl.col("record_id").last().alias("latest"), pl.col("observed_at").last().alias("at"), n=pl.len())
+        )
+        won = prov.filter((pl.col("attribute") == "name") & (pl.col("source_table") == table)).join(
+            latest, on=["elder_key", "value"], how="left"
+        )
+        assert won.height > 0 and won["latest"].null_count() == 0, table
+        assert (won["record_id"] == won["latest"]).all(), table
+        assert (won["observed_at"].cast(pl.Datetime("us")) == won["at"]).all(), table
+        checked += won.height
+        repeated += won.filter(pl.col("n") > 1).height
+    assert checked > 100 and repeated > 100  # values seen more than once: there is a latest to choose
+
+
 def test_deaths_are_life_events_and_deceased_still_served_is_a_reconciliation_issue(
     library_lake: Lake,
 ) -> None:

@@ -161,13 +161,21 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
         observed = OBSERVED_AT.get(table)
         observed_sql = f"CAST(t.{observed or '_delivery_date'} AS TIMESTAMP)"
         id_cols = [ID_DERIVED[a] for a in attrs if a in ID_DERIVED and "id_number" in cols]
+        values = [
+            *[f"CAST(t.{c} AS VARCHAR) AS {a}" for a, c in attrs.items()],
+            *[f"CAST(t.{c} AS VARCHAR) AS {c}" for c in id_cols],
+        ]
+        # one row per elder and distinct combination of the table's values (a meal user's
+        # hundred transactions with one spelling are one row with n = 100): the candidates'
+        # count, latest observation and latest record combine over these rows as over records
         select = ", ".join(
             [
                 "l.elder_key",
-                "l.record_id",
-                f"{observed_sql} AS observed_at",
-                *[f"CAST(t.{c} AS VARCHAR) AS {a}" for a, c in attrs.items()],
-                *[f"CAST(t.{c} AS VARCHAR) AS {c}" for c in id_cols],
+                *values,
+                "count(*) AS n",
+                f"max({observed_sql}) AS observed_at",
+                # the latest record: (time, id) as the candidates order them
+                f"max(struct_pack(t := {observed_sql}, r := l.record_id)) AS latest",
             ]
         )
         # each table's links read on their own (not one shared CTE of every link, which DuckDB
@@ -178,25 +186,26 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
         )
         ctes.append(
             f"obs_{table} AS (SELECT {select} FROM staged.{table} AS t JOIN {links} AS l "
-            "ON l.source_file = t._source_file AND l.row_number = t._row_number)"
+            "ON l.source_file = t._source_file AND l.row_number = t._row_number GROUP BY ALL)"
         )
         for attr in attrs:
             rule = rules.attributes[attr]
             prio = priority[(table, attr)]
             branches.append(
-                f"SELECT elder_key, record_id, observed_at, '{attr}' AS attribute, {attr} AS value, "
+                f"SELECT elder_key, latest, observed_at, n, '{attr}' AS attribute, {attr} AS value, "
                 f"'{table}' AS source_table, {prio} AS priority, FALSE AS via_id FROM obs_{table} "
                 f"WHERE {attr} IS NOT NULL"
             )
             if attr in ID_DERIVED and rule.rule == "validated_id" and ID_DERIVED[attr] in id_cols:
                 branches.append(
-                    f"SELECT elder_key, record_id, observed_at, '{attr}' AS attribute, "
+                    f"SELECT elder_key, latest, observed_at, n, '{attr}' AS attribute, "
                     f"{ID_DERIVED[attr]} AS value, "
                     f"'{table}' AS source_table, {prio} AS priority, TRUE AS via_id FROM obs_{table} "
                     f"WHERE {ID_DERIVED[attr]} IS NOT NULL"
                 )
     union = "\n    UNION ALL ".join(branches) or (  # no attribute counted: none observed
-        "SELECT NULL::VARCHAR AS elder_key, NULL::VARCHAR AS record_id, NULL::TIMESTAMP AS observed_at, "
+        "SELECT NULL::VARCHAR AS elder_key, struct_pack(t := NULL::TIMESTAMP, r := NULL::VARCHAR) AS latest, "
+        "NULL::TIMESTAMP AS observed_at, 0 AS n, "
         "NULL::VARCHAR AS attribute, NULL::VARCHAR AS value, NULL::VARCHAR AS source_table, "
         "0 AS priority, FALSE AS via_id WHERE FALSE"
     )
@@ -205,15 +214,17 @@ def provenance_sql(registry: Registry, rules: Survivorship | None = None, *, par
     if part == "char_rows":
         # the distinct spellings straight from the observations: the candidates aggregate over
         # every attribute of every record (arg_max of record ids) peaked at 4.1 GB at 400,000 x 365
+        # each spelling split once (not once per record or combination it was seen in)
         ctes.append(
             "chars AS (SELECT DISTINCT attribute, elder_key, value, unnest(string_split(value, '')) AS ch "
-            f"FROM observations WHERE attribute IN ({listed}))"
+            "FROM (SELECT DISTINCT attribute, elder_key, value FROM observations "
+            f"WHERE attribute IN ({listed})))"
         )
         return "WITH " + ",\n".join(ctes) + "\nSELECT attribute, elder_key, value, ch FROM chars"
     ctes.append(
         "candidates AS (SELECT elder_key, attribute, value, source_table, priority, via_id, "
-        "count(*) AS n, max(observed_at) AS observed_at, "
-        "arg_max(record_id, (observed_at, record_id)) AS record_id "
+        "CAST(sum(n) AS BIGINT) AS n, max(observed_at) AS observed_at, "
+        "max(latest).r AS record_id "
         "FROM observations GROUP BY ALL)"
     )
     ctes.append(
