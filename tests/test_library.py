@@ -157,7 +157,7 @@ def test_provenance_names_the_latest_record_of_the_winning_value(library_lake: L
             staged.join(links, on="record_id")
             .sort("observed_at", "record_id")
             .group_by("elder_key", "value")
-            .agg(pl.col("record_id").last().alias("latest"), pl.col("observed_at").last().alias("at"), n=pl.len())
+            .agg(latest=pl.col("record_id").last(), at=pl.col("observed_at").last(), n=pl.len())
         )
         won = prov.filter((pl.col("attribute") == "name") & (pl.col("source_table") == table)).join(
             latest, on=["elder_key", "value"], how="left"
