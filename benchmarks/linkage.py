@@ -29,7 +29,8 @@ from schemas import load_registry
 
 def staged_records(cache: Path, cfg: GeneratorConfig) -> tuple[Path, Path]:
     """Person records and their true person ids, staged once per config and cached."""
-    from assets.library.records import elder_tables, person_records
+    from assets.library.record_cache import person_records
+    from assets.library.records import elder_tables
     from assets.staging.stage import ingest_and_stage
 
     landing = cached_landing(cache, cfg)

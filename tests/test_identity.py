@@ -20,7 +20,8 @@ from assets.library.identity import (
 )
 from assets.library.identity_keys import assign_keys
 from assets.library.identity_model import name_pinyin
-from assets.library.records import STANDARD_COLUMNS, elder_tables, normalise_records, person_records
+from assets.library.record_cache import person_records
+from assets.library.records import STANDARD_COLUMNS, elder_tables, normalise_records
 from assets.staging.stage import ingest_and_stage
 from rainbow.cli import app
 from rainbow.settings import Lake
@@ -357,7 +358,7 @@ def test_person_records_are_kept_between_runs_and_follow_new_and_changed_parts(t
     import json
     import shutil
 
-    from assets.library.records import RECORDS_PARTS, person_records, records_cache
+    from assets.library.record_cache import RECORDS_PARTS, records_cache
     from masking.encryption import is_encrypted
     from rainbow.io import atomic_path
     from rainbow.parquet import file_metadata, read_frame, write_frame
@@ -416,8 +417,8 @@ def test_kept_person_records_are_normalised_and_rebuilt_when_the_normaliser_chan
     to the normalisation code makes every kept record stale."""
     import json
 
-    import assets.library.records as records_module
-    from assets.library.records import RECORDS_VERSION, person_records, records_cache
+    import assets.library.record_cache as records_module
+    from assets.library.record_cache import RECORDS_VERSION, records_cache
     from rainbow.io import atomic_path
     from rainbow.parquet import file_metadata, read_frame, write_frame
 

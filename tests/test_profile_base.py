@@ -20,7 +20,8 @@ from assets.library.identity import (
     profile_records,
 )
 from assets.library.profile_base import base_folder, profile_lake_records
-from assets.library.records import elder_tables, iter_person_records, person_records
+from assets.library.record_cache import iter_person_records, person_records
+from assets.library.records import elder_tables
 from assets.staging.stage import ingest_and_stage, staged_dir
 from rainbow.settings import Lake
 from sample_data.config import GeneratorConfig

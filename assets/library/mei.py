@@ -289,7 +289,7 @@ def build_mei(
     """Link every person-bearing staged record; write elder_links, the review queue and key changes.
 
     The records are collapsed to profiles one kept chunk at a time (a table's delivery month:
-    :func:`assets.library.records.person_chunks`), so a district year's 16.8 M records are
+    :func:`assets.library.record_cache.person_chunks`), so a district year's 16.8 M records are
     held as their ids and profile numbers only; the grouping of the closed months is kept
     between runs (:mod:`assets.library.profile_base`), so a new day groups its month's chunks.
     The linkage kept by the last run (:func:`read_kept`) scores only the new profiles' pairs

@@ -2,7 +2,7 @@
 
 The master elder index collapses every person record to profiles
 (:class:`assets.library.identity.ProfileGrouper`): a district year is 16.8 M records in 156
-chunks (a table's delivery month, :func:`assets.library.records.person_chunks`), and grouping
+chunks (a table's delivery month, :func:`assets.library.record_cache.person_chunks`), and grouping
 them all again each night took ~24 s of the new day's MEI, though only the current month's
 chunks had changed. Here the grouping of the *closed* months - every chunk but those of the
 newest delivery month - is kept (``library/_cache/profiles/``: the groups and each record's
@@ -34,7 +34,8 @@ import pyarrow as pa
 
 from assets.library import identity
 from assets.library.identity import ProfileBase, Profiled, ProfileGrouper, group_person_records
-from assets.library.records import PERSON_RECORD_SCHEMA, RecordChunk, person_chunks
+from assets.library.record_cache import RecordChunk, person_chunks
+from assets.library.records import PERSON_RECORD_SCHEMA
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, read_frame, write_frame
 from rainbow.settings import Lake
