@@ -315,6 +315,11 @@ def test_flat_json_lines_read_by_polars_equal_the_json_parsers_rows(tmp_path: Pa
     assert _same_delivery(path, t) == 4
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8"))
     assert _same_delivery(path, t) == 12  # E9: the parser takes NaN
+    # the first line sets the key order the one-regex path reads: another order, a key outside
+    # the contract, a line that is no object - the same rows every time
+    for first in (2, 4, 10, 3):
+        path.write_text("\n".join([lines[first], *lines[:first], *lines[first + 1 :]]), encoding="utf-8")
+        assert _same_delivery(path, t) == 12, first
 
 
 def test_the_samples_wristband_deliveries_read_the_same_with_and_without_the_fast_path(
@@ -328,15 +333,17 @@ def test_the_samples_wristband_deliveries_read_the_same_with_and_without_the_fas
     )
     assert rows > 10_000
     # and most lines were the fast path's
-    from assets.ingest.readers import _flat_lines
+    from assets.ingest.readers import _flat_lines, _line_keys, _ordered_lines
 
     lines = pl.DataFrame({"line": files[0].read_text(encoding="utf-8").splitlines()}).with_row_index(
         "lineno", offset=1
     )
-    flat, _, _ = _flat_lines(
-        lines, table("wristband_events" if "events" in files[0].name else "wristband_vitals")
-    )
+    kind = table("wristband_events" if "events" in files[0].name else "wristband_vitals")
+    flat, _, _ = _flat_lines(lines, kind)
     assert flat.height > 0.9 * lines.height
+    ordered, _, order = _ordered_lines(lines, kind)  # in the delivering system's one key order
+    assert ordered is not None and ordered.height > 0.9 * lines.height
+    assert order == _line_keys(lines["line"][-1])
 
 
 def _both_sheet_paths(
