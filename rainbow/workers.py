@@ -27,7 +27,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -70,7 +70,9 @@ def release_memory() -> bool:
     return True
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, width: int | None = None) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], *, width: int | None = None
+) -> Generator[R, None, None]:
     """``fn(item)`` for each item, yielded in the items' order, at most ``width`` (default
     :func:`workers`) running at once. The first exception (in input order) is raised when its
     result is due; units not started by then are not started, those running are waited for."""
@@ -98,7 +100,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, width: int | None =
 _DONE = object()
 
 
-def read_ahead(items: Iterable[T], *, depth: int = 1) -> Iterator[T]:
+def read_ahead(items: Iterable[T], *, depth: int = 1) -> Generator[T, None, None]:
     """The items of ``items`` in order, produced on a background thread up to ``depth`` items
     ahead of the consumer: the next block of work is prepared while this one is used. Only the
     background thread advances ``items`` (its generator may keep state such as caches). With

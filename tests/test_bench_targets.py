@@ -43,7 +43,7 @@ def test_target_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
     out = Console(record=True, width=200)
 
     def to_out(*args: Any, **kwargs: Any) -> None:
-        common.print_table(*args, **kwargs, out=out)
+        common.print_table(*args, **{**kwargs, "out": out})
 
     monkeypatch.setattr("benchmarks.nightly.print_table", to_out)
     record = _rec(100_000, 6_000_000, 900.0)

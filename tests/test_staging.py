@@ -309,7 +309,7 @@ def test_when_a_street_is_named_any_way_then_it_is_conformed_to_its_code(
 
 def test_when_an_iso_timestamp_carries_an_offset_then_it_is_shanghai_wall_time() -> None:
     table = REG.table("wristband_events")
-    row = {
+    row: dict[str, str | None] = {
         "event_id": "E1",
         "device_id": "86",
         "occurred_at": "2026-11-05T08:30:00+08:00",

@@ -161,7 +161,11 @@ def test_the_threads_free_pages_go_back_to_the_os_when_the_units_are_done(
 ) -> None:
     assert release_memory()  # glibc here: malloc_trim is found and runs
     calls: list[str] = []
-    monkeypatch.setattr(workers_module, "release_memory", lambda: calls.append("released") or True)
+    def released() -> bool:
+        calls.append("released")
+        return True
+
+    monkeypatch.setattr(workers_module, "release_memory", released)
     results = ordered_map(lambda i: i, range(4), width=2)
     assert list(results) == [0, 1, 2, 3]
     assert calls == ["released"]

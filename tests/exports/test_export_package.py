@@ -28,6 +28,12 @@ from tests.exports.export_helpers import (
 )
 from tests.lakefiles import read_parquet
 
+
+def _least(value: object) -> int:
+    """A Series' minimum as the int it is (Polars types it as any Python literal)."""
+    assert isinstance(value, int), value
+    return value
+
 BOM = b"\xef\xbb\xbf"
 PLANTED_ID = "11010519491231002X"  # GB 11643 example number, checksum-valid
 
@@ -106,11 +112,11 @@ def test_k_achieved_recomputed_from_the_written_file(package: PackagePath) -> No
         assert set(qis) >= ({"service_date", "street", "sex", "age"} if stem == "service_events" else {"sex"})
         released = read_parquet(package.path / f"{stem}.parquet")
         sizes = released.group_by(qis).agg(pl.col(person).n_unique().alias("f")).get_column("f")
-        assert sizes.min() >= 5
-        assert meta["risk"]["k_achieved"] == sizes.min()
+        assert _least(sizes.min()) >= 5
+        assert meta["risk"]["k_achieved"] == _least(sizes.min())
         assert meta["risk"]["equivalence_classes"] == sizes.len()
         assert meta["risk"]["records_suppressed"] <= 0.05 * meta["risk"]["records_in"]
-        assert meta["risk"]["prosecutor_risk"]["highest"] == pytest.approx(1 / sizes.min(), abs=1e-6)
+        assert meta["risk"]["prosecutor_risk"]["highest"] == pytest.approx(1 / _least(sizes.min()), abs=1e-6)
     events = report["datasets"]["service_events"]
     assert {q["column"]: q["min_level"] for q in events["quasi_identifiers"]}["service_date"] == "date"
     md = (package.path / "risk_report.md").read_text(encoding="utf-8")
@@ -143,7 +149,7 @@ def test_aggregate_cells_under_k_are_null(package: PackagePath) -> None:
     assert suppressed.height > 0
     assert suppressed.select(pl.col("elders", "events", "amount_total").is_null().all()).row(0) == (True,) * 3
     assert set(suppressed.get_column("suppression").unique()) <= {"primary", "complementary"}
-    assert cells.filter(~pl.col("suppressed")).get_column("elders").min() >= 5
+    assert _least(cells.filter(~pl.col("suppressed")).get_column("elders").min()) >= 5
     csv = pl.read_csv(package.path / "service_use.csv", infer_schema=False)
     assert csv.filter(pl.col("suppressed") == "true").get_column("elders").is_null().all()
 
