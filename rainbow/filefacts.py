@@ -73,6 +73,24 @@ def _store(path: Path, entries: dict[str, list[Any]]) -> None:
     _memo[path] = (path.stat().st_mtime_ns, entries)
 
 
+def _lake_relative(file: Path, root: str, folders: dict[str, str]) -> str | None:
+    """``file``'s real path relative to the lake's real ``root`` ("/"-separated), None outside.
+    Each folder is resolved once per call of :func:`cached_facts` (``folders``): ``realpath`` of
+    each of a year's ~24,000 files cost 0.95 s in the catalogue's row counts; a file that is
+    itself a link is resolved whole."""
+    folder, name = os.path.split(os.fspath(file))
+    real_folder = folders.get(folder)
+    if real_folder is None:
+        real_folder = folders[folder] = os.path.realpath(folder)
+    real = os.path.join(real_folder, name)
+    if os.path.islink(real):
+        real = os.path.realpath(real)
+    prefix = root.rstrip(os.sep) + os.sep
+    if not real.startswith(prefix):
+        return None
+    return real[len(prefix) :].replace(os.sep, "/")
+
+
 def cached_facts(lake: Lake, kind: str, files: Sequence[Path], compute: Callable[[Path], T]) -> list[T]:
     """``compute(file)`` for each of ``files`` (same order), from the cache where the file is
     unchanged. ``kind`` names what ``compute`` returns (one cache per kind); its values must
@@ -81,12 +99,12 @@ def cached_facts(lake: Lake, kind: str, files: Sequence[Path], compute: Callable
     root = os.path.realpath(lake.root)
     out: list[Any] = [None] * len(files)
     shards: dict[str, list[tuple[int, str]]] = {}
+    folders: dict[str, str] = {}
     for i, f in enumerate(files):
-        rel = os.path.relpath(os.path.realpath(f), root)
-        if rel.startswith(".."):
+        rel = _lake_relative(f, root, folders)
+        if rel is None:
             out[i] = compute(f)
             continue
-        rel = rel.replace(os.sep, "/")
         shards.setdefault(_shard(rel), []).append((i, rel))
     for shard, members in shards.items():
         path = cache_root(lake) / kind / f"{shard}.json"

@@ -90,6 +90,28 @@ def test_a_damaged_cache_is_rebuilt_and_outside_files_are_not_cached(tmp_path: P
     assert compute.calls == ["elsewhere.bin", "elsewhere.bin"]
 
 
+def test_links_are_judged_by_where_they_lead(tmp_path: Path) -> None:
+    """A file inside the lake that links outside is not cached; the lake's files reached through
+    a linked folder (another name for the lake) are the lake's, cached under their lake path."""
+    lake = Lake(tmp_path / "lake")
+    files = _day_files(lake, 1)
+    outside = tmp_path / "elsewhere.bin"
+    outside.write_bytes(b"abcd")
+    link = lake.staged / "t" / "date=2026-11-02" / "linked.bin"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    compute = Counting()
+    assert cached_facts(lake, "size", [link, link], compute) == [4, 4]
+    assert compute.calls == ["linked.bin", "linked.bin"]  # outside the lake: every time
+    alias = tmp_path / "alias"
+    alias.symlink_to(lake.root, target_is_directory=True)
+    via_alias = [alias / f.relative_to(lake.root) for f in files]
+    compute = Counting()
+    assert cached_facts(lake, "size", files, compute) == [1]
+    assert cached_facts(lake, "size", via_alias, compute) == [1]
+    assert compute.calls == ["d1.bin"]  # the same file under another name: read once
+
+
 def test_an_error_caches_nothing(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     (f,) = _day_files(lake, 1)
