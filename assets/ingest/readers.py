@@ -652,9 +652,8 @@ def _ordered_lines(lines: pl.DataFrame, table: Table) -> tuple[pl.DataFrame | No
     if not order or len(set(order)) != len(order) or not set(order) <= keys:
         return None, lines, []
     pattern = "^\\{" + ",".join(f'"{k}":(?P<_t{i}>{_FLAT_VALUE})' for i, k in enumerate(order)) + "\\}$"
-    tokens = lines.select("lineno", pl.col("line").str.extract_groups(pattern).struct.unnest()).filter(
-        pl.col("_t0").is_not_null()
-    )
+    read = lines.with_columns(pl.col("line").str.extract_groups(pattern).struct.unnest())
+    tokens = read.filter(pl.col("_t0").is_not_null())
     if not tokens.height:
         return None, lines, []
     at = {k: i for i, k in enumerate(order)}
@@ -668,7 +667,7 @@ def _ordered_lines(lines: pl.DataFrame, table: Table) -> tuple[pl.DataFrame | No
         pl.lit(None, dtype=pl.String).alias(EXTRA),
         pl.col("lineno").alias(ROW_NUMBER),
     )
-    rest = lines.join(tokens.select("lineno"), on="lineno", how="anti")
+    rest = read.filter(pl.col("_t0").is_null()).select(lines.columns)
     return rows.cast(pl.Schema(rows_schema(table))), rest, order
 
 

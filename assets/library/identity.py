@@ -269,7 +269,8 @@ class ProfileGrouper:
         in that order) - the new records sorted and merged in."""
         pieces, self.slim = self.slim, []
         first = pieces[0]
-        if len(pieces) > 1 and first.height and strictly_sorted(first["record_id"]):
+        ids = first["record_id"]
+        if len(pieces) > 1 and first.height and not ids.null_count() and ids.is_sorted():
             rest = pl.concat(pieces[1:]).sort("record_id")
             return first.merge_sorted(rest.cast(first.schema), key="record_id")
         return pl.concat(pieces)
@@ -302,13 +303,6 @@ class ProfileGrouper:
         records = self._records()
         records = records.with_columns(profile=pl.Series(final[records["profile"].to_numpy()]))
         return Profiled(records, numbered.with_columns(profile_keys(numbered)).drop(_SOLO))
-
-
-def strictly_sorted(values: pl.Series) -> bool:
-    """Ascending, no value twice, no null."""
-    if values.null_count():
-        return False
-    return values.len() < 2 or bool((values.slice(1) > values.slice(0, values.len() - 1)).all())
 
 
 def profile_records(

@@ -63,3 +63,9 @@ def make_agreement(*datasets: dict[str, Any], **overrides: Any) -> Agreement:
     for key, value in overrides.items():
         data[key] = value
     return parse_agreement(data)
+
+
+def least(value: object) -> int:
+    """A Series' minimum as the int it is (Polars types it as any Python literal)."""
+    assert isinstance(value, int), value
+    return value

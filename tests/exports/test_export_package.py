@@ -24,15 +24,10 @@ from tests.exports.export_helpers import (
     SERVICE_AGGREGATE,
     SERVICE_EVENTS,
     TODAY,
+    least,
     make_agreement,
 )
 from tests.lakefiles import read_parquet
-
-
-def _least(value: object) -> int:
-    """A Series' minimum as the int it is (Polars types it as any Python literal)."""
-    assert isinstance(value, int), value
-    return value
 
 BOM = b"\xef\xbb\xbf"
 PLANTED_ID = "11010519491231002X"  # GB 11643 example number, checksum-valid
@@ -112,11 +107,11 @@ def test_k_achieved_recomputed_from_the_written_file(package: PackagePath) -> No
         assert set(qis) >= ({"service_date", "street", "sex", "age"} if stem == "service_events" else {"sex"})
         released = read_parquet(package.path / f"{stem}.parquet")
         sizes = released.group_by(qis).agg(pl.col(person).n_unique().alias("f")).get_column("f")
-        assert _least(sizes.min()) >= 5
-        assert meta["risk"]["k_achieved"] == _least(sizes.min())
+        assert least(sizes.min()) >= 5
+        assert meta["risk"]["k_achieved"] == least(sizes.min())
         assert meta["risk"]["equivalence_classes"] == sizes.len()
         assert meta["risk"]["records_suppressed"] <= 0.05 * meta["risk"]["records_in"]
-        assert meta["risk"]["prosecutor_risk"]["highest"] == pytest.approx(1 / _least(sizes.min()), abs=1e-6)
+        assert meta["risk"]["prosecutor_risk"]["highest"] == pytest.approx(1 / least(sizes.min()), abs=1e-6)
     events = report["datasets"]["service_events"]
     assert {q["column"]: q["min_level"] for q in events["quasi_identifiers"]}["service_date"] == "date"
     md = (package.path / "risk_report.md").read_text(encoding="utf-8")
@@ -149,7 +144,7 @@ def test_aggregate_cells_under_k_are_null(package: PackagePath) -> None:
     assert suppressed.height > 0
     assert suppressed.select(pl.col("elders", "events", "amount_total").is_null().all()).row(0) == (True,) * 3
     assert set(suppressed.get_column("suppression").unique()) <= {"primary", "complementary"}
-    assert _least(cells.filter(~pl.col("suppressed")).get_column("elders").min()) >= 5
+    assert least(cells.filter(~pl.col("suppressed")).get_column("elders").min()) >= 5
     csv = pl.read_csv(package.path / "service_use.csv", infer_schema=False)
     assert csv.filter(pl.col("suppressed") == "true").get_column("elders").is_null().all()
 
@@ -177,9 +172,7 @@ def test_pseudonyms_differ_across_recipients_and_are_stable_within_one(export_la
     b = build(export_lake, SERVICE_EVENTS, recipient="uni_b")
 
     def keys(p: PackagePath) -> set[str]:
-        return set(
-            read_parquet(p.path / "service_events.parquet").get_column("elder_pseudonym").drop_nulls()
-        )
+        return set(read_parquet(p.path / "service_events.parquet").get_column("elder_pseudonym").drop_nulls())
 
     assert len(keys(a1)) > 100
     assert keys(a1) == keys(a2)
