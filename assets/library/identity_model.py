@@ -41,6 +41,7 @@ from splink.internals.blocking_rule_creator import BlockingRuleCreator
 from splink.internals.chunking import _blocked_pairs_cache_key
 
 from assets.staging.normalise import CHANGHAI_ROAD, LEGACY_WUJIAOCHANG, WUJIAOCHANG
+from rainbow.frames import best_per_group
 
 # Address forms after staging: 上海市杨浦区 + road + 弄 + 号 + 室; sources abbreviate the head.
 _ADDRESS_HEAD = r"^(?:上海市?)?(?:\p{Han}{1,4}区)?"
@@ -675,17 +676,18 @@ def source_population_pairs(
     n_elders = prof["cluster"].n_unique() - 1
     known = prof.select("cluster", "source").unique()
     n_source = known.group_by("source").len().select("source", (pl.col("len") - 1).alias("n_s"))
-    # the best pair per weak profile and candidate elder; sorted with only the columns the
-    # choice needs (a profile's source joined back after: the sort of 14 M rows peaked there)
-    best_pair = (
+    # the best pair per weak profile and candidate elder, with only the columns the choice needs
+    # (a profile's source joined back after: a sort of the 14 M rows peaked there); a profile's
+    # candidates in order of their pair's weight, so each profile's sums below add up alike
+    best_pair = best_per_group(
         eligible.select(pl.col("profile").alias("unique_id_l"), pl.col("cluster").alias("own"))
         .join(both, on="unique_id_l")
         .join(prof.select(pl.col("profile").alias("unique_id_r"), "cluster"), on="unique_id_r")
         .filter(pl.col("cluster") != pl.col("own"))
-        .select("unique_id_l", "cluster", "unique_id_r", lbf=pl.col("match_weight") - scored.prior_weight)
-        .sort("lbf", "unique_id_r", descending=[True, False])
-        .group_by("unique_id_l", "cluster", maintain_order=True)  # one source per profile
-        .first()
+        .select("unique_id_l", "cluster", "unique_id_r", lbf=pl.col("match_weight") - scored.prior_weight),
+        ["unique_id_l", "cluster"],  # one source per profile
+        "lbf",
+        "unique_id_r",
     )
     del both
     cand = (
@@ -729,15 +731,14 @@ def source_population_pairs(
             * else_factor
         )
     )
-    best = (
-        cand.join(per_record.select("unique_id_l", "cand_mass", "rest"), on="unique_id_l")
-        .with_columns(match_probability=pl.col("mass") / (pl.col("cand_mass") + pl.col("rest")))
-        .sort("match_probability", "unique_id_r", descending=[True, False])
-        .group_by("unique_id_l", maintain_order=True)
-        .first()
+    best = best_per_group(
+        cand.join(per_record.select("unique_id_l", "cand_mass", "rest"), on="unique_id_l").select(
+            "unique_id_l",
+            "unique_id_r",
+            match_probability=pl.col("mass") / (pl.col("cand_mass") + pl.col("rest")),
+        ),
+        ["unique_id_l"],
+        "match_probability",
+        "unique_id_r",
     )
-    return (
-        best.select("unique_id_l", "unique_id_r", "match_probability")
-        .cast(pl.Schema(out_schema))
-        .sort("unique_id_l")
-    )
+    return best.cast(pl.Schema(out_schema)).sort("unique_id_l")
