@@ -316,11 +316,13 @@ def stage_row_budget() -> int:
     return int(os.environ.get(STAGE_ROW_BUDGET_ENV, STAGE_ROW_BUDGET))
 
 
-def day_chunks(lake: Lake, table: Table, days: list[date], budget: int) -> list[list[date]]:
-    """``days`` in order, cut into runs whose delivered rows (from the ledger) stay within
-    ``budget`` (a day over the budget alone is its own run)."""
+def day_chunks(
+    lake: Lake, table: Table, days: list[date], budget: int, ingested: pl.DataFrame | None = None
+) -> list[list[date]]:
+    """``days`` in order, cut into runs whose delivered rows (from the ledger, or ``ingested``:
+    its :func:`_ingested` rows) stay within ``budget`` (a day over the budget alone is its own run)."""
     per_day = dict(
-        _ingested(lake, table)
+        (_ingested(lake, table) if ingested is None else ingested)
         .group_by("_delivery_date")
         .agg(pl.col("delivered_rows").fill_null(0).sum())
         .iter_rows()
@@ -346,22 +348,27 @@ def stage_partitions(
     Days are staged in passes of at most ``row_budget`` delivered rows (default
     ``$RAINBOW_STAGE_ROW_BUDGET`` or 1,000,000), so a first build over a year of
     telemetry holds a few days at a time, not the year; passes run :func:`rainbow.workers.workers`
-    at a time (their dates' files are disjoint). Each pass reads the ledger
-    and its days' raw parts once; each date's output is written to its own
-    partition and equals what staging that date alone writes (keys are
-    de-duplicated within a date, never across dates).
+    at a time (their dates' files are disjoint). The ledger is read once per call (a year of
+    water readings: 230 passes, 0.05-0.19 s a read), each pass reads its days' raw parts once;
+    each date's output is written to its own partition and equals what staging that date alone
+    writes (keys are de-duplicated within a date, never across dates).
     """
     budget = row_budget if row_budget is not None else stage_row_budget()
+    ingested = _ingested(lake, table)
     reports: list[StageReport] = []
     for chunk_reports in ordered_map(
-        lambda chunk: _stage(lake, table, registry, chunk), day_chunks(lake, table, days, budget)
+        lambda chunk: _stage(lake, table, registry, chunk, ingested),
+        day_chunks(lake, table, days, budget, ingested),
     ):
         reports += chunk_reports
     return reports
 
 
-def _stage(lake: Lake, table: Table, registry: Registry, days: list[date]) -> list[StageReport]:
-    ledger = _ingested(lake, table).filter(pl.col("_delivery_date").is_in(days)).sort("source_file")
+def _stage(
+    lake: Lake, table: Table, registry: Registry, days: list[date], ingested: pl.DataFrame | None = None
+) -> list[StageReport]:
+    ledger = _ingested(lake, table) if ingested is None else ingested
+    ledger = ledger.filter(pl.col("_delivery_date").is_in(days)).sort("source_file")
     dates = ledger.select(pl.col("source_file").alias("_source_file"), "_delivery_date")
     raw = _read_parts(lake, ledger["raw_part"].drop_nulls().to_list(), raw_schema(table))
     broken = _read_parts(lake, ledger["broken_part"].drop_nulls().to_list(), BROKEN_RAW_SCHEMA)
