@@ -171,6 +171,69 @@ def test_when_the_declared_birth_date_or_sex_disagree_with_the_id_then_they_are_
     assert {"ID_BIRTH_MISMATCH", "ID_SEX_MISMATCH"} <= set(staged["_flags"][0])
 
 
+def test_repeated_ids_are_checked_once_per_value_with_the_same_outcome_per_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resident-ID stages run on the distinct IDs when they repeat (a month of meals: 600,000 rows,
+    some 20,000 IDs) and are joined back: every row's value, reasons, flags and derived birth
+    date and sex are those of checking it row by row, in the rows' order; nulls included."""
+    from dataclasses import replace
+
+    forms = [
+        VALID_ID,
+        f"{VALID_ID[:6]}-{VALID_ID[6:]}",
+        f"{VALID_ID[:6]} {VALID_ID[6:]}",
+        "310110450312123",
+        BAD_CHECKSUM_ID,
+        UNKNOWN_AREA_ID,
+        VALID_ID[:17],
+        "not an id",
+        None,
+        _with_check("31011019491209559"),
+    ]
+    ids = [forms[(i * 7) % len(forms)] for i in range(60)]  # every form six times, interleaved
+    sexes = ["男" if i % 3 else "女" for i in range(60)]
+    frame = n.with_clean_texts(
+        pl.DataFrame({"id_number": ids, "sex": sexes}, schema={"id_number": pl.String, "sex": pl.String}),
+        ["id_number", "sex"],
+    )
+    seen: list[int] = []
+    area_batch = n._area_batch
+
+    def counted(s: pl.Series) -> pl.Series:
+        seen.append(s.len())
+        return area_batch(s)
+
+    monkeypatch.setattr(n, "_area_batch", counted)
+    rule = n.resident_id("id_number", None, None)
+    assert rule.per_value == "__clean_id_number"
+
+    def outcome(r: n.Rule) -> pl.DataFrame:
+        staged = n.with_stages(frame, [r])
+        return staged.select(
+            pl.col("id_number"),
+            r.value.alias("value"),
+            *[e.alias(f"reason_{i}") for i, e in enumerate(r.reasons)],
+            *[e.alias(f"flag_{i}") for i, e in enumerate(r.flags)],
+            *[e.alias(k) for k, e in r.extra.items()],
+        )
+
+    per_value = outcome(rule)
+    assert seen == [len(forms)]  # the area codes looked up for the 10 distinct IDs, not 60 rows
+    by_row = outcome(replace(rule, per_value=None))
+    assert seen == [len(forms), 60]
+    assert per_value.equals(by_row)
+    assert per_value["id_number"].to_list() == ids
+    assert per_value.filter(pl.col("value").is_not_null()).height == 6 * 5  # valid, spaced, dashed, 15, 1949
+    assert set(per_value["reason_0"].drop_nulls()) == {"ID_CHECKSUM"}
+    # values that barely repeat stay on the rows (a registry snapshot: one row per elder)
+    distinct = frame.head(len(forms))
+    assert distinct["id_number"].n_unique() == len(forms)
+    seen.clear()
+    n.with_stages(distinct, [rule])
+    assert seen == [len(forms)]
+
+
 @pytest.mark.parametrize(
     ("delivered", "expected"),
     [

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from assets.staging.normalise import Rule, rule_for, with_clean_texts
+from assets.staging.normalise import Rule, rule_for, with_clean_texts, with_stages
 from schemas.contract import Column, Delivery, Table
 from schemas.registry import Registry, load_registry
 
@@ -234,11 +234,7 @@ def _normalise_rows(frame: pl.DataFrame, registry: Registry | None = None) -> pl
     rules: dict[str, Rule] = {
         c.name: rule_for(c, table, registry, pl.lit(None, dtype=pl.Datetime("us"))) for c in table.columns
     }
-    work = with_clean_texts(text, STANDARD_COLUMNS)
-    for i in range(max(len(r.stages) for r in rules.values())):
-        work = work.with_columns(
-            [e.alias(k) for r in rules.values() if i < len(r.stages) for k, e in r.stages[i].items()]
-        )
+    work = with_stages(with_clean_texts(text, STANDARD_COLUMNS), list(rules.values()))
     work = work.with_columns(
         [r.value.alias(f"__typed_{n}") for n, r in rules.items()]
         + [e.alias(k) for r in rules.values() for k, e in r.extra.items()]

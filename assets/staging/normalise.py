@@ -86,6 +86,9 @@ class Rule:
 
     ``stages`` are helper columns computed before ``value`` (in order), so that
     large expressions are evaluated once instead of being inlined many times.
+    ``per_value``: the one column the stages read (a cleaned text, ``__clean_<col>``), when
+    they read nothing else; they are then computed once per distinct value of it and joined
+    back (:func:`with_stages`).
     """
 
     value: pl.Expr
@@ -93,6 +96,37 @@ class Rule:
     flags: list[pl.Expr] = field(default_factory=list)
     extra: dict[str, pl.Expr] = field(default_factory=dict)  # derived columns
     stages: list[dict[str, pl.Expr]] = field(default_factory=list)
+    per_value: str | None = None
+
+
+def _staged(frame: pl.DataFrame, stages: list[list[dict[str, pl.Expr]]]) -> pl.DataFrame:
+    """``frame`` with the stage columns: the i-th stage of every list in one ``with_columns``."""
+    for i in range(max((len(s) for s in stages), default=0)):
+        frame = frame.with_columns([e.alias(k) for s in stages if i < len(s) for k, e in s[i].items()])
+    return frame
+
+
+def with_stages(frame: pl.DataFrame, rules: Sequence[Rule]) -> pl.DataFrame:
+    """``frame`` (with its cleaned texts) plus every rule's stage columns, rows in order.
+
+    The stages of a ``per_value`` rule are computed on the distinct values of its column and
+    joined back (null as a value of its own) when the values repeat (fewer distinct values
+    than half the rows): a month of district meal transactions holds 600,000 resident IDs of
+    some 20,000 elders, and the ID checks (two MOD 11-2 sums of 17 digits, a date, the area
+    codes) were half of staging them (stage_frame 2.3 -> 1.3 s; a registry snapshot, one row
+    per elder, stays on the rows: the join made it 5% slower)."""
+    by_row: list[list[dict[str, pl.Expr]]] = []
+    for rule in rules:
+        if rule.per_value is None:
+            by_row.append(rule.stages)
+            continue
+        values = frame.select(rule.per_value).unique()
+        if values.height * 2 > frame.height:
+            by_row.append(rule.stages)
+            continue
+        values = _staged(values, [rule.stages])
+        frame = frame.join(values, on=rule.per_value, how="left", nulls_equal=True, maintain_order="left")
+    return _staged(frame, by_row)
 
 
 def _when(cond: pl.Expr, code: str) -> pl.Expr:
@@ -211,6 +245,7 @@ def resident_id(col: str, birth_col: str | None, sex_col: str | None) -> Rule:
         flags=flags,
         extra=extra,
         stages=stages,
+        per_value=f"__clean_{col}",
     )
 
 

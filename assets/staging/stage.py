@@ -24,7 +24,15 @@ from assets.ingest.ledger import read_ledger
 from assets.ingest.raw import BROKEN_RAW_SCHEMA, LINEAGE_SCHEMA, raw_schema
 from assets.ingest.readers import RAW_TEXT
 from assets.ingest.views import empty_select, ensure_views, parquet_select
-from assets.staging.normalise import BROKEN_LINE, DUPLICATE_KEY, RAW_TYPES, Rule, rule_for, with_clean_texts
+from assets.staging.normalise import (
+    BROKEN_LINE,
+    DUPLICATE_KEY,
+    RAW_TYPES,
+    Rule,
+    rule_for,
+    with_clean_texts,
+    with_stages,
+)
 from rainbow.filefacts import cached_facts
 from rainbow.io import atomic_path
 from rainbow.parquet import file_metadata, glob_files, read_frame, write_frame
@@ -122,12 +130,9 @@ def stage_frame(
     """
     delivery_end = (pl.col("_delivery_date") + pl.duration(days=1)).cast(pl.Datetime("us"))
     rules: dict[str, Rule] = {c.name: rule_for(c, table, registry, delivery_end) for c in table.columns}
-    staged_input = with_clean_texts(_in_file_order(raw), [c.name for c in table.columns])
-    depth = max((len(r.stages) for r in rules.values()), default=0)
-    for i in range(depth):
-        staged_input = staged_input.with_columns(
-            [e.alias(k) for r in rules.values() if i < len(r.stages) for k, e in r.stages[i].items()]
-        )
+    staged_input = with_stages(
+        with_clean_texts(_in_file_order(raw), [c.name for c in table.columns]), list(rules.values())
+    )
     typed = staged_input.with_columns(
         [r.value.alias(f"__typed_{name}") for name, r in rules.items()]
         + [e.alias(k) for r in rules.values() for k, e in r.extra.items()]
