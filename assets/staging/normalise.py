@@ -139,14 +139,25 @@ def with_clean_texts(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFram
 
     NFKC is applied only to the values with a character beyond ASCII (more bytes than
     characters): ASCII is NFKC-stable, and a district day's water readings are all ASCII but
-    for the odd full-width digit, so normalising every value was half of staging them."""
+    for the odd full-width digit, so normalising every value was half of staging them. Where
+    a few spellings repeat (at most one in 64 values distinct: meal points, meal types, payment
+    methods), each is normalised once and mapped back (a month of meals, those three columns
+    0.38 -> 0.18 s; its 33,000 names of 600,000 rows were slower mapped: 0.09 -> 0.13 s)."""
     cleaned = []
     for col in columns:
         text = frame[col]
         wide = (text.str.len_bytes() != text.str.len_chars()).fill_null(False)
         if wide.any():
             at = wide.arg_true()
-            text = text.scatter(at, text.gather(at).str.normalize("NFKC"))
+            values = text.gather(at)
+            distinct = values.unique()
+            if distinct.len() * 64 <= values.len():  # a few spellings: each normalised once
+                values = values.replace_strict(
+                    distinct, distinct.str.normalize("NFKC"), return_dtype=pl.String()
+                )
+            else:
+                values = values.str.normalize("NFKC")
+            text = text.scatter(at, values)
         stripped = text.str.strip_chars()
         cleaned.append(
             pl.select(pl.when(stripped == "").then(None).otherwise(stripped))
