@@ -179,7 +179,7 @@ def test_repeated_ids_are_checked_once_per_value_with_the_same_outcome_per_row(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Resident-ID stages run on the distinct IDs when they repeat (a month of meals: 600,000 rows,
-    some 20,000 IDs) and are joined back: every row's value, reasons, flags and derived birth
+    49,000 distinct IDs) and are joined back: every row's value, reasons, flags and derived birth
     date and sex are those of checking it row by row, in the rows' order; nulls included."""
     from dataclasses import replace
 
