@@ -42,12 +42,11 @@ def best_per_group(frame: pl.DataFrame, groups: list[str], weight: str, tie: str
     ``groups`` ascending (a null or NaN weight, or a null tie, last).
 
     What ``sort(weight desc, tie) .group_by(groups, maintain_order=True).first()`` gives, without
-    sorting every row: when the weights are few distinct values (match weights are sums of
-    per-comparison levels) and ``tie`` a non-negative integer (:func:`rank_packing`), each row's
-    rank among the distinct weights and its ``tie`` are packed in one int64 whose minimum per
-    group is the best row, and only the groups' best rows are sorted (the year's MEI, 14.8 M
-    candidate pairs of weak profiles: 4.0 -> 2.2 s, ``/work/benchlogs/spp_alt.py``). Otherwise,
-    the sort."""
+    sorting every row: when a row's rank among the distinct weights and its ``tie`` (a
+    non-negative integer) fit one int64 together (:func:`rank_packing`), they are packed so that
+    the minimum per group is the best row, and only the groups' best rows are sorted (the year's
+    MEI: 14.8 M candidate pairs of weak profiles, whose match weights, sums of per-comparison
+    levels, take 1,922 values: 4.0 -> 2.2 s, ``/work/benchlogs/spp_alt.py``). Otherwise, the sort."""
     packing = rank_packing(frame, weight, tie)
     if packing is None:
         by_weight = pl.col(weight).fill_nan(None) if frame[weight].dtype.is_float() else pl.col(weight)
