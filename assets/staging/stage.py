@@ -354,7 +354,7 @@ def stage_partitions(
     ``$RAINBOW_STAGE_ROW_BUDGET`` or 1,000,000), so a first build over a year of
     telemetry holds a few days at a time, not the year; passes run :func:`rainbow.workers.workers`
     at a time (their dates' files are disjoint). The ledger is read once per call (a year of
-    water readings: 230 passes, 0.05-0.19 s a read), each pass reads its days' raw parts once;
+    water readings: 364 passes of a day each, 0.05-0.19 s a read), each pass reads its days' raw parts once;
     each date's output is written to its own partition and equals what staging that date alone
     writes (keys are de-duplicated within a date, never across dates).
     """
